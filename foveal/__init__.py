@@ -1,0 +1,11 @@
+"""foveal: train, evaluate, inspect and deploy vision models, on a laptop CPU or a GPU."""
+
+from .api import TaskAPI, config, info, predict, run, train, val
+from .errors import FovealError
+from .registry import create_model, list_models
+
+__version__ = "0.1.0"
+classify = TaskAPI("classify")
+
+__all__ = ["train", "val", "predict", "info", "run", "config", "create_model", "list_models",
+           "classify", "FovealError", "__version__"]

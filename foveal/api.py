@@ -1,0 +1,75 @@
+"""The Python API: the same task, mode and key names as the command line.
+
+    import foveal
+    result = foveal.train("classify", data="digits", model="simple_cnn", epochs=5)
+    foveal.val("classify", weights=result.best)
+    foveal.classify.predict(weights=result.best, source="img.png")
+"""
+
+import importlib
+
+from .config import build_config
+from .engine.trainer import RunResult, fit
+from .errors import FovealError, did_you_mean
+
+TASKS = {"classify": "foveal.tasks.classify"}
+MODES = ("train", "val", "predict", "info")
+
+
+def task_module(task: str):
+    if task not in TASKS:
+        raise FovealError(f"unknown task '{task}'{did_you_mean(task, TASKS)}; tasks: {', '.join(TASKS)}")
+    return importlib.import_module(TASKS[task])
+
+
+def task_class(task: str):
+    module = task_module(task)
+    return next(v for v in vars(module).values()
+                if isinstance(v, type) and getattr(v, "name", None) == task and hasattr(v, "fitness"))
+
+
+def config(task: str, **overrides):
+    """The task's validated config with `overrides` (key=value pairs, and/or cfg='file.yaml')."""
+    return build_config(task_class(task).Config, overrides)
+
+
+def train(task: str, **overrides) -> RunResult:
+    return fit(task_class(task), config(task, **overrides))
+
+
+def val(task: str, **overrides):
+    return task_module(task).val(config(task, **overrides))
+
+
+def predict(task: str, **overrides):
+    return task_module(task).predict(config(task, **overrides))
+
+
+def info(task: str, **overrides):
+    return task_module(task).info(config(task, **overrides))
+
+
+def run(task: str, mode: str, **overrides):
+    """Dispatch `foveal TASK MODE key=value ...`."""
+    if mode not in MODES:
+        raise FovealError(f"unknown mode '{mode}'{did_you_mean(mode, MODES)}; modes: {', '.join(MODES)}")
+    return {"train": train, "val": val, "predict": predict, "info": info}[mode](task, **overrides)
+
+
+class TaskAPI:
+    """foveal.classify.train(...) == foveal.train("classify", ...)."""
+
+    def __init__(self, task: str):
+        self.task = task
+
+    def train(self, **overrides) -> RunResult:
+        return train(self.task, **overrides)
+
+    def val(self, **overrides):
+        return val(self.task, **overrides)
+
+    def predict(self, **overrides):
+        return predict(self.task, **overrides)
+
+    def info(self, **overrides):
+        return info(self.task, **overrides)

@@ -1,0 +1,99 @@
+"""Weights as safetensors with JSON metadata, and the resume state, both written atomically.
+
+`*.safetensors` holds only tensors plus a JSON string under the key "foveal" (architecture,
+classes, image size, normalisation, config, epoch, metric): portable, and never unpickled.
+`train_state.pt` holds what resume needs (optimizer, scheduler, EMA, history, RNG); it is read
+with `torch.load(weights_only=True)`, which refuses anything but tensors and plain containers.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..errors import FovealError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: Path, write):
+    """Call write(tmp_path), then rename over `path`, so a kill never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _plain_tensors(state: dict) -> dict:
+    """Contiguous CPU tensors; a tensor sharing memory with an earlier one is cloned (safetensors refuses aliasing)."""
+    seen, out = set(), {}
+    for key, value in state.items():
+        t = value.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        if ptr in seen:
+            t = t.clone()
+        seen.add(ptr)
+        out[key] = t
+    return out
+
+
+def save_weights(path: Path, state_dict: dict, meta: dict):
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    tensors = _plain_tensors(state_dict)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"foveal": json.dumps(meta)}))
+
+
+def read_weights_meta(path: Path) -> dict:
+    """The JSON metadata of a foveal .safetensors file ({} for a plain safetensors file)."""
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("foveal")
+    return json.loads(raw) if raw else {}
+
+
+def load_weights(path) -> tuple[dict, dict]:
+    """(state_dict, metadata) from a .safetensors file, or from a .pth/.pt state dict (weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FovealError(f"weights: no such file: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path)), read_weights_meta(path)
+        except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+            raise FovealError(f"{path}: not a valid safetensors file ({e})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise FovealError(f"{path}: cannot be read as a weights-only PyTorch state dict "
+                          f"({str(e).splitlines()[0]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FovealError(f"{path}: expected a state dict of tensors")
+    return state, {}
+
+
+def save_train_state(path: Path, state: dict):
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_train_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise FovealError(f"{path}: cannot read the resume state ({str(e).splitlines()[0]})") from None
+
+
+def load_state(model: torch.nn.Module, state: dict, strict: bool = True):
+    """model.load_state_dict(state), giving the state the per-module versions a safetensors file drops.
+
+    Some modules (torchvision's MNASNet) refuse a state dict without them.
+    """
+    if getattr(state, "_metadata", None) is None:
+        from collections import OrderedDict
+
+        state = OrderedDict(state)
+        state._metadata = model.state_dict()._metadata
+    return model.load_state_dict(state, strict=strict)

@@ -1,0 +1,34 @@
+"""Continue a run from its train_state.pt: the saved config, with only a few keys open to change."""
+
+import dataclasses
+from pathlib import Path
+
+from ..errors import FovealError
+from .checkpoint import load_train_state
+
+# What may differ when resuming: more epochs, and how/where to run. Anything else would make the
+# continued run a different experiment from the one its first epochs belong to.
+RESUME_CHANGES = ("epochs", "patience", "device", "workers", "threads", "verbose", "save_period")
+
+
+def prepare_resume(cfg):
+    """(config to continue with, saved train state) for `cfg.resume`."""
+    path = Path(cfg.resume)
+    state_file = path / "train_state.pt" if path.is_dir() else path
+    if not state_file.is_file():
+        raise FovealError(f"resume: no train_state.pt in {path} (it is written after each epoch)")
+    state = load_train_state(state_file)
+    saved = type(cfg)(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(cfg)}})
+    defaults = type(cfg)()
+    changed = [f.name for f in dataclasses.fields(cfg)
+               if getattr(cfg, f.name) != getattr(defaults, f.name) and f.name not in ("resume",)]
+    refused = [k for k in changed if k not in RESUME_CHANGES and getattr(cfg, k) != getattr(saved, k)]
+    if refused:
+        raise FovealError(f"resume: cannot change {', '.join(refused)} of a run; only "
+                          f"{', '.join(RESUME_CHANGES)} may differ")
+    merged = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed if k in RESUME_CHANGES},
+                                 resume=str(state_file.parent))
+    if state["epoch"] >= merged.epochs:
+        raise FovealError(f"resume: {state_file.parent} already finished {state['epoch']} epochs; "
+                          f"pass epochs=N with N > {state['epoch']} to train longer")
+    return merged, state

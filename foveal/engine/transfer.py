@@ -1,0 +1,83 @@
+"""Transfer learning: load weights from a local file into a model, find its head, freeze the rest."""
+
+import warnings
+
+from torch import nn
+
+from ..errors import FovealError
+from .checkpoint import load_state, load_weights
+
+
+def head_prefixes(model: nn.Module, num_classes: int) -> list[str]:
+    """Name of the classifier head: the last layer with weights whose output size is num_classes."""
+    last = None
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and weight is not None and weight.shape[0] == num_classes:
+            last = name
+    return [last + "."] if last else []
+
+
+def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -> str:
+    """Copy the matching tensors of `path` into `model`; the head is skipped when its shape differs.
+
+    Raises when too little matches (weights of another architecture). Returns a one-line summary.
+    """
+    state, meta = load_weights(path)
+    if meta.get("model") and meta["model"] != model_name:
+        raise FovealError(f"pretrained: {path} holds weights for '{meta['model']}', not '{model_name}'")
+    own = model.state_dict()
+    matched, skipped_head, mismatched = {}, [], []
+    for key, value in state.items():
+        if key not in own:
+            continue
+        if own[key].shape == value.shape:
+            matched[key] = value
+        elif any(key.startswith(p) for p in skip_prefixes):
+            skipped_head.append(key)
+        else:
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+    body = [k for k in own if not any(k.startswith(p) for p in skip_prefixes)]
+    found = sum(k in matched for k in body)
+    if mismatched or found < 0.5 * len(body):
+        detail = f"; first mismatch: {mismatched[0]}" if mismatched else ""
+        raise FovealError(f"pretrained: {path} does not fit '{model_name}': {found} of {len(body)} "
+                          f"tensors match{detail}")
+    load_state(model, matched, strict=False)
+    note = f"loaded {len(matched)}/{len(own)} tensors from {path}"
+    if skipped_head:
+        note += f" (head re-initialised for the new classes: {', '.join(sorted(set(k.rsplit('.', 1)[0] for k in skipped_head)))})"
+    if found < len(body):
+        warnings.warn(f"pretrained: {len(body) - found} backbone tensors were not in {path}")
+    return note
+
+
+def freeze(model: nn.Module, spec: str, head: list[str]) -> int:
+    """Freeze 'backbone' (all but the head) or the first N top-level children; returns the count frozen."""
+    if not spec:
+        return 0
+    if spec == "backbone":
+        if not head:
+            raise FovealError("freeze: cannot tell this model's head apart; use freeze=N (first N blocks)")
+        names = [n for n, _ in model.named_parameters() if not any(n.startswith(h) for h in head)]
+    elif spec.isdigit():
+        children = [n for n, _ in model.named_children()]
+        chosen = tuple(f"{n}." for n in children[: int(spec)])
+        names = [n for n, _ in model.named_parameters() if n.startswith(chosen)]
+    else:
+        raise FovealError(f"freeze: expected 'backbone' or a number of blocks, got '{spec}'")
+    params = dict(model.named_parameters())
+    for n in names:
+        params[n].requires_grad_(False)
+    return len(names)
+
+
+def unfreeze(model: nn.Module):
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    return total, sum(p.numel() for p in model.parameters() if p.requires_grad)
+

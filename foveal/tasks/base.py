@@ -1,0 +1,80 @@
+"""What a task (classify, detect, segment, ...) gives the shared engine.
+
+The engine owns the loop, the optimizer, checkpoints, resume, devices and processes; a task
+owns its data, models, loss, metrics and report, through the methods below.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import TrainConfig
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]  # flat numbers: go into metrics.csv and the console
+    details: dict = field(default_factory=dict)  # anything else for the report (confusion matrix, ...)
+
+
+class Evaluator:
+    """Accumulates model outputs over a split; `compute` turns them into an EvalResult."""
+
+    def update(self, outputs, batch):
+        raise NotImplementedError
+
+    def compute(self) -> EvalResult:
+        raise NotImplementedError
+
+
+class Task:
+    name = ""
+    Config = TrainConfig
+    fitness = ""  # the val metric to maximise: picks best.safetensors and drives early stopping
+    curve_groups: list[tuple[str, list[str]]] = []  # report plots of metrics.csv columns
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    # data and model
+    def setup(self, data_meta: dict | None = None):
+        """Load the data (with the classes of `data_meta` when evaluating trained weights)."""
+        raise NotImplementedError
+
+    def dataset(self, split: str, train: bool) -> Dataset:
+        raise NotImplementedError
+
+    def collate(self, samples):
+        return torch.utils.data.default_collate(samples)
+
+    def in_memory(self) -> bool:
+        """True when the data is already decoded in RAM: worker processes would only add overhead."""
+        return False
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def head(self, model: nn.Module) -> list[str]:
+        """Parameter-name prefixes of the part that depends on the classes (for freeze and backbone_lr)."""
+        return []
+
+    def weights_meta(self) -> dict:
+        """What the weights file must record to rebuild the model and its input (architecture, classes, ...)."""
+        raise NotImplementedError
+
+    # one step, one evaluation
+    def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def forward_eval(self, model: nn.Module, batch):
+        raise NotImplementedError
+
+    def new_evaluator(self) -> Evaluator:
+        raise NotImplementedError
+
+    # output
+    def write_report(self, run_dir: Path, history: list[dict], result: EvalResult, model: nn.Module):
+        raise NotImplementedError
