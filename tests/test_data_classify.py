@@ -1,0 +1,101 @@
+"""Classification data sources and the errors a user gets for bad ones."""
+
+import warnings
+
+import pytest
+import torch
+
+from foveal.data.classify import load_classify_data
+from foveal.errors import FovealError
+
+from .conftest import write_colour_images
+
+
+def test_digits_split_is_fixed_and_stratified():
+    data = load_classify_data("digits")
+    assert data.classes == [str(i) for i in range(10)]
+    train, val = data.splits["train"], data.splits["val"]
+    assert (len(train), len(val)) == (1437, 360)
+    assert train.load(0).shape == (3, 32, 32) and train.load(0).dtype == torch.uint8
+    assert sorted(set(val.labels)) == list(range(10))
+    assert load_classify_data("digits").splits["val"].labels == val.labels
+    assert data.flip_changes_class
+
+
+def test_shapes_are_embedded_and_deterministic():
+    a, b = load_classify_data("shapes"), load_classify_data("shapes")
+    assert len(a.classes) >= 5 and set(a.splits) == {"train", "val", "test"}
+    assert torch.equal(a.splits["val"].images, b.splits["val"].images)
+
+
+def test_folder_with_train_and_val(colour_folder):
+    data = load_classify_data(str(colour_folder))
+    assert data.classes == ["blue", "green", "red"]
+    assert (len(data.splits["train"]), len(data.splits["val"])) == (36, 12)
+    image = data.splits["val"].load(0)
+    assert image.shape == (3, 24, 24)
+
+
+def test_flat_class_folders_are_split(tmp_path):
+    write_colour_images(tmp_path, 10)
+    data = load_classify_data(str(tmp_path), val_fraction=0.2)
+    assert (len(data.splits["train"]), len(data.splits["val"])) == (24, 6)
+
+
+def test_csv_paths_relative_to_the_csv(tmp_path, colour_folder):
+    rows = ["path,label,split"]
+    for split in ("train", "val"):
+        for p in sorted((colour_folder / split).rglob("*.png")):
+            rows.append(f"{p.relative_to(colour_folder)},{p.parent.name},{split}")
+    (colour_folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    data = load_classify_data(str(colour_folder / "labels.csv"))
+    assert data.classes == ["blue", "green", "red"] and len(data.splits["val"]) == 12
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda root: None, "no such file or folder"),
+    (lambda root: (root / "a").mkdir(parents=True) or write_colour_images(root, 2, classes={"b": (1, 2, 3)}),
+     "class folder has no images"),
+    (lambda root: write_colour_images(root, 3, classes={"only": (1, 2, 3)}), "found 1 class"),
+])
+def test_bad_folders(tmp_path, setup, message):
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(FovealError, match=message):
+        load_classify_data(str(root))
+
+
+def test_csv_errors_name_the_line(tmp_path, colour_folder):
+    bad = colour_folder / "bad.csv"
+    bad.write_text("train/red/0.png,red\ntrain/red/1.png\n")
+    with pytest.raises(FovealError, match=r"bad.csv:2: expected 'path,label'"):
+        load_classify_data(str(bad))
+    bad.write_text("train/red/0.png,red\ntrain/red/missing.png,red\n")
+    with pytest.raises(FovealError, match=r"bad.csv:2: no such image: train/red/missing.png"):
+        load_classify_data(str(bad))
+
+
+def test_corrupt_image_is_skipped_with_a_warning_or_refused_when_strict(colour_folder):
+    corrupt = colour_folder / "train" / "red" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.warns(UserWarning, match="skipping 1 unreadable image.*corrupt.png"):
+        data = load_classify_data(str(colour_folder))
+    assert len(data.splits["train"]) == 36
+    with pytest.raises(FovealError, match="corrupt.png: not a readable image"):
+        load_classify_data(str(colour_folder), strict=True)
+
+
+def test_val_class_missing_from_train(colour_folder):
+    write_colour_images(colour_folder / "val", 2, classes={"purple": (128, 0, 128)})
+    with pytest.raises(FovealError, match="purple are not in"):
+        load_classify_data(str(colour_folder))
+
+
+def test_unreadable_file_at_load_time_is_replaced_not_fatal(colour_folder):
+    data = load_classify_data(str(colour_folder))
+    source = data.splits["train"]
+    source.paths[0].write_bytes(b"garbage")  # broken after the scan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = source.load(0)
+    assert image.shape == (3, 24, 24) and "skipping unreadable image" in str(caught[0].message)
