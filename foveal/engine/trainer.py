@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..config import config_dict, save_config
 from . import distributed
-from .checkpoint import save_train_state, save_weights
+from .checkpoint import load_state, load_weights, save_train_state, save_weights
 from .device import autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
 from .optim import build_optimizer, build_scheduler
 from .resume import prepare_resume
@@ -197,6 +197,8 @@ def fit(task_class, cfg, log=print) -> RunResult:
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.freeze and cfg.unfreeze_epoch and epoch == cfg.unfreeze_epoch:
             unfreeze(model)
+            if dist_info.enabled:  # DDP only syncs the parameters that needed gradients when wrapped
+                train_model = DistributedDataParallel(model)
             log(f"epoch {epoch + 1}: unfreezing all layers")
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
@@ -252,8 +254,6 @@ def fit(task_class, cfg, log=print) -> RunResult:
 
 def finish(task, run_dir: Path, history: list[dict], device, val_loader, amp_dtype, log) -> RunResult:
     """Score best.safetensors on val again and write the report."""
-    from .checkpoint import load_state, load_weights
-
     state, meta = load_weights(run_dir / "best.safetensors")
     model = task.build_model()
     load_state(model, state)

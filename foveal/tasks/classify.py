@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
-from ..data.classify import ClassifyData, LabelledImages, Transformed, load_classify_data
+from ..data.classify import EMBEDDED, ClassifyData, LabelledImages, Transformed, load_classify_data
 from ..data.images import read_image, resolve_source
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
 from ..engine.checkpoint import load_state, load_weights
@@ -77,7 +77,7 @@ class ClassifyTask(Task):
     def weights_meta(self) -> dict:
         return {"task": "classify", "model": self.cfg.model, "classes": self.classes, "imgsz": self.imgsz,
                 "model_kwargs": {"num_classes": len(self.classes), "imgsz": self.imgsz},
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "data": self.cfg.data}
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "data": data_reference(self.cfg.data)}
 
     def loss(self, model, batch):
         images, targets = batch
@@ -99,6 +99,11 @@ class ClassifyTask(Task):
     def write_report(self, run_dir, history, result, model):
         write_classify_report(run_dir, f"classify {self.cfg.model} on {self.cfg.data}", history,
                               result, self.classes, self.data.splits["val"], self.curve_groups)
+
+
+def data_reference(data: str) -> str:
+    """The data as `val` can find it again from any folder: embedded names as they are, paths absolute."""
+    return data if data in EMBEDDED else str(Path(data).resolve())
 
 
 class ClassifyEvaluator(Evaluator):
