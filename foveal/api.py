@@ -12,8 +12,8 @@ from .config import build_config
 from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
 
-TASKS = {"classify": "foveal.tasks.classify"}
-MODES = ("train", "val", "predict", "info")
+TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect"}
+MODES = ("train", "val", "predict", "info")  # every task has these; a task module may add more (MODES)
 
 
 def task_module(task: str):
@@ -51,9 +51,12 @@ def info(task: str, **overrides):
 
 def run(task: str, mode: str, **overrides):
     """Dispatch `foveal TASK MODE key=value ...`."""
-    if mode not in MODES:
-        raise FovealError(f"unknown mode '{mode}'{did_you_mean(mode, MODES)}; modes: {', '.join(MODES)}")
-    return {"train": train, "val": val, "predict": predict, "info": info}[mode](task, **overrides)
+    modes = task_module(task).MODES
+    if mode not in modes:
+        raise FovealError(f"unknown mode '{mode}'{did_you_mean(mode, modes)}; modes of {task}: {', '.join(modes)}")
+    if mode == "train":
+        return train(task, **overrides)
+    return getattr(task_module(task), mode)(config(task, **overrides))
 
 
 class TaskAPI:
@@ -73,3 +76,8 @@ class TaskAPI:
 
     def info(self, **overrides):
         return info(self.task, **overrides)
+
+    def __getattr__(self, mode: str):  # task-specific modes, e.g. foveal.detect.convert(src=..., dst=...)
+        if mode.startswith("_"):
+            raise AttributeError(mode)
+        return lambda **overrides: run(self.task, mode, **overrides)

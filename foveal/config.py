@@ -70,6 +70,7 @@ class TrainConfig:
     weights: str = opt("", "trained weights (.safetensors) for val and predict")
     source: str = opt("", "predict: an image, a folder or a glob")
     split: str = opt("val", "val: which split to evaluate", ("train", "val", "test"))
+    num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)")
     verbose: bool = opt(True, "print progress and results")
     cfg: str = opt("", "YAML file with any of these keys; key=value arguments override it")
 

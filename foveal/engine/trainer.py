@@ -200,6 +200,7 @@ def fit(task_class, cfg, log=print) -> RunResult:
             if dist_info.enabled:  # DDP only syncs the parameters that needed gradients when wrapped
                 train_model = DistributedDataParallel(model)
             log(f"epoch {epoch + 1}: unfreezing all layers")
+        task.on_epoch_start(epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
         if isinstance(train_loader.sampler, DistributedSampler):

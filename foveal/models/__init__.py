@@ -1,3 +1,4 @@
 """Importing this package registers every model (see foveal/registry.py)."""
 
 from .classify import small, torchvision_zoo  # noqa: F401
+from .detect import torchvision_zoo as detect_torchvision_zoo  # noqa: F401

@@ -147,3 +147,22 @@ def plot_bars(values: dict[str, float], title: str) -> bytes:
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return _png_bytes(fig)
+
+
+def plot_pr_curves(recall: np.ndarray, precision: dict[str, np.ndarray], title: str = "precision-recall") -> bytes:
+    """One precision-recall curve per class (precision sampled at `recall`), plus their mean in bold.
+
+    Classes with no data (COCO marks them with -1) are left out.
+    """
+    curves = {name: p for name, p in precision.items() if np.all(p >= 0)}
+    if not curves:
+        return _message_png("no precision-recall data")
+    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for name, p in curves.items():
+        ax.plot(recall, p, linewidth=1, alpha=0.7, label=name if len(curves) <= 15 else None)
+    ax.plot(recall, np.mean(list(curves.values()), axis=0), color="black", linewidth=2.5, label="mean")
+    ax.set(title=title, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
+    return _png_bytes(fig)

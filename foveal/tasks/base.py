@@ -54,6 +54,9 @@ class Task:
         """True when the data is already decoded in RAM: worker processes would only add overhead."""
         return False
 
+    def on_epoch_start(self, epoch: int):
+        """Called before each training epoch (0-based), e.g. to turn an augmentation off late."""
+
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 

@@ -33,7 +33,9 @@ class ClassifyConfig(TrainConfig):
     auto_augment: str = opt("", "automatic augmentation policy", ("", *AUTO_AUGMENT))
     erasing: float = opt(0.0, "random-erasing probability")
     topk: int = opt(5, "predict: how many classes to show per image")
-    num_classes: int = opt(0, "info: head size when neither weights nor data say (0: 1000 as ImageNet)")
+
+
+MODES = ("train", "val", "predict", "info")
 
 
 class ClassifyTask(Task):

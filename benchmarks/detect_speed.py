@@ -1,0 +1,88 @@
+"""Detection speed on the CPU: inference latency (batch 1) and training images per second.
+
+For each model, at the same input size, on foveal's synthetic scenes:
+
+  latency      median seconds per image of model(image) in eval mode, post-processing (confidence
+               threshold 0.25, NMS) included, batch 1, `--threads` torch threads, channels_last
+  frames/s     1 / latency
+  train img/s  images per second of forward + loss + backward + AdamW step, batch `--batch`
+
+Goal in the README: yolo_n at 320 px runs in real time on 2 CPU cores (>= 25 frames/s).
+Run by hand, never in CI:
+
+    .venv/bin/python benchmarks/detect_speed.py
+    .venv/bin/python benchmarks/detect_speed.py --models yolo_n yolo_s --imgsz 320 --threads 2
+"""
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import foveal
+from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
+
+
+def scene_batch(scenes, imgsz):
+    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float().div(255)
+    targets = [{"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)} for s in scenes]
+    return images.contiguous(memory_format=torch.channels_last), targets
+
+
+def latency(model, image, repeats: int) -> float:
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            started = time.perf_counter()
+            model(image)
+            if i >= 3:  # warm-up
+                times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def train_rate(model, images, targets, steps: int) -> float:
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rates = []
+    for i in range(steps + 1):
+        started = time.perf_counter()
+        loss = sum(model(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i >= 1:
+            rates.append(len(images) / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["yolo_n", "fasterrcnn_mobilenet_v3_large_fpn"])
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    scenes = make_scene_set(args.batch, args.imgsz, seed=0, min_objects=1)
+    images, targets = scene_batch(scenes, args.imgsz)
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+          f"input {args.imgsz}x{args.imgsz}")
+    print(f"{'model':<36} {'latency ms':>10} {'frames/s':>9} {'train img/s':>12}")
+    for name in args.models:
+        model = foveal.create_model(name, num_classes=len(SHAPE_CLASSES), imgsz=args.imgsz, conf=0.25)
+        model.to(memory_format=torch.channels_last)
+        seconds = latency(model, images[:1], args.repeats)
+        rate = train_rate(model, images, targets, args.train_steps)
+        print(f"{name:<36} {seconds * 1000:>10.1f} {1 / seconds:>9.1f} {rate:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The detection Dataset: letterboxed (and in training, augmented) images with their boxes."""
+
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import FovealError
+from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, mosaic, random_affine
+from .detection import DetectionData, ImageAnnotations
+
+
+@dataclass
+class Augment:
+    mosaic: float = 1.0  # probability of a 4-image mosaic
+    scale: float = 0.5  # random scale 1 +- scale
+    translate: float = 0.1  # random shift, fraction of the image size
+    degrees: float = 0.0
+    hflip: float = 0.5
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+
+
+def read_rgb(item: ImageAnnotations) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of one annotated image."""
+    if item.pixels is not None:
+        return item.pixels
+    image = cv2.imread(item.image, cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"cannot decode {item.image}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class DetectionDataset(Dataset):
+    """Sample i: (uint8 (3, S, S) image, target dict). The target holds `boxes` (N, 4) xyxy and
+    `labels` (N,) in the letterboxed frame, plus `index`, `scale` and `pad` to map predictions back
+    to the original image (p_original = (p - pad) / scale)."""
+
+    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None,
+                 strict: bool = False):
+        self.items, self.imgsz, self.augment, self.strict = items, imgsz, augment, strict
+        self.mosaic_enabled = True  # switched off for the last epochs (close_mosaic)
+
+    def __len__(self):
+        return len(self.items)
+
+    def load(self, i: int):
+        """(image, boxes, labels) of item i, crowd boxes left out; an unreadable file is replaced."""
+        item = self.items[i]
+        try:
+            image = read_rgb(item)
+        except OSError as e:
+            if self.strict:
+                raise FovealError(f"{item.image}: not a readable image ({e})") from None
+            warnings.warn(f"skipping unreadable image {item.image}")
+            return self.load((i + 1) % len(self))
+        keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
+        return image, item.boxes[keep].astype(np.float32), item.labels[keep]
+
+    def __getitem__(self, i: int):
+        size, aug = self.imgsz, self.augment
+        scale, pad = 1.0, (0, 0)
+        if aug is None:
+            image, boxes, labels = self.load(i)
+            image, scale, pad = letterbox(image, size)
+            boxes = boxes * scale + np.array([*pad, *pad], np.float32)
+        else:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's seeding
+            if self.mosaic_enabled and rng.random() < aug.mosaic:
+                picks = [i, *rng.integers(0, len(self), 3)]
+                image, boxes, labels = mosaic([self.load(int(k)) for k in picks], size, rng)
+            else:
+                image, boxes, labels = self.load(i)
+            image, boxes, labels = random_affine(image, boxes, labels, size, rng, aug.scale, aug.translate,
+                                                 aug.degrees)
+            image = hsv_jitter(image, rng, aug.hsv_h, aug.hsv_s, aug.hsv_v)
+            if rng.random() < aug.hflip:
+                image, boxes = horizontal_flip(image, boxes)
+        target = {"boxes": torch.from_numpy(np.ascontiguousarray(boxes, np.float32)).reshape(-1, 4),
+                  "labels": torch.from_numpy(np.asarray(labels, np.int64)).reshape(-1),
+                  "index": i, "scale": scale, "pad": torch.tensor(pad, dtype=torch.float32)}
+        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
+
+
+def collate(samples):
+    """(uint8 (B, 3, S, S) images, list of B target dicts)."""
+    images, targets = zip(*samples)
+    return torch.stack(images), list(targets)
+
+
+def shapes_detection_data(imgsz: int = 320, n_train: int = 600, n_val: int = 120) -> DetectionData:
+    """foveal's synthetic scenes, generated the same way every time, with exact boxes and masks."""
+    from .synthetic import SHAPE_CLASSES, make_scene_set
+
+    def split(n, seed):
+        return [ImageAnnotations("", imgsz, imgsz, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image, s.masks)
+                for s in make_scene_set(n, imgsz, seed)]
+
+    return DetectionData(list(SHAPE_CLASSES), {"train": split(n_train, 11), "val": split(n_val, 12),
+                                                "test": split(n_val, 13)})

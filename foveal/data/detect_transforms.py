@@ -1,0 +1,109 @@
+"""Detection augmentation where boxes move with the pixels: letterbox, mosaic, affine, flip, HSV.
+
+Images are (H, W, 3) uint8 numpy arrays and boxes (N, 4) float32 xyxy pixels. Written on
+OpenCV rather than torchvision.transforms.v2 because mosaic and letterbox have no v2
+counterpart and one affine warp per sample (scale + translate + rotate together) is what keeps
+the data pipeline cheaper than the model on a 2-core CPU. Randomness comes from the `rng`
+passed in, which the dataset derives from torch's RNG (seeded per epoch by the engine).
+"""
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114  # mid-grey padding, as most YOLO pipelines use
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize to fit a size x size square keeping the aspect ratio, pad the rest.
+
+    Returns (image (size, size, 3), scale, (pad_x, pad_y)): a point p maps to p * scale + pad.
+    """
+    h, w = image.shape[:2]
+    scale = min(size / h, size / w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (nh, nw) != (h, w):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
+    out = np.full((size, size, 3), PAD_VALUE, np.uint8)
+    out[pad_y:pad_y + nh, pad_x:pad_x + nw] = image
+    return out, scale, (pad_x, pad_y)
+
+
+def mosaic(samples: list, size: int, rng: np.random.Generator):
+    """Four (image, boxes, labels) samples tiled around a random centre of a 2size x 2size canvas."""
+    canvas = np.full((2 * size, 2 * size, 3), PAD_VALUE, np.uint8)
+    xc, yc = (int(v) for v in rng.uniform(0.5 * size, 1.5 * size, 2))
+    all_boxes, all_labels = [], []
+    for k, (image, boxes, labels) in enumerate(samples):
+        image, scale, _ = letterbox_fit(image, size)
+        h, w = image.shape[:2]
+        x0 = xc - w if k in (0, 2) else xc  # quadrants: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
+        y0 = yc - h if k in (0, 1) else yc
+        cx1, cy1, cx2, cy2 = max(x0, 0), max(y0, 0), min(x0 + w, 2 * size), min(y0 + h, 2 * size)
+        canvas[cy1:cy2, cx1:cx2] = image[cy1 - y0:cy2 - y0, cx1 - x0:cx2 - x0]
+        all_boxes.append(boxes * scale + np.array([x0, y0, x0, y0], np.float32))
+        all_labels.append(labels)
+    boxes = np.concatenate(all_boxes).astype(np.float32)
+    labels = np.concatenate(all_labels)
+    boxes, labels = clip_and_filter(boxes, labels, 2 * size, 2 * size, boxes.copy())
+    return canvas, boxes, labels
+
+
+def letterbox_fit(image: np.ndarray, size: int) -> tuple[np.ndarray, float, None]:
+    """Resize so the longer side is `size` (no padding)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    if scale != 1:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return image, scale, None
+
+
+def random_affine(image, boxes, labels, out_size: int, rng, scale=0.5, translate=0.1, degrees=0.0):
+    """Scale by 1 +- scale, rotate by +- degrees and shift by +- translate, into an out_size square."""
+    h, w = image.shape[:2]
+    s = rng.uniform(1 - scale, 1 + scale) * out_size / max(h, w)
+    angle = rng.uniform(-degrees, degrees)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, s)  # about the input centre
+    matrix[:, 2] += np.array([out_size / 2 - w / 2, out_size / 2 - h / 2])  # centre to output centre
+    matrix[:, 2] += rng.uniform(-translate, translate, 2) * out_size
+    out = cv2.warpAffine(image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
+    if len(boxes) == 0:
+        return out, boxes, labels
+    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)  # (4N, 2)
+    moved = (np.c_[corners, np.ones(len(corners))] @ matrix.T).reshape(-1, 8)
+    xs, ys = moved[:, 0::2], moved[:, 1::2]
+    warped = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], 1).astype(np.float32)
+    return (out, *clip_and_filter(warped, labels, out_size, out_size, warped.copy()))
+
+
+def clip_and_filter(boxes, labels, width, height, unclipped, min_size=2.0, min_visible=0.25):
+    """Clip boxes to the image; drop the ones under min_size px or with < min_visible of their area left."""
+    boxes = boxes.copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    full = (unclipped[:, 2] - unclipped[:, 0]) * (unclipped[:, 3] - unclipped[:, 1])
+    keep = (bw >= min_size) & (bh >= min_size) & (bw * bh >= min_visible * np.maximum(full, 1e-6))
+    return boxes[keep], labels[keep]
+
+
+def horizontal_flip(image, boxes):
+    width = image.shape[1]
+    flipped = boxes.copy()
+    flipped[:, [0, 2]] = width - boxes[:, [2, 0]]
+    return np.ascontiguousarray(image[:, ::-1]), flipped
+
+
+def hsv_jitter(image, rng, hue=0.015, saturation=0.7, value=0.4):
+    """Random gains on hue, saturation and value, applied through lookup tables (fast)."""
+    if not (hue or saturation or value):
+        return image
+    gains = rng.uniform(-1, 1, 3) * (hue, saturation, value) + 1
+    h, s, v = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
+    x = np.arange(256, dtype=np.float32)
+    lut_h = ((x * gains[0]) % 180).astype(np.uint8)
+    lut_s = np.clip(x * gains[1], 0, 255).astype(np.uint8)
+    lut_v = np.clip(x * gains[2], 0, 255).astype(np.uint8)
+    merged = cv2.merge((cv2.LUT(h, lut_h), cv2.LUT(s, lut_s), cv2.LUT(v, lut_v)))
+    return cv2.cvtColor(merged, cv2.COLOR_HSV2RGB)

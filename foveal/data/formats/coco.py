@@ -1,0 +1,146 @@
+"""COCO detection JSON: `images` (id, file_name, width, height), `annotations` (id, image_id,
+category_id, bbox = x, y, w, h in pixels, iscrowd) and `categories` (id, name).
+
+Category ids may be any integers: the classes are the category names in the order of sorted id
+(COCO's 80 classes with ids 1..90 become 0..79), written back with ids 1..C. `file_name` is relative
+to the images folder; width and height are taken from the JSON (read from the image when absent).
+Segmentation masks are not read: boxes only.
+"""
+
+import json
+from pathlib import Path
+
+from ...errors import FovealError
+from ..detection import DetectionData
+from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number,
+               place_image)
+
+
+def find_coco_sets(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """{split: (json, images folder)} from FOLDER/<split>.json + FOLDER/<split>/ (as write_coco writes)
+    or the COCO download layout FOLDER/annotations/instances_<split><year>.json + FOLDER/<split><year>/."""
+    sets = {split: (folder / f"{split}.json", folder / split) for split in SPLITS
+            if (folder / f"{split}.json").is_file()}
+    for path in sorted((folder / "annotations").glob("instances_*.json")):
+        name = path.stem.removeprefix("instances_")
+        split = next((s for s in SPLITS if name.startswith(s)), None)
+        if split and split not in sets:
+            sets[split] = (path, folder / name)
+    if not sets:
+        raise FovealError(f"{folder}: no train.json/val.json/test.json, nor annotations/instances_*.json")
+    return sets
+
+
+def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True) -> DetectionData:
+    """{split: (annotations JSON, images folder)} as one DetectionData; every JSON must have the same categories."""
+    problems, splits, categories, first = Problems(strict), {}, None, None
+    for split, (json_path, images) in sets.items():
+        json_path, images = absolute(json_path), absolute(images)
+        document = _load(json_path, images)
+        found = _categories(document, json_path)
+        if categories is None:
+            categories, first = found, json_path
+        elif found != categories:
+            raise FovealError(f"{json_path}: its categories differ from those of {first}")
+        index = {category_id: i for i, (category_id, _) in enumerate(categories)}
+        splits[split] = _read_set(document, json_path, images, index, problems)
+    problems.warn()
+    return DetectionData([name for _, name in categories], splits)
+
+
+def _load(path: Path, images: Path) -> dict:
+    if not path.is_file():
+        raise FovealError(f"{path}: no such file")
+    if not images.is_dir():
+        raise FovealError(f"{images}: no such folder (the images of {path})")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FovealError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise FovealError(f"{path}: not a text file") from None
+    if not isinstance(document, dict) or not all(isinstance(document.get(key), list)
+                                                  for key in ("images", "annotations", "categories")):
+        raise FovealError(f"{path}: not COCO detection JSON (it needs lists 'images', 'annotations' and 'categories')")
+    return document
+
+
+def _categories(document: dict, path: Path) -> list[tuple[int, str]]:
+    try:
+        categories = sorted((int(c["id"]), str(c["name"])) for c in document["categories"])
+    except (KeyError, TypeError, ValueError):
+        raise FovealError(f"{path}: every category needs an integer 'id' and a 'name'") from None
+    ids = [category_id for category_id, _ in categories]
+    if not ids:
+        raise FovealError(f"{path}: 'categories' is empty")
+    for a, b in zip(ids, ids[1:]):
+        if a == b:
+            raise FovealError(f"{path}: category id {a} appears twice")
+    return categories
+
+
+def _read_set(document: dict, path: Path, images: Path, index: dict, problems: Problems) -> list:
+    """The images of one JSON in file order; an image with a bad annotation is skipped (reported)."""
+    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd]
+    for k, entry in enumerate(document["images"]):
+        image_id = entry.get("id") if isinstance(entry, dict) else None
+        try:
+            if not isinstance(image_id, int | str) or not isinstance(entry.get("file_name"), str):
+                raise BadLabel(f"{path}: images[{k}] needs an 'id' and a 'file_name'")
+            if image_id in entries:
+                raise FovealError(f"{path}: image id {image_id} appears twice")
+            file = images / entry["file_name"]
+            if not file.is_file():
+                raise BadLabel(f"{path}: image id {image_id}: {file} not found")
+            width, height = entry.get("width"), entry.get("height")
+            if not (isinstance(width, int | float) and isinstance(height, int | float) and width > 0 and height > 0):
+                width, height = image_size(file)
+            entries[image_id] = [file, int(width), int(height), [], [], []]
+        except BadLabel as e:
+            problems.add(str(e))
+            skipped.add(image_id if isinstance(image_id, int | str) else None)
+    for k, annotation in enumerate(document["annotations"]):
+        annotation = annotation if isinstance(annotation, dict) else {}
+        image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
+        image_id = image_id if isinstance(image_id, int | str) else repr(image_id)  # hashable
+        place = f"{path}: annotation id {annotation.get('id', f'#{k}')}"
+        if image_id in skipped:
+            continue
+        try:
+            if image_id not in entries:
+                raise BadLabel(f"{place}: unknown image_id {image_id!r}")
+            _, width, height, boxes, labels, crowd = entries[image_id]
+            if not isinstance(category_id, int) or category_id not in index:
+                raise BadLabel(f"{place}: unknown category_id {category_id!r}")
+            bbox = annotation.get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise BadLabel(f"{place}: bbox must be [x, y, width, height], found {bbox!r}")
+            x, y, w, h = (number(v, place) for v in bbox)
+            boxes.append(fit_box([x, y, x + w, y + h], width, height, BOX_SLACK_PIXELS, place))
+            labels.append(index[category_id])
+            crowd.append(bool(annotation.get("iscrowd", 0)))
+        except BadLabel as e:
+            problems.add(str(e))
+            if entries.pop(image_id, None) is not None:
+                skipped.add(image_id)
+    return [annotated(*entry) for entry in entries.values()]
+
+
+def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
+    """folder/<split>.json (category ids 1..C, image ids 1..N) with the images in folder/<split>/."""
+    folder = Path(folder)
+    categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(data.classes)]
+    for split, items in data.splits.items():
+        taken, images, annotations = set(), [], []
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        for image_id, item in enumerate(items, 1):
+            name = place_image(item, image_id, folder / split, taken, link)
+            images.append({"id": image_id, "file_name": name, "width": item.width, "height": item.height})
+            for (x1, y1, x2, y2), label, crowd in zip(item.boxes.tolist(), item.labels.tolist(), item.crowd.tolist()):
+                w, h = x2 - x1, y2 - y1
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                    "bbox": [round(v, 4) for v in (x1, y1, w, h)], "area": round(w * h, 4),
+                                    "iscrowd": int(crowd)})
+        document = {"images": images, "annotations": annotations, "categories": categories}
+        (folder / f"{split}.json").write_text(json.dumps(document))
+    return folder

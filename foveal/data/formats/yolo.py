@@ -1,0 +1,170 @@
+"""YOLO detection data sets: a data.yaml, images, and one `class cx cy w h` text line per object.
+
+data.yaml keys: `path`, the root (relative to the yaml file's folder, which is also the default);
+`train`, `val` and optional `test`, each a folder of images, a .txt list of image paths (relative
+lines are relative to the .txt file's folder) or a list of those, relative to the root; `names`, a
+list or {id: name}; `nc`, optional but must agree. The labels of .../images/.../x.jpg are in
+.../labels/.../x.txt (the last `images` folder of the path becomes `labels`; with none, beside the
+image), with cx, cy, w, h normalised to [0, 1] by the image size after EXIF rotation, as Ultralytics
+does. An image without a label file has no objects. Boxes may overshoot the image by 1e-3 of its
+larger side; they are clipped.
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from ...errors import FovealError
+from ..detection import DetectionData, ImageAnnotations
+from ..images import list_images
+from . import SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number, place_image
+
+SLACK = 1e-3  # normalised overshoot that is clipped rather than reported
+LABELLING_TOOL_FILES = {"classes.txt"}  # labelImg writes its class list among the labels
+
+
+def label_path(image: Path) -> Path:
+    """.../images/a/b.jpg -> .../labels/a/b.txt (beside the image when no folder is called `images`)."""
+    parts = list(image.parts)
+    if "images" in parts[:-1]:
+        parts[len(parts) - 2 - parts[:-1][::-1].index("images")] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_yolo(yaml_path, strict: bool = True) -> DetectionData:
+    """The data set a YOLO data.yaml describes, with the splits it names."""
+    yaml_path = absolute(yaml_path)
+    config = _read_yaml(yaml_path)
+    classes = _class_names(config, yaml_path)
+    root = yaml_path.parent / os.path.expanduser(str(config.get("path") or ""))
+    if config.get("train") is None:
+        raise FovealError(f"{yaml_path}: no 'train' key (a folder of images or a .txt list of them)")
+    problems, splits = Problems(strict), {}
+    for split in SPLITS:
+        if config.get(split) is not None:
+            images = _split_images(config[split], root, f"{yaml_path}: {split}", problems)
+            splits[split] = [item for image in images for item in [_read_image(image, len(classes), problems)]
+                             if item is not None]
+    problems.warn()
+    return DetectionData(classes, splits)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise FovealError(f"{path}: no such file")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise FovealError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(config, dict):
+        raise FovealError(f"{path}: expected a mapping with train, val and names")
+    return config
+
+
+def _class_names(config: dict, path: Path) -> list[str]:
+    names = config.get("names")
+    if isinstance(names, dict):
+        try:
+            names = {int(k): v for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise FovealError(f"{path}: names: the ids must be integers 0..{len(names) - 1}") from None
+        if sorted(names) != list(range(len(names))):
+            raise FovealError(f"{path}: names: the ids must be 0..{len(names) - 1}, found {sorted(names)}")
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names:
+        raise FovealError(f"{path}: names: give the class names as a list or as {{id: name}}")
+    if config.get("nc") is not None and config["nc"] != len(names):
+        raise FovealError(f"{path}: nc is {config['nc']} but names lists {len(names)} classes")
+    return [str(name) for name in names]
+
+
+def _split_images(entry, root: Path, where: str, problems: Problems) -> list[Path]:
+    """Image paths of one split; a missing folder or list is an error, a missing listed image a bad label."""
+    images = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        path = absolute(root / str(item))
+        if path.is_dir():
+            found = list_images(path)
+            _report_stray_labels(path, found, problems)
+        elif path.is_file() and path.suffix == ".txt":
+            found = []
+            for line_number, line in enumerate(path.read_text().splitlines(), 1):
+                image = absolute(path.parent / line.strip()) if line.strip() else None
+                if image is not None and not image.is_file():
+                    problems.add(f"{path}:{line_number}: image {image} not found")
+                elif image is not None:
+                    found.append(image)
+        else:
+            raise FovealError(f"{where}: {path} is neither a folder of images nor a .txt list of them")
+        images += found
+    return images
+
+
+def _report_stray_labels(folder: Path, images: list[Path], problems: Problems):
+    """Label files under the labels folder of `folder` that belong to no image (usually a renamed image)."""
+    labels = label_path(folder / "x").parent
+    if labels == folder or not labels.is_dir():
+        return
+    expected = {label_path(image) for image in images}
+    for path in sorted(labels.rglob("*.txt")):
+        if path not in expected and path.name not in LABELLING_TOOL_FILES:
+            problems.add(f"{path}: label file without an image (none called {path.stem}.* under {folder})")
+
+
+def _read_image(image: Path, class_count: int, problems: Problems) -> ImageAnnotations | None:
+    """One image and its label file, or None (reported) when the image or a label line is bad."""
+    path = label_path(image)
+    try:
+        width, height = image_size(image)
+        try:
+            lines = path.read_text().splitlines() if path.is_file() else []
+        except UnicodeDecodeError:
+            raise BadLabel(f"{path}: not a text file") from None
+        boxes, labels = [], []
+        for line_number, line in enumerate(lines, 1):
+            fields, place = line.split(), f"{path}:{line_number}"
+            if not fields:
+                continue
+            if len(fields) != 5:
+                raise BadLabel(f"{place}: expected 5 fields 'class cx cy w h', found {len(fields)}")
+            label = number(fields[0], place)
+            if label != int(label) or not 0 <= label < class_count:
+                raise BadLabel(f"{place}: class {fields[0]} is not one of 0..{class_count - 1}")
+            cx, cy, w, h = (number(field, place) for field in fields[1:])
+            box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+            boxes.append(fit_box(box, width, height, SLACK * max(width, height), place))
+            labels.append(int(label))
+    except BadLabel as e:
+        problems.add(str(e))
+        return None
+    return annotated(image, width, height, boxes, labels, [False] * len(labels))
+
+
+def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:
+    """folder/images/<split>/, folder/labels/<split>/*.txt and folder/data.yaml (returned).
+
+    YOLO has no crowd flag, so crowd (VOC difficult) boxes are left out, as Ultralytics' converters do.
+    data.yaml has no `path`: readers then take the yaml's folder as the root, Ultralytics included.
+    """
+    folder = Path(folder)
+    for split, items in data.splits.items():
+        taken, labels = set(), folder / "labels" / split
+        labels.mkdir(parents=True, exist_ok=True)
+        (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+        for index, item in enumerate(items):
+            name = place_image(item, index, folder / "images" / split, taken, link)
+            lines = []
+            for (x1, y1, x2, y2), label, crowd in zip(item.boxes.tolist(), item.labels.tolist(), item.crowd.tolist()):
+                if not crowd:
+                    cx, cy = (x1 + x2) / 2 / item.width, (y1 + y2) / 2 / item.height
+                    w, h = (x2 - x1) / item.width, (y2 - y1) / item.height
+                    lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+            (labels / Path(name).with_suffix(".txt").name).write_text("".join(lines))
+    config = {split: f"images/{split}" for split in data.splits}
+    config.update(nc=len(data.classes), names=list(data.classes))
+    yaml_path = folder / "data.yaml"
+    yaml_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return yaml_path

@@ -1,0 +1,175 @@
+"""COCO-style detection metrics: mAP and friends through faster-coco-eval, and a confusion matrix.
+
+`coco_evaluate` converts foveal's detection form (foveal/data/detection.py) into COCO dicts in
+memory and runs faster-coco-eval, which implements pycocotools' COCOeval in C++; the tests check
+the numbers against pycocotools itself (see /work/shared/METRICS.md for the conventions matched).
+"""
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from foveal.data.detection import ImageAnnotations
+from foveal.errors import FovealError
+from foveal.ops.boxes import box_area, box_iou
+
+STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
+              "mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")  # COCOeval.stats order
+
+
+@dataclass
+class DetectionEval:
+    stats: dict[str, float]  # the 12 COCO numbers named as STAT_NAMES; -1 where COCO has no data
+    per_class_ap: dict[str, float]  # AP@[.5:.95] per class name, -1 for classes without ground truth
+    per_class_ap50: dict[str, float]
+    precision: np.ndarray  # (T, R, K, A, M) = COCOeval.eval["precision"]: IoU, recall, class, area, maxDets
+    recall_thresholds: np.ndarray  # (R,) = linspace(0, 1, 101)
+    iou_thresholds: np.ndarray  # (T,) = linspace(.5, .95, 10)
+
+    def pr_curve(self, iou_threshold: float = 0.5) -> np.ndarray:
+        """(R, K) precision at each recall threshold per class, area all, 100 detections; -1 = no data."""
+        t = int(np.argmin(np.abs(self.iou_thresholds - iou_threshold)))
+        return self.precision[t, :, :, 0, -1]
+
+
+def _numpy(x, dtype, shape=None) -> np.ndarray:
+    """A tensor or array-like as a numpy array (detached, on the CPU)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=dtype)
+    return x.reshape(shape) if shape is not None else x
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise FovealError(f"{where} has label {labels.min() if labels.min() < 0 else labels.max()}, "
+                          f"outside 0..{num_classes - 1} for {num_classes} classes")
+
+
+def _ground_truth(gt: ImageAnnotations, num_classes: int, index: int):
+    """(boxes (N, 4) float64, labels (N,), crowd (N,)) of one image, checked."""
+    boxes, labels = _numpy(gt.boxes, np.float64, (-1, 4)), _numpy(gt.labels, np.int64).reshape(-1)
+    crowd = _numpy(gt.crowd, bool).reshape(-1) if len(gt.crowd) else np.zeros(len(labels), bool)
+    if not len(boxes) == len(labels) == len(crowd):
+        raise FovealError(f"image {index} ({gt.image}) has {len(boxes)} boxes, {len(labels)} labels and "
+                          f"{len(crowd)} crowd flags; they must match")
+    _check_labels(labels, num_classes, f"ground truth of image {index} ({gt.image})")
+    return boxes, labels, crowd
+
+
+def _detections(det: dict, num_classes: int, index: int):
+    """(boxes (K, 4) float64, scores (K,), labels (K,)) of one image, checked."""
+    boxes, scores = _numpy(det["boxes"], np.float64, (-1, 4)), _numpy(det["scores"], np.float64).reshape(-1)
+    labels = _numpy(det["labels"], np.int64).reshape(-1)
+    if not len(boxes) == len(scores) == len(labels):
+        raise FovealError(f"detections of image {index} have {len(boxes)} boxes, {len(scores)} scores and "
+                          f"{len(labels)} labels; they must match")
+    _check_labels(labels, num_classes, f"detections of image {index}")
+    return boxes, scores, labels
+
+
+def _xywh(boxes: np.ndarray) -> list[list[float]]:
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
+
+
+def _coco_dicts(ground_truth, detections, classes) -> tuple[dict, list[dict]]:
+    """(ground-truth dataset, results list) in COCO's format. Image, annotation and category ids
+    start at 1: pycocotools reads a matched ground-truth id of 0 as 'unmatched', and 0 is falsy in
+    its id filters, so class c is category c + 1 here."""
+    images, annotations, results = [], [], []
+    for i, (gt, det) in enumerate(zip(ground_truth, detections), start=1):
+        images.append({"id": i, "width": int(gt.width), "height": int(gt.height)})
+        boxes, labels, crowd = _ground_truth(gt, len(classes), i - 1)
+        for box, label, is_crowd in zip(_xywh(boxes), labels.tolist(), crowd.tolist()):
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": label + 1, "bbox": box,
+                                "area": box[2] * box[3], "iscrowd": int(is_crowd)})
+        det_boxes, scores, det_labels = _detections(det, len(classes), i - 1)
+        for box, score, label in zip(_xywh(det_boxes), scores.tolist(), det_labels.tolist()):
+            results.append({"image_id": i, "category_id": label + 1, "bbox": box, "score": score})
+    categories = [{"id": c + 1, "name": name} for c, name in enumerate(classes)]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    """The mean of entries > -1, or -1 when there are none (as COCOeval.summarize)."""
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else -1.0
+
+
+def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], classes: list[str],
+                  iou_type: str = "bbox", verbose: bool = False) -> DetectionEval:
+    """COCO mAP of `detections` against `ground_truth`, the numbers pycocotools' COCOeval gives.
+
+    detections[i] belongs to ground_truth[i] and holds boxes (K, 4) xyxy pixels, scores (K,) and
+    labels (K,) indexing `classes` (torch tensors or numpy). Ground-truth areas are w * h of the box
+    and crowd boxes are COCO's iscrowd regions. verbose prints COCO's usual summary table.
+    """
+    from faster_coco_eval import COCO, COCOeval_faster  # imported here: only evaluation needs it
+
+    if iou_type != "bbox":
+        raise FovealError(f"iou_type '{iou_type}' is not supported yet; use 'bbox'")
+    if len(detections) != len(ground_truth):
+        raise FovealError(f"{len(detections)} detection entries for {len(ground_truth)} images; need one per image")
+    dataset, results = _coco_dicts(ground_truth, detections, classes)
+    say = print if verbose else (lambda *args, **kwargs: None)
+    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(dataset, print_function=say)
+        evaluator = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iou_type, print_function=say)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    precision = np.asarray(evaluator.eval["precision"], np.float64)  # (T, R, K, A, M)
+    ap = [_mean_valid(precision[:, :, k, 0, -1]) for k in range(len(classes))]
+    ap50 = [_mean_valid(precision[0, :, k, 0, -1]) for k in range(len(classes))]
+    return DetectionEval(
+        stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[:12])},
+        per_class_ap=dict(zip(classes, ap)), per_class_ap50=dict(zip(classes, ap50)), precision=precision,
+        recall_thresholds=np.asarray(evaluator.params.recThrs), iou_thresholds=np.asarray(evaluator.params.iouThrs))
+
+
+def _covered_by_crowd(boxes: np.ndarray, crowd_boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """(D,) True where intersection / own area >= threshold with some crowd box (COCO's crowd IoU)."""
+    if not len(boxes) or not len(crowd_boxes):
+        return np.zeros(len(boxes), bool)
+    boxes, crowd_boxes = torch.from_numpy(boxes), torch.from_numpy(crowd_boxes)
+    lt = torch.max(boxes[:, None, :2], crowd_boxes[None, :, :2])  # (D, crowd, 2)
+    rb = torch.min(boxes[:, None, 2:], crowd_boxes[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)  # (D, crowd)
+    return (inter / box_area(boxes)[:, None].clamp(min=1e-12) >= threshold).any(1).numpy()
+
+
+def detection_confusion_matrix(ground_truth: list[ImageAnnotations], detections: list[dict], num_classes: int,
+                               iou_threshold: float = 0.5, conf_threshold: float = 0.25) -> np.ndarray:
+    """(C + 1, C + 1) int64 counts: rows true class, columns predicted class.
+
+    Row C (background) counts false positives, column C (background) missed ground truth; [C, C] is 0.
+    Per image, detections with score >= conf_threshold are matched to ground truth of any class
+    greedily: (ground truth, detection) pairs with IoU >= iou_threshold are taken from the highest
+    IoU down (ties by ground-truth, then detection index), each box used at most once, as Ultralytics does (it uses IoU >
+    threshold and a transposed matrix). Crowd ground truths are never counted; an unmatched
+    detection covering a crowd region (intersection / detection area >= iou_threshold, as COCO) is
+    ignored rather than counted as a false positive.
+    """
+    matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
+    if len(detections) != len(ground_truth):
+        raise FovealError(f"{len(detections)} detection entries for {len(ground_truth)} images; need one per image")
+    for i, (gt, det) in enumerate(zip(ground_truth, detections)):
+        gt_boxes, gt_labels, crowd = _ground_truth(gt, num_classes, i)
+        det_boxes, scores, det_labels = _detections(det, num_classes, i)
+        det_boxes, det_labels = det_boxes[scores >= conf_threshold], det_labels[scores >= conf_threshold]
+        real_boxes, real_labels = gt_boxes[~crowd], gt_labels[~crowd]
+        iou = box_iou(torch.from_numpy(real_boxes), torch.from_numpy(det_boxes)).numpy()  # (G, D)
+        g_idx, d_idx = np.nonzero(iou >= iou_threshold)
+        order = np.argsort(-iou[g_idx, d_idx], kind="stable")
+        gt_used, det_used = np.zeros(len(real_labels), bool), np.zeros(len(det_labels), bool)
+        for g, d in zip(g_idx[order].tolist(), d_idx[order].tolist()):
+            if not gt_used[g] and not det_used[d]:
+                gt_used[g] = det_used[d] = True
+                matrix[real_labels[g], det_labels[d]] += 1
+        np.add.at(matrix[:, num_classes], real_labels[~gt_used], 1)
+        false_positive = ~det_used & ~_covered_by_crowd(det_boxes, gt_boxes[crowd], iou_threshold)
+        np.add.at(matrix[num_classes], det_labels[false_positive], 1)
+    return matrix

@@ -1,0 +1,294 @@
+"""foveal's fast one-stage detector: yolo_n, yolo_s, yolo_m, built to train from scratch on a CPU.
+
+Layout, YOLOv8-like, read top to bottom:
+    backbone   a stride-2 stem, then four stages (stride-2 3x3 conv + CSP block) down to stride 32,
+               where SPPF widens the receptive field; features leave at strides 8, 16, 32.
+    neck       FPN top-down (coarse semantics to fine maps) then PAN bottom-up (fine localisation
+               back to coarse maps); one map per stride, as wide as the backbone's.
+    head       per level, decoupled: a box branch and a class branch, two 3x3 convs each.
+
+Grid: every cell of the stride-s map is one anchor point at its centre ((i + 0.5) * s pixels);
+no anchor boxes. The box branch predicts the distances from the point to the left, top, right
+and bottom edges, each as a distribution over reg_max bins 0..reg_max-1 (in strides) whose
+expectation is the distance (DFL, Generalized Focal Loss): a sharp peak is a confident edge, a
+spread one an ambiguous edge. The class branch gives one sigmoid per class, trained against
+IoU-aware targets, so it doubles as the objectness/quality score.
+
+Training (yolo_loss.py): task-aligned assignment picks, per ground truth, the top-k anchor points
+inside its box by score^alpha * IoU^beta; loss = CIoU + BCE + DFL, normalised by the sum of the
+soft targets. From-scratch speed comes from the biases: class logits start at a 1% prior (no
+flood of confident false positives), and box distributions start peaked at ~2.5 strides (boxes
+the size of the objects each level usually gets, so IoU and the alignment metric are informative
+from the first step).
+
+Inference: sigmoid scores above `conf` for every (anchor, class) pair (one anchor may yield two
+classes), at most MAX_CANDIDATES of them by score, class-aware NMS at `iou`, then `max_det`.
+Inputs are (B, 3, H, W) in [0, 1], H and W multiples of 32; no normalisation is needed since the
+stem's BatchNorm absorbs the input's scale and offset.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torchvision.ops import batched_nms
+
+from ...registry import register_model
+from .yolo_loss import YOLOLoss
+
+STRIDES = (8, 16, 32)
+MAX_CANDIDATES = 3000  # (anchor, class) pairs per image that reach NMS; bounds its cost at conf=0.001
+INITIAL_DISTANCE = 2.5  # strides: the box size (5 x 5 strides) every anchor predicts before training
+CLASS_PRIOR = 0.01  # initial probability of every class at every anchor (RetinaNet's prior)
+
+
+class ConvBNAct(nn.Module):
+    """Conv (no bias: BatchNorm follows) -> BatchNorm -> SiLU, 'same' padding for odd kernels."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3)
+        self.act = nn.SiLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Bottleneck(nn.Module):
+    """Two 3x3 convs, plus the input when `shortcut` (backbone; the neck fuses, so it has none)."""
+
+    def __init__(self, channels: int, shortcut: bool = True):
+        super().__init__()
+        self.conv1 = ConvBNAct(channels, channels, 3)
+        self.conv2 = ConvBNAct(channels, channels, 3)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        y = self.conv2(self.conv1(x))
+        return x + y if self.shortcut else y
+
+
+class CSPBlock(nn.Module):
+    """Cross-stage partial block in YOLOv8's C2f layout.
+
+    A 1x1 conv makes two halves; one is left alone, the other runs through `depth` bottlenecks,
+    and every intermediate result joins the concatenation before a 1x1 fuse. Only a half sees the
+    3x3 convs (cheap), and each bottleneck has a short path to the output (easy gradients).
+    """
+
+    def __init__(self, cin: int, cout: int, depth: int = 1, shortcut: bool = True):
+        super().__init__()
+        half = cout // 2
+        self.split = ConvBNAct(cin, 2 * half)
+        self.blocks = nn.ModuleList(Bottleneck(half, shortcut) for _ in range(depth))
+        self.fuse = ConvBNAct((2 + depth) * half, cout)
+
+    def forward(self, x):
+        parts = list(self.split(x).chunk(2, 1))  # 2 x (B, half, H, W)
+        for block in self.blocks:
+            parts.append(block(parts[-1]))
+        return self.fuse(torch.cat(parts, 1))  # (B, (2 + depth) * half, H, W) -> (B, cout, H, W)
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling, fast: 5x5 max-pools chained three times see 5, 9 and 13 cells.
+
+    At stride 32 that is most of a 320-pixel image, for the price of three pools and two 1x1 convs.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int = 5):
+        super().__init__()
+        hidden = cin // 2
+        self.reduce = ConvBNAct(cin, hidden)
+        self.pool = nn.MaxPool2d(kernel, 1, kernel // 2)
+        self.fuse = ConvBNAct(4 * hidden, cout)
+
+    def forward(self, x):
+        pooled = [self.reduce(x)]
+        for _ in range(3):
+            pooled.append(self.pool(pooled[-1]))
+        return self.fuse(torch.cat(pooled, 1))  # (B, 4 * hidden, H, W) -> (B, cout, H, W)
+
+
+class Backbone(nn.Module):
+    """Stem (stride 2), then stages at strides 4, 8, 16, 32; returns the last three maps.
+
+    widths: 5 channel counts (stem, stage 2..5); depths: 4 bottleneck counts (stage 2..5).
+    """
+
+    def __init__(self, widths: list[int], depths: list[int]):
+        super().__init__()
+        self.stem = ConvBNAct(3, widths[0], 3, 2)
+        stages = []
+        for cin, cout, depth in zip(widths[:-1], widths[1:], depths):
+            stages.append(nn.Sequential(ConvBNAct(cin, cout, 3, 2), CSPBlock(cin=cout, cout=cout, depth=depth)))
+        stages[-1].append(SPPF(widths[-1], widths[-1]))
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = widths[2:]
+
+    def forward(self, x):  # (B, 3, H, W) -> [(B, c3, H/8, W/8), (B, c4, H/16, W/16), (B, c5, H/32, W/32)]
+        x = self.stages[0](self.stem(x))  # (B, c2, H/4, W/4)
+        features = []
+        for stage in self.stages[1:]:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class PANNeck(nn.Module):
+    """FPN top-down then PAN bottom-up over the (c3, c4, c5) maps; outputs keep those widths."""
+
+    def __init__(self, channels: list[int], depth: int):
+        super().__init__()
+        c3, c4, c5 = channels
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.top_down4 = CSPBlock(c5 + c4, c4, depth, shortcut=False)
+        self.top_down3 = CSPBlock(c4 + c3, c3, depth, shortcut=False)
+        self.down3 = ConvBNAct(c3, c3, 3, 2)
+        self.bottom_up4 = CSPBlock(c3 + c4, c4, depth, shortcut=False)
+        self.down4 = ConvBNAct(c4, c4, 3, 2)
+        self.bottom_up5 = CSPBlock(c4 + c5, c5, depth, shortcut=False)
+
+    def forward(self, features):
+        p3, p4, p5 = features
+        t4 = self.top_down4(torch.cat([self.upsample(p5), p4], 1))  # (B, c4, H/16, W/16)
+        n3 = self.top_down3(torch.cat([self.upsample(t4), p3], 1))  # (B, c3, H/8, W/8)
+        n4 = self.bottom_up4(torch.cat([self.down3(n3), t4], 1))  # (B, c4, H/16, W/16)
+        n5 = self.bottom_up5(torch.cat([self.down4(n4), p5], 1))  # (B, c5, H/32, W/32)
+        return [n3, n4, n5]
+
+
+class DecoupledHead(nn.Module):
+    """Per level, a box branch -> 4 * reg_max logits and a class branch -> num_classes logits.
+
+    Separate branches because localisation wants edge-sensitive features and classification
+    translation-invariant ones (YOLOX measured faster convergence than with one shared branch).
+    """
+
+    def __init__(self, num_classes: int, channels: list[int], reg_max: int):
+        super().__init__()
+        box_width = max(16, channels[0] // 4, 4 * reg_max)
+        cls_width = max(channels[0], min(num_classes, 100))
+        self.box_branches = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, box_width, 3), ConvBNAct(box_width, box_width, 3),
+                          nn.Conv2d(box_width, 4 * reg_max, 1)) for c in channels)
+        self.cls_branches = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, cls_width, 3), ConvBNAct(cls_width, cls_width, 3),
+                          nn.Conv2d(cls_width, num_classes, 1)) for c in channels)
+        self.reg_max = reg_max
+        self.reset_biases()
+
+    @torch.no_grad()
+    def reset_biases(self):
+        """Class logits at the CLASS_PRIOR; distance bins geometric with mean ~INITIAL_DISTANCE.
+
+        A geometric p(k) ~ r^k has mean r / (1 - r) = d for r = d / (1 + d); its logits are k log r.
+        """
+        log_ratio = math.log(INITIAL_DISTANCE / (1 + INITIAL_DISTANCE))
+        for box, cls in zip(self.box_branches, self.cls_branches):
+            box[-1].bias.copy_((torch.arange(self.reg_max) * log_ratio).repeat(4))
+            cls[-1].bias.fill_(-math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
+
+    def forward(self, features):  # each (B, c_i, h_i, w_i) -> (B, 4 * reg_max + num_classes, h_i, w_i)
+        return [torch.cat([box(x), cls(x)], 1) for x, box, cls in zip(features, self.box_branches, self.cls_branches)]
+
+
+def anchor_grid(sizes: list[tuple[int, int]], strides, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell centres of every level, row-major, level after level: (A, 2) x, y pixels and (A, 1) strides."""
+    points, point_strides = [], []
+    for (height, width), stride in zip(sizes, strides):
+        ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * stride
+        xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * stride
+        y, x = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack([x, y], -1).reshape(-1, 2))
+        point_strides.append(torch.full((height * width, 1), float(stride), device=device))
+    return torch.cat(points), torch.cat(point_strides)
+
+
+def _divisible(channels: float, divisor: int = 8) -> int:
+    return max(divisor, int(math.ceil(channels / divisor) * divisor))
+
+
+class YOLO(nn.Module):
+    """Anchor-free one-stage detector; see the module docstring.
+
+    width and depth scale YOLOv8's base channels (64, 128, 256, 512, 1024; capped at max_channels first)
+    and bottleneck counts (3, 6, 6, 3 in the backbone, 3 per neck block). `loss` holds the
+    training hyper-parameters (None: YOLOLoss()). conf, iou and max_det drive post-processing
+    and may be changed at any time (conf=0.001 suits mAP evaluation, 0.25 prediction).
+    """
+
+    def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
+                 reg_max: int = 16, loss: YOLOLoss | None = None, conf: float = 0.001, iou: float = 0.7,
+                 max_det: int = 300):
+        super().__init__()
+        widths = [_divisible(min(c, max_channels) * width) for c in (64, 128, 256, 512, 1024)]
+        depths = [max(round(d * depth), 1) for d in (3, 6, 6, 3)]
+        self.backbone = Backbone(widths, depths)
+        self.neck = PANNeck(self.backbone.out_channels, max(round(3 * depth), 1))
+        self.head = DecoupledHead(num_classes, self.backbone.out_channels, reg_max)
+        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
+        self.num_classes, self.reg_max, self.strides = num_classes, reg_max, STRIDES
+        self.loss = loss or YOLOLoss()
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+
+    def forward_raw(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> per stride (8, 16, 32) raw (B, 4 * reg_max + num_classes, H/s, W/s) logits."""
+        return self.head(self.neck(self.backbone(images)))
+
+    def decode(self, raw: list[torch.Tensor]):
+        """Raw level outputs -> cls_logits (B, A, C), box_logits (B, A, 4, R), boxes (B, A, 4) xyxy
+        pixels, anchor points (A, 2) and their strides (A, 1); A sums h * w over the levels."""
+        batch = raw[0].shape[0]
+        flat = torch.cat([level.flatten(2) for level in raw], 2).transpose(1, 2)  # (B, A, 4R + C)
+        box_logits = flat[..., :4 * self.reg_max].reshape(batch, -1, 4, self.reg_max)
+        cls_logits = flat[..., 4 * self.reg_max:]
+        points, strides = anchor_grid([level.shape[-2:] for level in raw], self.strides, flat.device)
+        distances = box_logits.softmax(-1) @ self.bins * strides  # (B, A, 4) pixels: left, top, right, bottom
+        boxes = torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
+        return cls_logits, box_logits, boxes, points, strides
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        """Training: {"box", "cls", "dfl"} losses (sum them). Eval: per image {boxes, scores, labels}."""
+        cls_logits, box_logits, boxes, points, strides = self.decode(self.forward_raw(images))
+        if self.training:
+            if targets is None:
+                raise ValueError("YOLO needs targets in training mode; call model.eval() to predict")
+            return self.loss(cls_logits, box_logits, boxes, points, strides, targets)
+        return self.postprocess(cls_logits.sigmoid(), boxes, images.shape[-2:])
+
+    def postprocess(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> list[dict]:
+        """scores (B, A, C), boxes (B, A, 4) -> per image {boxes (K, 4), scores (K,), labels (K,)}."""
+        height, width = image_size
+        results = []
+        for image_scores, image_boxes in zip(scores, boxes):
+            anchor, label = (image_scores > self.conf).nonzero(as_tuple=True)  # (N,) each
+            score = image_scores[anchor, label]
+            if len(score) > MAX_CANDIDATES:
+                score, order = score.topk(MAX_CANDIDATES)
+                anchor, label = anchor[order], label[order]
+            box = image_boxes[anchor]
+            box = torch.stack([box[:, 0].clamp(0, width), box[:, 1].clamp(0, height),
+                               box[:, 2].clamp(0, width), box[:, 3].clamp(0, height)], 1)
+            keep = batched_nms(box, score, label, self.iou)[:self.max_det]
+            results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
+        return results
+
+
+@register_model("detect")
+def yolo_n(num_classes: int, imgsz: int = 320, **kwargs) -> YOLO:
+    """~3M parameters: real time on 2 CPU cores at 320 pixels."""
+    return YOLO(num_classes, width=0.25, depth=0.34, **kwargs)
+
+
+@register_model("detect")
+def yolo_s(num_classes: int, imgsz: int = 320, **kwargs) -> YOLO:
+    """~11M parameters: twice the width of yolo_n."""
+    return YOLO(num_classes, width=0.5, depth=0.34, **kwargs)
+
+
+@register_model("detect")
+def yolo_m(num_classes: int, imgsz: int = 320, **kwargs) -> YOLO:
+    """~26M parameters: wider and twice as deep; for a GPU."""
+    return YOLO(num_classes, width=0.75, depth=0.67, max_channels=768, **kwargs)

@@ -1,0 +1,102 @@
+"""Box geometry as pure functions on torch tensors.
+
+Formats, each a (..., 4) tensor in absolute pixels unless normalised (divided by image size):
+    xyxy    x1, y1, x2, y2    corners (VOC, and foveal's own form: see foveal/data/detection.py)
+    xywh    x1, y1, w, h      top-left corner and size (COCO)
+    cxcywh  cx, cy, w, h      centre and size (YOLO)
+Widths are x2 - x1 with no "+1", as COCO. Pairwise functions give (N, M) for N and M boxes;
+`aligned_iou` compares box i of one set with box i of the other and gives (N,), as a box loss needs.
+"""
+
+import math
+
+import torch
+import torchvision.ops as tv
+from torch import Tensor
+from torchvision.ops import box_area, box_iou, complete_box_iou, distance_box_iou, generalized_box_iou
+
+from foveal.errors import FovealError, did_you_mean
+
+__all__ = ["BOX_FORMATS", "convert_boxes", "normalize_boxes", "denormalize_boxes", "clip_boxes", "box_area",
+           "box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou", "nms"]
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+
+
+def _check(value: str, choices, what: str) -> None:
+    if value not in choices:
+        raise FovealError(f"unknown {what} '{value}'{did_you_mean(value, choices)}; choose from {', '.join(choices)}")
+
+
+def convert_boxes(boxes: Tensor, src: str, dst: str) -> Tensor:
+    """(N, 4) boxes from format `src` to `dst` (any of xyxy, xywh, cxcywh; absolute or normalised alike)."""
+    _check(src, BOX_FORMATS, "box format")
+    _check(dst, BOX_FORMATS, "box format")
+    return boxes.clone() if src == dst else tv.box_convert(boxes, src, dst)
+
+
+def _scale(width: float, height: float, like: Tensor) -> Tensor:
+    dtype = like.dtype if like.is_floating_point() else torch.float32
+    return torch.tensor([width, height, width, height], dtype=dtype, device=like.device)
+
+
+def normalize_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+    """(N, 4) pixel boxes to fractions of the image size; any format, since every format is x, y, x, y-like."""
+    return boxes / _scale(width, height, boxes)
+
+
+def denormalize_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+    """(N, 4) boxes in fractions of the image size back to pixels; any format."""
+    return boxes * _scale(width, height, boxes)
+
+
+def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+    """(N, 4) xyxy boxes clamped to the image, x to [0, width] and y to [0, height]."""
+    x = boxes[..., 0::2].clamp(0, width)  # (N, 2): x1, x2
+    y = boxes[..., 1::2].clamp(0, height)
+    return torch.stack((x, y), dim=-1).reshape(boxes.shape)
+
+
+def aligned_iou(a: Tensor, b: Tensor, kind: str = "iou", eps: float = 1e-7) -> Tensor:
+    """(N,) IoU of a[i] with b[i] for (N, 4) xyxy boxes a and b; kind is iou, giou, diou or ciou.
+
+    Differentiable, for box losses (loss = 1 - aligned_iou). giou and diou come from torchvision's
+    losses. iou and ciou are written here: torchvision has no aligned plain IoU, and its
+    complete_box_iou_loss divides width by height with no eps, so a box of zero height (common among
+    a detector's first predictions) gives NaN gradients; here eps is added to heights, as YOLO does.
+    """
+    _check(kind, IOU_KINDS, "IoU kind")
+    if kind == "giou":
+        return 1 - tv.generalized_box_iou_loss(a, b, eps=eps)
+    if kind == "diou":
+        return 1 - tv.distance_box_iou_loss(a, b, eps=eps)
+    wa, ha = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1] + eps
+    wb, hb = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1] + eps
+    inter_w = (torch.min(a[..., 2], b[..., 2]) - torch.max(a[..., 0], b[..., 0])).clamp(min=0)
+    inter_h = (torch.min(a[..., 3], b[..., 3]) - torch.max(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = inter_w * inter_h
+    iou = inter / (wa * ha + wb * hb - inter + eps)
+    if kind == "iou":
+        return iou
+    # CIoU = IoU - centre distance^2 / enclosing diagonal^2 - alpha * v (Zheng et al. 2020)
+    diou = 1 - tv.distance_box_iou_loss(a, b, eps=eps)
+    v = (4 / math.pi**2) * (torch.atan(wb / hb) - torch.atan(wa / ha)) ** 2  # aspect-ratio mismatch
+    with torch.no_grad():  # alpha is a weight, not optimised (as in the paper)
+        alpha = v / (1 - iou + v + eps)
+    return diou - alpha * v
+
+
+def nms(boxes: Tensor, scores: Tensor, labels: Tensor | None, iou_threshold: float, max_det: int,
+        class_agnostic: bool = False) -> Tensor:
+    """Indices (K,) of the boxes kept, highest score first, K <= max_det.
+
+    boxes (N, 4) xyxy, scores (N,), labels (N,) int. A box is dropped when its IoU with a kept
+    higher-scoring box of the same class (of any class if class_agnostic or labels is None) is
+    above iou_threshold (strictly, as torchvision).
+    """
+    if class_agnostic or labels is None:
+        keep = tv.nms(boxes, scores, iou_threshold)
+    else:
+        keep = tv.batched_nms(boxes, scores, labels, iou_threshold)
+    return keep[:max_det]

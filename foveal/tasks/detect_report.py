@@ -1,0 +1,48 @@
+"""The detection report: loss and mAP curves, PR curves, confusion matrix, per-class AP, val images."""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.detect_dataset import read_rgb
+from ..report import Section, Table, image_grid, plot_confusion, plot_curves, plot_pr_curves, write_report
+from ..report.draw import draw_boxes
+from .base import EvalResult
+
+GROUND_TRUTH_COLOUR = (40, 200, 40)
+
+
+def prediction_grid(items, detections, classes, count: int = 12, conf: float = 0.25) -> bytes:
+    """Val images with true boxes (green, no score) and predictions above `conf` (class colours)."""
+    images, captions = [], []
+    for item, det in list(zip(items, detections))[:count]:
+        image = draw_boxes(read_rgb(item), item.boxes, item.labels, classes, colour=GROUND_TRUTH_COLOUR, line_width=1)
+        keep = det["scores"] >= conf
+        image = draw_boxes(image, det["boxes"][keep], det["labels"][keep], classes, det["scores"][keep])
+        images.append(image)
+        captions.append(f"{len(item.labels)} true, {int(keep.sum())} predicted")
+    return image_grid(images, captions, columns=4)
+
+
+def write_detect_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items):
+    coco = result.details["coco"]
+    loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
+    groups = [("loss", loss_keys), ("mAP", ["map", "map50", "map75"]), ("learning rate", ["lr"])]
+    curves = coco.pr_curve(0.5)  # (R, K)
+    precision = {name: np.asarray(curves)[:, k] for k, name in enumerate(classes)}
+    table = Table(["class", "AP50-95", "AP50", "instances"],
+                  [[c, coco.per_class_ap[c], coco.per_class_ap50[c],
+                    int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+    sections = [Section("summary", [result.metrics])]
+    if history:
+        sections.append(Section("training curves", [plot_curves(history, groups)]))
+    sections += [
+        Section("precision-recall (IoU 0.5)", [plot_pr_curves(np.asarray(coco.recall_thresholds), precision)]),
+        Section("per-class AP", [table]),
+        Section("confusion matrix (IoU 0.5, confidence 0.25)",
+                ["last row: false detections on background; last column: missed objects",
+                 plot_confusion(np.asarray(result.details["confusion"]), [*classes, "background"], normalize=False)]),
+        Section("validation images", ["green: true boxes; coloured with scores: predictions >= 0.25",
+                                      prediction_grid(items, result.details["detections"], classes)]),
+    ]
+    write_report(run_dir / "report.html", title, sections)

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from foveal.errors import FovealError
+from foveal.ops.boxes import (aligned_iou, box_area, box_iou, clip_boxes, complete_box_iou, convert_boxes,
+                              denormalize_boxes, distance_box_iou, generalized_box_iou, nms, normalize_boxes)
+
+UNIT = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+HALF_RIGHT = torch.tensor([[0.5, 0.0, 1.5, 1.0]])  # overlaps UNIT by half: IoU = 0.5 / 1.5
+FAR = torch.tensor([[2.0, 0.0, 3.0, 1.0]])  # disjoint from UNIT, enclosing box 3 x 1
+
+
+def test_conversions_by_hand_and_round_trip():
+    xyxy = torch.tensor([[10.0, 20.0, 50.0, 80.0]])
+    assert convert_boxes(xyxy, "xyxy", "xywh").tolist() == [[10, 20, 40, 60]]
+    assert convert_boxes(xyxy, "xyxy", "cxcywh").tolist() == [[30, 50, 40, 60]]
+    assert convert_boxes(torch.tensor([[30.0, 50, 40, 60]]), "cxcywh", "xywh").tolist() == [[10, 20, 40, 60]]
+    boxes = torch.rand(20, 2) * 100
+    boxes = torch.cat([boxes, boxes + torch.rand(20, 2) * 50 + 1], 1)
+    for src in ("xyxy", "xywh", "cxcywh"):
+        for dst in ("xyxy", "xywh", "cxcywh"):
+            there = convert_boxes(convert_boxes(boxes, "xyxy", src), src, dst)
+            assert torch.allclose(convert_boxes(there, dst, "xyxy"), boxes, atol=1e-4)
+    assert convert_boxes(torch.zeros(0, 4), "xywh", "cxcywh").shape == (0, 4)
+    with pytest.raises(FovealError, match="did you mean 'xywh'"):
+        convert_boxes(boxes, "xyhw", "xyxy")
+
+
+def test_normalize_clip_area():
+    boxes = torch.tensor([[32.0, 24.0, 64.0, 48.0]])
+    normal = normalize_boxes(boxes, 640, 480)
+    assert torch.allclose(normal, torch.tensor([[0.05, 0.05, 0.1, 0.1]]))
+    assert torch.allclose(denormalize_boxes(normal, 640, 480), boxes)
+    # normalising commutes with format conversion (every format is x, y, x, y-like)
+    assert torch.allclose(convert_boxes(normal, "xyxy", "cxcywh"),
+                          normalize_boxes(convert_boxes(boxes, "xyxy", "cxcywh"), 640, 480))
+    clipped = clip_boxes(torch.tensor([[-5.0, 10.0, 700.0, 500.0], [1.0, -2.0, 3.0, 4.0]]), 640, 480)
+    assert clipped.tolist() == [[0, 10, 640, 480], [1, 0, 3, 4]]
+    assert box_area(torch.tensor([[0.0, 0.0, 32.0, 32.0], [1.0, 1.0, 1.0, 5.0]])).tolist() == [1024, 0]
+
+
+def test_pairwise_iou_family_by_hand():
+    assert box_iou(UNIT, HALF_RIGHT).item() == pytest.approx(1 / 3)
+    assert box_iou(UNIT, FAR).item() == 0
+    assert generalized_box_iou(UNIT, FAR).item() == pytest.approx(0 - (3 - 2) / 3)  # IoU - empty part of hull
+    # DIoU: centres 2 apart, enclosing diagonal^2 = 3^2 + 1^2
+    assert distance_box_iou(UNIT, FAR).item() == pytest.approx(-4 / 10, abs=1e-6)
+    assert complete_box_iou(UNIT, UNIT).item() == pytest.approx(1.0, abs=1e-6)
+    pairwise = box_iou(torch.cat([UNIT, FAR]), torch.cat([UNIT, HALF_RIGHT, FAR]))
+    assert pairwise.shape == (2, 3)
+
+
+def test_aligned_iou_matches_pairwise_diagonal():
+    a = torch.cat([UNIT, UNIT, UNIT, torch.tensor([[0.0, 0.0, 2.0, 1.0]])])
+    b = torch.cat([UNIT, HALF_RIGHT, FAR, torch.tensor([[0.5, 0.0, 1.5, 3.0]])])
+    assert aligned_iou(a, b).shape == (4,)
+    assert aligned_iou(a, b)[:3].tolist() == pytest.approx([1, 1 / 3, 0], abs=1e-6)
+    assert aligned_iou(a, b, "giou")[2].item() == pytest.approx(-1 / 3, abs=1e-6)
+    for kind, pairwise in (("iou", box_iou), ("giou", generalized_box_iou), ("diou", distance_box_iou),
+                           ("ciou", complete_box_iou)):
+        assert torch.allclose(aligned_iou(a, b, kind), pairwise(a, b).diagonal(), atol=1e-5), kind
+    assert aligned_iou(UNIT, UNIT, "ciou").item() == pytest.approx(1.0, abs=1e-6)
+    # CIoU by hand for concentric boxes of different shape: IoU - alpha * v, no distance term
+    wide, tall = torch.tensor([[0.0, 1.0, 4.0, 3.0]]), torch.tensor([[1.0, 0.0, 3.0, 4.0]])
+    iou = 4 / 12
+    v = 4 / math.pi**2 * (math.atan(2 / 4) - math.atan(4 / 2)) ** 2
+    assert aligned_iou(wide, tall, "ciou").item() == pytest.approx(iou - v / (1 - iou + v) * v, abs=1e-5)
+    with pytest.raises(FovealError, match="IoU kind"):
+        aligned_iou(a, b, "eiou")
+
+
+def test_aligned_ciou_gradients_finite_for_flat_boxes():
+    flat = torch.tensor([[1.0, 1.0, 3.0, 1.0]], requires_grad=True)  # zero height
+    loss = (1 - aligned_iou(flat, torch.tensor([[0.0, 0.0, 2.0, 2.0]]), "ciou")).sum()
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(flat.grad).all()
+
+
+def test_nms_same_class_different_class_agnostic_and_max_det():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]])
+    scores = torch.tensor([0.6, 0.9, 0.3])
+    same = torch.tensor([0, 0, 0])
+    assert nms(boxes, scores, same, 0.5, 100).tolist() == [1, 2]  # higher-scoring of the overlapping pair
+    differ = torch.tensor([0, 1, 0])
+    assert nms(boxes, scores, differ, 0.5, 100).tolist() == [1, 0, 2]  # sorted by score
+    assert nms(boxes, scores, differ, 0.5, 100, class_agnostic=True).tolist() == [1, 2]
+    assert nms(boxes, scores, None, 0.5, 100).tolist() == [1, 2]
+    assert nms(boxes, scores, differ, 0.5, 2).tolist() == [1, 0]
+    assert nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5, 10).shape == (0,)
