@@ -2,3 +2,4 @@
 
 from .classify import small, torchvision_zoo  # noqa: F401
 from .detect import torchvision_zoo as detect_torchvision_zoo  # noqa: F401
+from .detect import yolo  # noqa: F401

@@ -101,7 +101,8 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], normalize: bool =
     _set_class_ticks(ax, class_names)
     if len(class_names) <= MAX_ANNOTATED_CLASSES:
         _annotate_cells(ax, values, normalize)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix" + (" (rows normalised)" if normalize else ""))
+    title = "confusion matrix (rows normalised)" if normalize else "confusion matrix (counts)"
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     return _png_bytes(fig)
 
 
@@ -144,6 +145,7 @@ def plot_bars(values: dict[str, float], title: str) -> bytes:
     ax.invert_yaxis()
     if len(names) <= 40:
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+        ax.margins(x=0.08)  # room for the label of the longest bar
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return _png_bytes(fig)

@@ -1,0 +1,77 @@
+"""Detection augmentation keeps boxes on their pixels; the dataset maps back to the original image."""
+
+import numpy as np
+import pytest
+import torch
+
+from foveal.data.detect_dataset import Augment, DetectionDataset, collate
+from foveal.data.detect_transforms import horizontal_flip, letterbox, mosaic, random_affine
+from foveal.data.detection import ImageAnnotations
+
+RED = np.array([255, 0, 0], np.uint8)
+
+
+def red_square_image(h=60, w=100, box=(20, 10, 50, 40)):
+    image = np.zeros((h, w, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    image[y1:y2, x1:x2] = RED
+    return image, np.array([box], np.float32), np.array([0])
+
+
+def red_extent(image):
+    ys, xs = np.nonzero((image[..., 0] > 200) & (image[..., 1] < 60))
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def test_letterbox_scale_and_padding():
+    image, boxes, _ = red_square_image()
+    out, scale, (pad_x, pad_y) = letterbox(image, 50)
+    assert out.shape == (50, 50, 3) and scale == 0.5 and (pad_x, pad_y) == (0, 10)
+    assert np.allclose(red_extent(out), boxes[0] * scale + [pad_x, pad_y, pad_x, pad_y], atol=1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_affine_and_flip_move_boxes_with_pixels(seed):
+    rng = np.random.default_rng(seed)
+    image, boxes, labels = red_square_image()
+    out, moved, kept = random_affine(image, boxes, labels, 64, rng, scale=0.3, translate=0.1)
+    if len(moved):
+        assert np.allclose(red_extent(out), moved[0], atol=1.5)
+        flipped, flipped_boxes = horizontal_flip(out, moved)
+        assert np.allclose(red_extent(flipped), flipped_boxes[0], atol=1.5)
+
+
+def test_mosaic_boxes_stay_on_their_objects():
+    rng = np.random.default_rng(0)
+    samples = [red_square_image(box=(10 + 5 * k, 10, 30 + 5 * k, 35)) for k in range(4)]
+    canvas, boxes, labels = mosaic(samples, 64, rng)
+    assert canvas.shape == (128, 128, 3) and len(boxes) == len(labels) >= 1
+    for box in boxes:
+        x1, y1, x2, y2 = box.round().astype(int)
+        patch = canvas[y1:y2, x1:x2]
+        assert (patch[..., 0] > 200).mean() > 0.8  # the box covers red pixels
+
+
+def test_dataset_targets_and_collate():
+    items = [ImageAnnotations("", 100, 60, *red_square_image()[1:], np.zeros(1, bool), red_square_image()[0])
+             for _ in range(3)]
+    plain = DetectionDataset(items, 64)
+    image, target = plain[1]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.uint8 and target["index"] == 1
+    original = (target["boxes"] - target["pad"].repeat(2)) / target["scale"]
+    assert torch.allclose(original, torch.tensor([[20.0, 10, 50, 40]]), atol=1e-4)
+    torch.manual_seed(0)
+    augmented = DetectionDataset(items, 64, Augment(mosaic=1.0))
+    images, targets = collate([augmented[i] for i in range(3)])
+    assert images.shape == (3, 3, 64, 64) and len(targets) == 3
+    for target in targets:
+        boxes = target["boxes"]
+        assert (boxes >= 0).all() and (boxes <= 64).all() and len(boxes) == len(target["labels"])
+
+
+def test_crowd_boxes_are_not_trained_on():
+    image, boxes, labels = red_square_image()
+    item = ImageAnnotations("", 100, 60, np.concatenate([boxes, boxes + 5]), np.array([0, 0]),
+                            np.array([False, True]), image)
+    _, target = DetectionDataset([item], 64)[0]
+    assert len(target["boxes"]) == 1
