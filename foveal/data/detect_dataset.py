@@ -97,7 +97,7 @@ def shapes_detection_data(imgsz: int = 320, n_train: int = 600, n_val: int = 120
     from .synthetic import SHAPE_CLASSES, make_scene_set
 
     def split(n, seed):
-        return [ImageAnnotations("", imgsz, imgsz, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image, s.masks)
+        return [ImageAnnotations("", imgsz, imgsz, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image)
                 for s in make_scene_set(n, imgsz, seed)]
 
     return DetectionData(list(SHAPE_CLASSES), {"train": split(n_train, 11), "val": split(n_val, 12),
