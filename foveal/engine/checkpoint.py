@@ -97,3 +97,21 @@ def load_state(model: torch.nn.Module, state: dict, strict: bool = True):
         state = OrderedDict(state)
         state._metadata = model.state_dict()._metadata
     return model.load_state_dict(state, strict=strict)
+
+
+def load_trained(weights, task: str, device: torch.device, **model_kwargs):
+    """(model in eval mode on `device`, metadata) rebuilt from a foveal weights file of `task`."""
+    from ..registry import create_model
+
+    if not weights:
+        raise FovealError(f"weights: name a trained weights file, e.g. weights=runs/{task}/exp/best.safetensors")
+    state, meta = load_weights(weights)
+    if meta.get("task") != task:
+        raise FovealError(f"weights: {weights} holds no foveal {task} weights (task: {meta.get('task', 'unknown')})")
+    model = create_model(meta["model"], task, **meta["model_kwargs"], **model_kwargs)
+    try:
+        load_state(model, state)
+    except RuntimeError as e:
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise FovealError(f"weights: {weights} does not fit {meta['model']}: {detail}") from None
+    return model.to(device).eval(), meta

@@ -11,7 +11,7 @@ from ..config import TrainConfig, opt
 from ..data.classify import EMBEDDED, ClassifyData, LabelledImages, Transformed, load_classify_data
 from ..data.images import read_image, resolve_source
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
-from ..engine.checkpoint import load_state, load_weights
+from ..engine.checkpoint import load_trained, load_weights
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..engine.trainer import evaluate, move_to
@@ -175,27 +175,11 @@ def write_classify_report(run_dir: Path, title: str, history: list[dict], result
 
 # ---- modes other than train -------------------------------------------------------------------
 
-def load_trained(weights: str, device: torch.device):
-    """(model, metadata) from a foveal classification weights file."""
-    if not weights:
-        raise FovealError("weights: name a trained weights file, e.g. weights=runs/classify/exp/best.safetensors")
-    state, meta = load_weights(weights)
-    if meta.get("task") != "classify":
-        raise FovealError(f"weights: {weights} is not a foveal classification weights file "
-                          f"(task: {meta.get('task', 'unknown')})")
-    model = create_model(meta["model"], "classify", **meta["model_kwargs"])
-    try:
-        load_state(model, state)
-    except RuntimeError as e:
-        raise FovealError(f"weights: {weights} does not fit {meta['model']}: {str(e).splitlines()[1:2]}") from None
-    return model.to(device).eval(), meta
-
-
 def val(cfg: ClassifyConfig, log=print) -> EvalResult:
     """Score trained weights on a split; writes runs/classify/valN with metrics.json and report.html."""
     device = select_device(cfg.device)
     configure_cpu(cfg.threads)
-    model, meta = load_trained(cfg.weights, device)
+    model, meta = load_trained(cfg.weights, "classify", device)
     cfg = replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""))
     task = ClassifyTask(cfg)
     task.setup(data_meta=meta)
@@ -217,7 +201,7 @@ def predict(cfg: ClassifyConfig, log=print) -> list[dict]:
     """Top-k classes for each image of `source`; written to runs/classify/predictN/predictions.json and .csv."""
     device = select_device(cfg.device)
     configure_cpu(cfg.threads)
-    model, meta = load_trained(cfg.weights, device)
+    model, meta = load_trained(cfg.weights, "classify", device)
     paths = resolve_source(cfg.source)
     transform = eval_transform(meta["imgsz"], meta["mean"], meta["std"])
     classes, k = meta["classes"], min(cfg.topk, len(meta["classes"]))

@@ -11,7 +11,7 @@ import torch
 from ..config import TrainConfig, opt
 from ..data.detect_dataset import Augment, DetectionDataset, collate, shapes_detection_data
 from ..data.detection import DetectionData
-from ..engine.checkpoint import load_state, load_weights
+from ..engine.checkpoint import load_trained
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..engine.trainer import evaluate
@@ -180,26 +180,12 @@ class DetectEvaluator(Evaluator):
 
 # ---- modes other than train ---------------------------------------------------------------------
 
-def load_trained(weights: str, device, conf: float, iou: float, max_det: int):
-    """(model in eval mode, metadata) from a foveal detection weights file."""
-    if not weights:
-        raise FovealError("weights: name a trained weights file, e.g. weights=runs/detect/exp/best.safetensors")
-    state, meta = load_weights(weights)
-    if meta.get("task") != "detect":
-        raise FovealError(f"weights: {weights} is not a foveal detection weights file (task: {meta.get('task', 'unknown')})")
-    model = create_model(meta["model"], "detect", **meta["model_kwargs"], conf=conf, iou=iou, max_det=max_det)
-    try:
-        load_state(model, state)
-    except RuntimeError as e:
-        raise FovealError(f"weights: {weights} does not fit {meta['model']}: {str(e).splitlines()[1:2]}") from None
-    return model.to(device).eval(), meta
-
-
 def val(cfg: DetectConfig, log=print) -> EvalResult:
     """COCO metrics of trained weights on a split; writes runs/detect/valN (metrics.json, report.html)."""
     device = select_device(cfg.device)
     configure_cpu(cfg.threads)
-    model, meta = load_trained(cfg.weights, device, cfg.conf if cfg.conf >= 0 else 0.001, cfg.iou, cfg.max_det)
+    model, meta = load_trained(cfg.weights, "detect", device, conf=cfg.conf if cfg.conf >= 0 else 0.001,
+                               iou=cfg.iou, max_det=cfg.max_det)
     cfg = replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""))
     task = DetectTask(cfg)
     task.setup(data_meta=meta)

@@ -14,6 +14,7 @@ import torch
 
 from ..data.detect_transforms import letterbox
 from ..data.images import resolve_source
+from ..engine.checkpoint import load_trained
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..errors import FovealError
@@ -75,12 +76,10 @@ def yolo_lines(det: dict, width: int, height: int) -> str:
 
 def predict(cfg, log=print) -> list[dict]:
     """Run trained weights over cfg.source; returns COCO-style results (one dict per detection)."""
-    from .detect import load_trained
-
     device = select_device(cfg.device)
     configure_cpu(cfg.threads)
     conf = cfg.conf if cfg.conf >= 0 else 0.25
-    model, meta = load_trained(cfg.weights, device, conf, cfg.iou, cfg.max_det)
+    model, meta = load_trained(cfg.weights, "detect", device, conf=conf, iou=cfg.iou, max_det=cfg.max_det)
     model.to(memory_format=torch.channels_last)
     classes, imgsz = meta["classes"], meta["imgsz"]
     if not cfg.source:
