@@ -1,10 +1,13 @@
-# make demo: set up .venv and run the main job on embedded data.  make test: the whole test suite.
+# make demo: set up .venv, train a detector on the synthetic scenes, evaluate it, predict on images and
+# a video.  make demo-classify: the same for a classifier on the digits.  make test: the test suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/classify/demo
+DETECT := runs/detect/demo
+DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-classify test bench clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
+	$(BIN)/foveal detect train $(DETECT_TRAIN) name=demo exist_ok=true
+	$(BIN)/foveal detect val weights=$(DETECT)/best.safetensors name=demo-val exist_ok=true
+	$(BIN)/python examples/write_scene_images.py $(DETECT)/samples 8
+	$(BIN)/foveal detect predict weights=$(DETECT)/best.safetensors source=$(DETECT)/samples conf=0.4 name=demo-images exist_ok=true
+	$(BIN)/foveal detect predict weights=$(DETECT)/best.safetensors source=$(DETECT)/samples/scenes.mp4 conf=0.4 name=demo-video exist_ok=true
+	@echo "report: $(DETECT)/report.html   annotated: runs/detect/demo-images/ and runs/detect/demo-video/scenes.mp4"
+
+demo-classify: install
 	$(BIN)/foveal classify train data=digits model=simple_cnn name=demo exist_ok=true
 	$(BIN)/foveal classify val weights=$(DEMO)/best.safetensors name=demo-val exist_ok=true
 	$(BIN)/python examples/write_digit_images.py $(DEMO)/samples 8
@@ -25,6 +36,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/detect_speed.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -92,7 +92,7 @@ def collate(samples):
     return torch.stack(images), list(targets)
 
 
-def shapes_detection_data(imgsz: int = 320, n_train: int = 600, n_val: int = 120) -> DetectionData:
+def shapes_detection_data(imgsz: int = 320, n_train: int = 1000, n_val: int = 200) -> DetectionData:
     """foveal's synthetic scenes, generated the same way every time, with exact boxes and masks."""
     from .synthetic import SHAPE_CLASSES, make_scene_set
 

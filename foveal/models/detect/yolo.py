@@ -1,30 +1,24 @@
 """foveal's fast one-stage detector: yolo_n, yolo_s, yolo_m, built to train from scratch on a CPU.
 
-Layout, YOLOv8-like, read top to bottom:
-    backbone   a stride-2 stem, then four stages (stride-2 3x3 conv + CSP block) down to stride 32,
-               where SPPF widens the receptive field; features leave at strides 8, 16, 32.
-    neck       FPN top-down (coarse semantics to fine maps) then PAN bottom-up (fine localisation
-               back to coarse maps); one map per stride, as wide as the backbone's.
-    head       per level, decoupled: a box branch and a class branch, two 3x3 convs each.
+    backbone   stride-2 stem, four stages (stride-2 3x3 conv + CSP block) down to stride 32, SPPF
+    neck       FPN top-down (semantics to the fine maps), then PAN bottom-up (localisation back)
+    head       per stride 8, 16, 32, decoupled: a box branch and a class branch, two 3x3 convs each
 
-Grid: every cell of the stride-s map is one anchor point at its centre ((i + 0.5) * s pixels);
-no anchor boxes. The box branch predicts the distances from the point to the left, top, right
-and bottom edges, each as a distribution over reg_max bins 0..reg_max-1 (in strides) whose
-expectation is the distance (DFL, Generalized Focal Loss): a sharp peak is a confident edge, a
-spread one an ambiguous edge. The class branch gives one sigmoid per class, trained against
-IoU-aware targets, so it doubles as the objectness/quality score.
+Grid: each cell of the stride-s map is one anchor point at its centre, ((i + 0.5) * s) pixels; no
+anchor boxes. The box branch gives the distances from the point to the left, top, right and bottom
+edges, each as a distribution over reg_max bins 0..reg_max-1 (strides) whose expectation is the
+distance (DFL): a peaked distribution is a sure edge, a spread one an ambiguous edge. The class
+branch gives one sigmoid per class, trained on IoU-aware targets, so it is also the quality score.
 
-Training (yolo_loss.py): task-aligned assignment picks, per ground truth, the top-k anchor points
-inside its box by score^alpha * IoU^beta; loss = CIoU + BCE + DFL, normalised by the sum of the
-soft targets. From-scratch speed comes from the biases: class logits start at a 1% prior (no
-flood of confident false positives), and box distributions start peaked at ~2.5 strides (boxes
-the size of the objects each level usually gets, so IoU and the alignment metric are informative
-from the first step).
+Training (yolo_loss.py): task-aligned assignment gives each ground truth the top-k anchor points
+inside its box by score^alpha * IoU^beta; loss = CIoU + BCE + DFL over the sum of soft targets.
+Learning from scratch is quick thanks to the initial biases: class logits at a 1% prior (no flood
+of confident false positives), box distributions peaked near 2.5 strides (boxes the size objects
+at each level usually have, so IoU, and with it the assignment, is informative from step one).
 
-Inference: sigmoid scores above `conf` for every (anchor, class) pair (one anchor may yield two
-classes), at most MAX_CANDIDATES of them by score, class-aware NMS at `iou`, then `max_det`.
-Inputs are (B, 3, H, W) in [0, 1], H and W multiples of 32; no normalisation is needed since the
-stem's BatchNorm absorbs the input's scale and offset.
+Inference: every (anchor, class) pair scoring above `conf` (an anchor may give two classes), the
+best MAX_CANDIDATES of them, class-aware NMS at `iou`, then the top `max_det`. Inputs are (B, 3, H,
+W) in [0, 1] with H, W multiples of 32, not normalised: the stem's BatchNorm absorbs scale and offset.
 """
 
 import math
