@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/classify/demo
 DETECT := runs/detect/demo
-DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8
+DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=0.5 close_mosaic=3 scale=0.25
 
 .PHONY: install demo demo-classify test bench clean
 

@@ -5,7 +5,8 @@ is dynamic: it looks at what the network currently predicts, so anchors that alr
 and localise an object well are the ones asked to do it, and the set follows the network as it
 learns instead of being fixed by hand-tuned scale ranges. For every ground truth:
 
-1. candidates are the anchor points whose centre lies inside its box, on any level;
+1. candidates are the anchor points whose centre lies inside its box, on any level (a box
+   thinner than 8 pixels may hold none, and is then never learned);
 2. each is scored by the alignment metric  t = score^alpha * IoU^beta, with `score` the
    predicted probability of the ground truth's class and IoU that of the predicted box;
 3. the `topk` best candidates become its positives;
@@ -74,10 +75,10 @@ def assign_targets(pred_scores, pred_boxes, anchor_points, gt_boxes, gt_labels, 
     iou = torch.stack([box_iou(g, p) for g, p in zip(gt_boxes, pred_boxes)]) * inside  # (B, M, A)
     class_index = gt_labels[:, None, :].expand(batch, anchors, -1)  # (B, A, M)
     score = pred_scores.gather(2, class_index).transpose(1, 2)  # (B, M, A)
-    alignment = score.pow(alpha) * iou.pow(beta) * inside
+    alignment = score.pow(alpha) * iou.pow(beta)  # 0 outside the box, where iou is 0
 
-    # The top-k candidates per ground truth. Non-candidates rank below any candidate (-1), so a
-    # box whose candidates all have alignment 0 (early training) still gets its k inside anchors.
+    # The top-k per ground truth. Anchors outside rank below any inside (-1), so a box whose inside
+    # anchors all align at 0 (early training) still gets k of them.
     best = alignment.masked_fill(~inside, -1).topk(min(topk, anchors), dim=-1).indices  # (B, M, k)
     positive = torch.zeros_like(inside).scatter_(-1, best, True) & inside  # (B, M, A)
 
