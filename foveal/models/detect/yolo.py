@@ -33,6 +33,7 @@ from .yolo_loss import YOLOLoss
 STRIDES = (8, 16, 32)
 MAX_CANDIDATES = 3000  # (anchor, class) pairs per image that reach NMS; bounds its cost at conf=0.001
 INITIAL_DISTANCE = 2.5  # strides: the box size (5 x 5 strides) every anchor predicts before training
+# (uniform bins instead, YOLOv8's start, cost 0.12 mAP50 after 8 epochs on the shapes scenes)
 CLASS_PRIOR = 0.01  # initial probability of every class at every anchor (RetinaNet's prior)
 
 
