@@ -7,6 +7,7 @@ from .registry import create_model, list_models
 __version__ = "0.1.0"
 classify = TaskAPI("classify")
 detect = TaskAPI("detect")
+segment = TaskAPI("segment")
 
 __all__ = ["train", "val", "predict", "info", "run", "config", "create_model", "list_models",
-           "classify", "detect", "FovealError", "__version__"]
+           "classify", "detect", "segment", "FovealError", "__version__"]

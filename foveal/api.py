@@ -12,7 +12,7 @@ from .config import build_config
 from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
 
-TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect"}
+TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment"}
 MODES = ("train", "val", "predict", "info")  # every task has these; a task module may add more (MODES)
 
 

@@ -12,19 +12,20 @@ class ModelEntry:
     task: str  # "classify", "detect", "segment", ...
     builder: Callable  # builder(num_classes=..., **kwargs) -> nn.Module
     family: str  # "foveal" for our own models, "torchvision", ...
+    kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(task: str, name: str | None = None, family: str = "foveal"):
+def register_model(task: str, name: str | None = None, family: str = "foveal", kind: str = ""):
     """Decorator that registers `builder` under `name` (default: the function's name)."""
 
     def wrap(builder):
         key = name or builder.__name__
         if key in _MODELS:
             raise ValueError(f"model '{key}' is registered twice")
-        _MODELS[key] = ModelEntry(key, task, builder, family)
+        _MODELS[key] = ModelEntry(key, task, builder, family, kind)
         return builder
 
     return wrap

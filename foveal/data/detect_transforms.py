@@ -59,14 +59,19 @@ def letterbox_fit(image: np.ndarray, size: int) -> tuple[np.ndarray, float, None
     return image, scale, None
 
 
+def random_affine_matrix(height: int, width: int, out_size: int, rng, scale=0.5, translate=0.1, degrees=0.0):
+    """(2, 3) matrix that fits the image to an out_size square, then scales by 1 +- scale, rotates by
+    +- degrees (about the centre) and shifts by +- translate of out_size."""
+    s = rng.uniform(1 - scale, 1 + scale) * out_size / max(height, width)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-degrees, degrees), s)
+    matrix[:, 2] += np.array([out_size / 2 - width / 2, out_size / 2 - height / 2])  # centre to output centre
+    matrix[:, 2] += rng.uniform(-translate, translate, 2) * out_size
+    return matrix
+
+
 def random_affine(image, boxes, labels, out_size: int, rng, scale=0.5, translate=0.1, degrees=0.0):
     """Scale by 1 +- scale, rotate by +- degrees and shift by +- translate, into an out_size square."""
-    h, w = image.shape[:2]
-    s = rng.uniform(1 - scale, 1 + scale) * out_size / max(h, w)
-    angle = rng.uniform(-degrees, degrees)
-    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, s)  # about the input centre
-    matrix[:, 2] += np.array([out_size / 2 - w / 2, out_size / 2 - h / 2])  # centre to output centre
-    matrix[:, 2] += rng.uniform(-translate, translate, 2) * out_size
+    matrix = random_affine_matrix(*image.shape[:2], out_size, rng, scale, translate, degrees)
     out = cv2.warpAffine(image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
     if len(boxes) == 0:
         return out, boxes, labels

@@ -19,9 +19,26 @@ class ImageAnnotations:
     crowd: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))  # (N,) COCO iscrowd
     pixels: np.ndarray | None = None  # (H, W, 3) uint8 for in-memory images
     masks: np.ndarray | None = None  # (N, H, W) bool instance masks, when the source has them
+    segments: list | None = None  # per object, COCO segmentation in pixels: polygons [[x1, y1, ...], ...] or RLE
 
 
 @dataclass
 class DetectionData:
     classes: list[str]
     splits: dict[str, list[ImageAnnotations]]  # "train", "val", maybe "test"
+
+
+def instance_masks(item: ImageAnnotations) -> np.ndarray:
+    """(N, H, W) bool masks of an image's objects: its `masks`, or its `segments` rasterised as COCO does."""
+    if item.masks is not None:
+        return item.masks
+    if item.segments is None:
+        raise ValueError(f"{item.image or 'image'}: has no instance masks (boxes only)")
+    if not item.segments:
+        return np.zeros((0, item.height, item.width), bool)
+    from faster_coco_eval.core import mask as coco_mask  # COCO's own rasteriser: masks equal the evaluator's
+
+    rles = [coco_mask.merge(coco_mask.frPyObjects(s, item.height, item.width)) if isinstance(s, list)
+            else coco_mask.frPyObjects(s, item.height, item.width) if isinstance(s.get("counts"), list) else s
+            for s in item.segments]
+    return np.moveaxis(coco_mask.decode(rles), -1, 0).astype(bool)

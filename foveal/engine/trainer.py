@@ -142,7 +142,7 @@ def fit(task_class, cfg, log=print) -> RunResult:
     threads = configure_cpu(cfg.threads, dist_info.local_world_size)
     make_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
-    task = task_class(cfg)
+    task = task_class.create(cfg)
     task.setup()
     if state is not None:
         run_dir = Path(cfg.resume)

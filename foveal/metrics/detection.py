@@ -1,8 +1,9 @@
-"""COCO-style detection metrics: mAP and friends through faster-coco-eval, and a confusion matrix.
+"""COCO-style detection metrics: box and mask mAP through faster-coco-eval, and a confusion matrix.
 
 `coco_evaluate` converts foveal's detection form (foveal/data/detection.py) into COCO dicts in
-memory and runs faster-coco-eval, which implements pycocotools' COCOeval in C++; the tests check
-the numbers against pycocotools itself (see /work/shared/METRICS.md for the conventions matched).
+memory, instance masks as COCO's compressed RLE, and runs faster-coco-eval, which implements
+pycocotools' COCOeval in C++; the tests check the numbers against pycocotools itself (see
+/work/shared/METRICS.md for the conventions matched).
 """
 
 import contextlib
@@ -13,9 +14,10 @@ import numpy as np
 import torch
 
 from foveal.data.detection import ImageAnnotations
-from foveal.errors import FovealError
+from foveal.errors import FovealError, did_you_mean
 from foveal.ops.boxes import box_area, box_iou
 
+IOU_TYPES = ("bbox", "segm")  # COCOeval's iouType: boxes, or instance masks
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")  # COCOeval.stats order
 
@@ -75,7 +77,37 @@ def _xywh(boxes: np.ndarray) -> list[list[float]]:
     return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
 
 
-def _coco_dicts(ground_truth, detections, classes) -> tuple[dict, list[dict]]:
+def _binary_masks(masks, count: int, item: ImageAnnotations, where: str) -> np.ndarray:
+    """(count, H, W) bool numpy masks at the image's size from a tensor or array, checked."""
+    if masks is None:
+        raise FovealError(f"{where} has no masks; iou_type 'segm' needs instance masks")
+    if isinstance(masks, torch.Tensor):
+        masks = masks.detach().cpu().numpy()
+    masks = np.asarray(masks)
+    if count == 0 and masks.size == 0:
+        return np.zeros((0, item.height, item.width), bool)
+    if masks.shape != (count, item.height, item.width):
+        raise FovealError(f"{where} has masks of shape {masks.shape}, expected ({count}, {item.height}, "
+                          f"{item.width}): one per object at the image's size")
+    if masks.dtype.kind not in "bui":
+        raise FovealError(f"{where} has {masks.dtype} masks; threshold them into bool or 0/1 uint8 first")
+    return masks != 0
+
+
+def _add_masks(annotations: list[dict], masks, item: ImageAnnotations, where: str) -> None:
+    """Give each annotation its mask as 'segmentation' (COCO compressed RLE) and its pixel count as 'area'."""
+    from faster_coco_eval.core import mask as coco_mask  # imported here: only evaluation needs it
+
+    masks = _binary_masks(masks, len(annotations), item, where)  # (K, H, W)
+    if not len(masks):
+        return
+    # encode reads (H, W, K) uint8 in Fortran order: COCO's RLE runs down the columns
+    rles = coco_mask.encode(np.asfortranarray(np.moveaxis(masks, 0, -1).astype(np.uint8)))
+    for annotation, rle, area in zip(annotations, rles, masks.sum((1, 2)).tolist()):
+        annotation["segmentation"], annotation["area"] = rle, float(area)
+
+
+def _coco_dicts(ground_truth, detections, classes, iou_type="bbox") -> tuple[dict, list[dict]]:
     """(ground-truth dataset, results list) in COCO's format. Image, annotation and category ids
     start at 1: pycocotools reads a matched ground-truth id of 0 as 'unmatched', and 0 is falsy in
     its id filters, so class c is category c + 1 here."""
@@ -83,12 +115,22 @@ def _coco_dicts(ground_truth, detections, classes) -> tuple[dict, list[dict]]:
     for i, (gt, det) in enumerate(zip(ground_truth, detections), start=1):
         images.append({"id": i, "width": int(gt.width), "height": int(gt.height)})
         boxes, labels, crowd = _ground_truth(gt, len(classes), i - 1)
-        for box, label, is_crowd in zip(_xywh(boxes), labels.tolist(), crowd.tolist()):
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": label + 1, "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": int(is_crowd)})
+        truths = [{"image_id": i, "category_id": label + 1, "bbox": box, "area": box[2] * box[3], "iscrowd": int(c)}
+                  for box, label, c in zip(_xywh(boxes), labels.tolist(), crowd.tolist())]
         det_boxes, scores, det_labels = _detections(det, len(classes), i - 1)
-        for box, score, label in zip(_xywh(det_boxes), scores.tolist(), det_labels.tolist()):
-            results.append({"image_id": i, "category_id": label + 1, "bbox": box, "score": score})
+        found = [{"image_id": i, "category_id": label + 1, "score": score}
+                 for score, label in zip(scores.tolist(), det_labels.tolist())]
+        if iou_type == "segm":
+            _add_masks(truths, gt.masks, gt, f"ground truth of image {i - 1} ({gt.image})")
+            # no 'bbox' on mask results: COCO's loadRes would then take a detection's area from its
+            # box instead of its mask (detectron2 drops it for the same reason)
+            _add_masks(found, det.get("masks"), gt, f"detections of image {i - 1}")
+        else:
+            for result, box in zip(found, _xywh(det_boxes)):
+                result["bbox"] = box
+        for truth in truths:
+            annotations.append({"id": len(annotations) + 1, **truth})
+        results.extend(found)
     categories = [{"id": c + 1, "name": name} for c, name in enumerate(classes)]
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
@@ -104,16 +146,21 @@ def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], 
     """COCO mAP of `detections` against `ground_truth`, the numbers pycocotools' COCOeval gives.
 
     detections[i] belongs to ground_truth[i] and holds boxes (K, 4) xyxy pixels, scores (K,) and
-    labels (K,) indexing `classes` (torch tensors or numpy). Ground-truth areas are w * h of the box
-    and crowd boxes are COCO's iscrowd regions. verbose prints COCO's usual summary table.
+    labels (K,) indexing `classes` (torch tensors or numpy). Crowd objects are COCO's iscrowd regions.
+    iou_type "bbox" matches boxes; ground-truth areas are w * h of the box.
+    iou_type "segm" matches instance masks, as COCOeval(iouType="segm"): the ground truth's come from
+    ImageAnnotations.masks (N, H, W) and detections[i]["masks"] is (K, H, W) bool or 0/1 (tensor or
+    numpy) at the image's original size; every area, for the small/medium/large ranges, is the
+    mask's pixel count. verbose prints COCO's usual summary table.
     """
     from faster_coco_eval import COCO, COCOeval_faster  # imported here: only evaluation needs it
 
-    if iou_type != "bbox":
-        raise FovealError(f"iou_type '{iou_type}' is not supported yet; use 'bbox'")
+    if iou_type not in IOU_TYPES:
+        raise FovealError(f"iou_type '{iou_type}' is not supported; use one of {', '.join(IOU_TYPES)}"
+                          f"{did_you_mean(iou_type, IOU_TYPES)}")
     if len(detections) != len(ground_truth):
         raise FovealError(f"{len(detections)} detection entries for {len(ground_truth)} images; need one per image")
-    dataset, results = _coco_dicts(ground_truth, detections, classes)
+    dataset, results = _coco_dicts(ground_truth, detections, classes, iou_type)
     say = print if verbose else (lambda *args, **kwargs: None)
     with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(dataset, print_function=say)

@@ -39,6 +39,11 @@ class Task:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
 
+    @classmethod
+    def create(cls, cfg: TrainConfig) -> "Task":
+        """The task object for `cfg`; a task whose models come in kinds may pick a subclass here."""
+        return cls(cfg)
+
     # data and model
     def setup(self, data_meta: dict | None = None):
         """Load the data (with the classes of `data_meta` when evaluating trained weights)."""

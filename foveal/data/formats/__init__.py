@@ -1,4 +1,5 @@
 """Detection data sets on disk (YOLO, COCO, Pascal VOC): the `data=` string, readers, writers, conversion.
+Segmentation data (masks.py) reads image + mask folders, and COCO and YOLO with segments=True.
 
 The `data=` forms. When only one set is given, a fixed-seed `val_fraction` of its images becomes "val".
 
@@ -100,9 +101,10 @@ def image_size(path: Path) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def annotated(image, width, height, boxes, labels, crowd) -> ImageAnnotations:
+def annotated(image, width, height, boxes, labels, crowd, segments=None) -> ImageAnnotations:
     return ImageAnnotations(str(image), int(width), int(height), np.array(boxes, np.float32).reshape(-1, 4),
-                            np.array(labels, np.int64).reshape(-1), np.array(crowd, bool).reshape(-1))
+                            np.array(labels, np.int64).reshape(-1), np.array(crowd, bool).reshape(-1),
+                            segments=segments)
 
 
 def place_image(item: ImageAnnotations, index: int, folder: Path, taken: set, link: bool) -> str:
@@ -146,15 +148,20 @@ FORMS = ("path/to/data.yaml, a folder holding data.yaml, coco:ANNOTATIONS.json[,
 WRITERS = {"yolo": (yolo.write_yolo, "YOLO"), "coco": (coco.write_coco, "COCO"), "voc": (voc.write_voc, "VOC")}
 
 
-def load_detection_data(data: str, strict: bool = True, val_fraction: float = 0.2) -> DetectionData:
+def load_detection_data(data: str, strict: bool = True, val_fraction: float = 0.2,
+                        segments: bool = False) -> DetectionData:
     """The detection data set a `data=` string names (forms in the module docstring), split into train/val."""
-    detection = read_detection_data(data, strict)
+    detection = read_detection_data(data, strict, segments)
     detection.splits = split_off_val(detection.splits, val_fraction)
     return detection
 
 
-def read_detection_data(data: str, strict: bool = True) -> DetectionData:
-    """As load_detection_data, but the splits as the files give them (one set is "train")."""
+def read_detection_data(data: str, strict: bool = True, segments: bool = False) -> DetectionData:
+    """As load_detection_data, but the splits as the files give them (one set is "train").
+
+    segments=True also reads each object's outline (COCO polygons or RLE, YOLO polygons) into
+    ImageAnnotations.segments; an object without one is then a bad label. VOC XML has none.
+    """
     kind, _, rest = str(data).partition(":")
     if kind not in ("yolo", "coco", "voc"):  # a plain path (also C:\... on Windows)
         kind, rest = "yolo", str(data)
@@ -166,14 +173,17 @@ def read_detection_data(data: str, strict: bool = True) -> DetectionData:
     if kind == "yolo" and single is not None:
         path = single / "data.yaml" if single.is_dir() else single
         if path.is_file() and path.suffix in (".yaml", ".yml"):
-            return yolo.read_yolo(path, strict)
+            return yolo.read_yolo(path, strict, segments)
         why = "no data.yaml in that folder" if single.is_dir() else "no such .yaml file"
         raise FovealError(f"data={data}: {why}; use {FORMS}")
     if kind == "coco" and single is not None and single.is_dir():
-        return coco.read_coco(coco.find_coco_sets(single), strict)
+        return coco.read_coco(coco.find_coco_sets(single), strict, segments)
     if kind == "coco" and all(len(parts) <= 2 for parts in sets):
         return coco.read_coco({split: (parts[0], parts[-1] if len(parts) == 2 else parts[0].parent)
-                               for split, parts in zip(SPLITS, sets)}, strict)
+                               for split, parts in zip(SPLITS, sets)}, strict, segments)
+    if kind == "voc" and segments:
+        raise FovealError(f"data={data}: VOC XML files hold boxes only; for masks use COCO, YOLO polygons or "
+                          f"masks:IMAGES/,MASKS/")
     if kind == "voc" and single is not None:
         return voc.read_voc(voc.find_voc_sets(single), strict=strict)
     if kind == "voc" and all(len(parts) == 2 for parts in sets):
@@ -181,19 +191,24 @@ def read_detection_data(data: str, strict: bool = True) -> DetectionData:
     raise FovealError(f"data={data}: not a detection data set; use {FORMS}")
 
 
-def convert(src: str, dst: str, strict: bool = True, val_fraction: float = 0.0, link: bool = True) -> str:
+def convert(src: str, dst: str, strict: bool = True, val_fraction: float = 0.0, link: bool = True,
+            segments: bool = False) -> str:
     """Write the data set `src` names (any data= form) as dst = yolo:FOLDER, coco:FOLDER or voc:FOLDER.
 
     Splits are kept as they are (one set stays "train") unless val_fraction > 0. Images are hard-linked
-    when possible (link=False copies them). Returns a one-line summary.
+    when possible (link=False copies them). segments=True keeps the objects' outlines (COCO polygons
+    or RLE, YOLO polygons), which every object must then have; only COCO can write them. Returns a
+    one-line summary.
     """
     kind, _, folder = dst.partition(":")
     if kind not in WRITERS or not folder.strip():
         raise FovealError(f"dst={dst}: use yolo:FOLDER, coco:FOLDER or voc:FOLDER")
+    if segments and kind != "coco":
+        raise FovealError(f"dst={dst}: segments=true needs coco:FOLDER, the one format written here with outlines")
     out = absolute(folder)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FovealError(f"dst={dst}: {out} already exists and is not an empty folder; name a new one")
-    data = load_detection_data(src, strict, val_fraction)
+    data = load_detection_data(src, strict, val_fraction, segments)
     write, name = WRITERS[kind]
     write(data, out, link=link)
     items = [item for split in data.splits.values() for item in split]
@@ -202,3 +217,6 @@ def convert(src: str, dst: str, strict: bool = True, val_fraction: float = 0.0, 
     note = f" ({dropped} crowd/difficult boxes left out: YOLO cannot mark them)" if dropped else ""
     return (f"wrote {len(items)} images, {boxes - dropped} boxes, {len(data.classes)} classes "
             f"as {name} to {folder.strip()}{note}")
+
+
+from .masks import load_segmentation_data  # noqa: E402, F401  (re-exported; masks.py uses the readers above)

@@ -4,14 +4,21 @@ category_id, bbox = x, y, w, h in pixels, iscrowd) and `categories` (id, name).
 Category ids may be any integers: the classes are the category names in the order of sorted id
 (COCO's 80 classes with ids 1..90 become 0..79), written back with ids 1..C. `file_name` is relative
 to the images folder; width and height are taken from the JSON (read from the image when absent).
-Segmentation masks are not read: boxes only.
+
+With segments=True each annotation's `segmentation` is read too, as COCO stores it in pixels:
+polygons [[x1, y1, x2, y2, ...], ...] or run-length encoding {size: [height, width], counts}, the
+counts a list (uncompressed) or COCO's compressed string (crowd regions). It is checked without
+drawing it: polygons of numbers with x, y pairs, run lengths that cover the image exactly. Polygons
+of one or two points (COCO 2017 has a few) have no area and are dropped, as detectron2 does.
 """
 
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ...errors import FovealError
-from ..detection import DetectionData
+from ..detection import DetectionData, ImageAnnotations, instance_masks
 from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number,
                place_image)
 
@@ -31,8 +38,11 @@ def find_coco_sets(folder: Path) -> dict[str, tuple[Path, Path]]:
     return sets
 
 
-def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True) -> DetectionData:
-    """{split: (annotations JSON, images folder)} as one DetectionData; every JSON must have the same categories."""
+def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True, segments: bool = False) -> DetectionData:
+    """{split: (annotations JSON, images folder)} as one DetectionData; every JSON must have the same categories.
+
+    segments=True fills ImageAnnotations.segments, and an annotation without a segmentation is a bad label.
+    """
     problems, splits, categories, first = Problems(strict), {}, None, None
     for split, (json_path, images) in sets.items():
         json_path, images = absolute(json_path), absolute(images)
@@ -43,7 +53,7 @@ def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True) -> Detect
         elif found != categories:
             raise FovealError(f"{json_path}: its categories differ from those of {first}")
         index = {category_id: i for i, (category_id, _) in enumerate(categories)}
-        splits[split] = _read_set(document, json_path, images, index, problems)
+        splits[split] = _read_set(document, json_path, images, index, problems, segments)
     problems.warn()
     return DetectionData([name for _, name in categories], splits)
 
@@ -79,9 +89,9 @@ def _categories(document: dict, path: Path) -> list[tuple[int, str]]:
     return categories
 
 
-def _read_set(document: dict, path: Path, images: Path, index: dict, problems: Problems) -> list:
+def _read_set(document: dict, path: Path, images: Path, index: dict, problems: Problems, segments: bool) -> list:
     """The images of one JSON in file order; an image with a bad annotation is skipped (reported)."""
-    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd]
+    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd, segments or None]
     for k, entry in enumerate(document["images"]):
         image_id = entry.get("id") if isinstance(entry, dict) else None
         try:
@@ -95,7 +105,7 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             width, height = entry.get("width"), entry.get("height")
             if not (isinstance(width, int | float) and isinstance(height, int | float) and width > 0 and height > 0):
                 width, height = image_size(file)
-            entries[image_id] = [file, int(width), int(height), [], [], []]
+            entries[image_id] = [file, int(width), int(height), [], [], [], [] if segments else None]
         except BadLabel as e:
             problems.add(str(e))
             skipped.add(image_id if isinstance(image_id, int | str) else None)
@@ -109,14 +119,17 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
         try:
             if image_id not in entries:
                 raise BadLabel(f"{place}: unknown image_id {image_id!r}")
-            _, width, height, boxes, labels, crowd = entries[image_id]
+            _, width, height, boxes, labels, crowd, outlines = entries[image_id]
             if not isinstance(category_id, int) or category_id not in index:
                 raise BadLabel(f"{place}: unknown category_id {category_id!r}")
             bbox = annotation.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
                 raise BadLabel(f"{place}: bbox must be [x, y, width, height], found {bbox!r}")
             x, y, w, h = (number(v, place) for v in bbox)
-            boxes.append(fit_box([x, y, x + w, y + h], width, height, BOX_SLACK_PIXELS, place))
+            box = fit_box([x, y, x + w, y + h], width, height, BOX_SLACK_PIXELS, place)
+            if outlines is not None:
+                outlines.append(segmentation(annotation.get("segmentation"), width, height, place))
+            boxes.append(box)
             labels.append(index[category_id])
             crowd.append(bool(annotation.get("iscrowd", 0)))
         except BadLabel as e:
@@ -126,8 +139,81 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
     return [annotated(*entry) for entry in entries.values()]
 
 
+def segmentation(value, width: int, height: int, place: str) -> list | dict:
+    """An annotation's `segmentation` checked (see the module docstring), BadLabel naming `place` if malformed."""
+    if value is None or value == []:
+        raise BadLabel(f"{place}: no segmentation (instance masks need polygons or RLE)")
+    if isinstance(value, list):
+        return _polygons(value, place)
+    if isinstance(value, dict):
+        return _run_lengths(value, width, height, place)
+    raise BadLabel(f"{place}: segmentation must be polygons [[x1, y1, x2, y2, ...], ...] or RLE "
+                   f"{{size, counts}}, found {type(value).__name__}")
+
+
+def _polygons(value: list, place: str) -> list:
+    kept = []
+    for k, polygon in enumerate(value):
+        try:
+            coordinates = np.asarray(polygon)
+        except ValueError:  # ragged nesting
+            coordinates = np.zeros(0, object)
+        if (coordinates.ndim != 1 or coordinates.dtype.kind not in "iuf" or len(coordinates) % 2
+                or not np.isfinite(coordinates).all()):
+            raise BadLabel(f"{place}: segmentation polygon {k} is not a list of x, y pixel pairs")
+        if len(coordinates) >= 6:
+            kept.append(polygon)  # JSON's own list: no copy of the largest part of a COCO file
+    if not kept:
+        raise BadLabel(f"{place}: segmentation has no polygon of 3 or more points")
+    return kept
+
+
+def _run_lengths(value: dict, width: int, height: int, place: str) -> dict:
+    size, counts = value.get("size"), value.get("counts")
+    if size != [height, width]:
+        raise BadLabel(f"{place}: segmentation RLE size {size!r} is not the image's [height, width] = "
+                       f"[{height}, {width}]")
+    if isinstance(counts, str):
+        runs = rle_counts(counts)
+    elif isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        runs = counts
+    else:
+        runs = None
+    if runs is None or (runs and min(runs) < 0) or sum(runs) != width * height:
+        raise BadLabel(f"{place}: segmentation RLE counts are malformed or do not cover the {width}x{height} image "
+                       f"(a list of run lengths or COCO's compressed string)")
+    return {"size": [height, width], "counts": counts}
+
+
+def rle_counts(text: str) -> list[int] | None:
+    """Run lengths of COCO's compressed RLE string (the format of pycocotools' maskApi.c), None if malformed.
+
+    Each count is little-endian groups of 5 bits, one character each (value + 48); bit 0x20 says
+    another group follows, bit 0x10 of the last group is the sign. From the fourth count on, the
+    string holds the difference to the count two places back (runs of 0s and of 1s vary slowly).
+    """
+    counts, value, shift = [], 0, 0
+    for character in text:
+        group = ord(character) - 48
+        if not 0 <= group < 64:
+            return None
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value -= 1 << shift  # sign-extend
+        counts.append(value + (counts[-2] if len(counts) > 2 else 0))
+        value, shift = 0, 0
+    return None if shift else counts
+
+
 def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
-    """folder/<split>.json (category ids 1..C, image ids 1..N) with the images in folder/<split>/."""
+    """folder/<split>.json (category ids 1..C, image ids 1..N) with the images in folder/<split>/.
+
+    Objects with outlines (`segments`, or `masks` written as compressed RLE) keep them, with the
+    mask's pixel count as `area`, as COCO's own files have; boxes only get the box area.
+    """
     folder = Path(folder)
     categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(data.classes)]
     for split, items in data.splits.items():
@@ -136,11 +222,29 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
         for image_id, item in enumerate(items, 1):
             name = place_image(item, image_id, folder / split, taken, link)
             images.append({"id": image_id, "file_name": name, "width": item.width, "height": item.height})
-            for (x1, y1, x2, y2), label, crowd in zip(item.boxes.tolist(), item.labels.tolist(), item.crowd.tolist()):
+            outlines = _outlines(item)
+            for k, ((x1, y1, x2, y2), label, crowd) in enumerate(zip(item.boxes.tolist(), item.labels.tolist(),
+                                                                     item.crowd.tolist())):
                 w, h = x2 - x1, y2 - y1
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
                                     "bbox": [round(v, 4) for v in (x1, y1, w, h)], "area": round(w * h, 4),
                                     "iscrowd": int(crowd)})
+                if outlines is not None:
+                    annotations[-1].update(segmentation=outlines[0][k], area=outlines[1][k])
         document = {"images": images, "annotations": annotations, "categories": categories}
         (folder / f"{split}.json").write_text(json.dumps(document))
     return folder
+
+
+def _outlines(item: ImageAnnotations) -> tuple[list, list[int]] | None:
+    """(COCO segmentation, mask area in pixels) per object of `item`, or None when it has boxes only."""
+    if item.segments is None and item.masks is None:
+        return None
+    from faster_coco_eval.core import mask as coco_mask
+
+    masks = instance_masks(item)  # (N, H, W) bool
+    areas = masks.sum(axis=(1, 2)).tolist()
+    if item.segments is not None:
+        return item.segments, areas
+    encoded = [coco_mask.encode(np.asfortranarray(mask, np.uint8)) for mask in masks]
+    return [{"size": rle["size"], "counts": rle["counts"].decode("ascii")} for rle in encoded], areas

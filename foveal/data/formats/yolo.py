@@ -1,4 +1,5 @@
-"""YOLO detection data sets: a data.yaml, images, and one `class cx cy w h` text line per object.
+"""YOLO data sets: a data.yaml, images, and one text line per object: `class cx cy w h` (detection)
+or `class x1 y1 x2 y2 x3 y3 ...` (segmentation: a polygon of 3 or more points).
 
 data.yaml keys: `path`, the root (relative to the yaml file's folder, which is also the default);
 `train`, `val` and optional `test`, each a folder of images, a .txt list of image paths (relative
@@ -6,13 +7,18 @@ lines are relative to the .txt file's folder) or a list of those, relative to th
 list or {id: name}; `nc`, optional but must agree. The labels of .../images/.../x.jpg are in
 .../labels/.../x.txt (the last `images` folder of the path becomes `labels`; with none, beside the
 image), with cx, cy, w, h normalised to [0, 1] by the image size after EXIF rotation, as Ultralytics
-does. An image without a label file has no objects. Boxes may overshoot the image by 1e-3 of its
-larger side; they are clipped.
+does; polygon points are normalised alike. An image without a label file has no objects. Boxes and
+polygons may overshoot the image by 1e-3 of its larger side; they are clipped.
+
+A detection read takes a polygon's bounding box, as Ultralytics does; a segmentation read
+(segments=True) keeps the polygon, in pixels, as the object's COCO-style segment, and a box line
+there is a bad label (it has no outline to learn).
 """
 
 import os
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from ...errors import FovealError
@@ -32,11 +38,11 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def read_yolo(yaml_path, strict: bool = True) -> DetectionData:
-    """The data set a YOLO data.yaml describes, with the splits it names."""
+def read_yolo(yaml_path, strict: bool = True, segments: bool = False) -> DetectionData:
+    """The data set a YOLO data.yaml describes, with the splits it names; segments=True reads polygons."""
     yaml_path = absolute(yaml_path)
-    config = _read_yaml(yaml_path)
-    classes = _class_names(config, yaml_path)
+    config = read_yaml(yaml_path)
+    classes = class_names(config, yaml_path)
     root = yaml_path.parent / os.path.expanduser(str(config.get("path") or ""))
     if config.get("train") is None:
         raise FovealError(f"{yaml_path}: no 'train' key (a folder of images or a .txt list of them)")
@@ -44,13 +50,13 @@ def read_yolo(yaml_path, strict: bool = True) -> DetectionData:
     for split in SPLITS:
         if config.get(split) is not None:
             images = _split_images(config[split], root, f"{yaml_path}: {split}", problems)
-            splits[split] = [item for image in images for item in [_read_image(image, len(classes), problems)]
-                             if item is not None]
+            splits[split] = [item for image in images
+                             for item in [_read_image(image, len(classes), problems, segments)] if item is not None]
     problems.warn()
     return DetectionData(classes, splits)
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise FovealError(f"{path}: no such file")
     try:
@@ -64,7 +70,7 @@ def _read_yaml(path: Path) -> dict:
     return config
 
 
-def _class_names(config: dict, path: Path) -> list[str]:
+def class_names(config: dict, path: Path) -> list[str]:
     names = config.get("names")
     if isinstance(names, dict):
         try:
@@ -114,7 +120,7 @@ def _report_stray_labels(folder: Path, images: list[Path], problems: Problems):
             problems.add(f"{path}: label file without an image (none called {path.stem}.* under {folder})")
 
 
-def _read_image(image: Path, class_count: int, problems: Problems) -> ImageAnnotations | None:
+def _read_image(image: Path, class_count: int, problems: Problems, segments: bool = False) -> ImageAnnotations | None:
     """One image and its label file, or None (reported) when the image or a label line is bad."""
     path = label_path(image)
     try:
@@ -123,24 +129,58 @@ def _read_image(image: Path, class_count: int, problems: Problems) -> ImageAnnot
             lines = path.read_text().splitlines() if path.is_file() else []
         except UnicodeDecodeError:
             raise BadLabel(f"{path}: not a text file") from None
-        boxes, labels = [], []
+        boxes, labels, polygons = [], [], []
         for line_number, line in enumerate(lines, 1):
             fields, place = line.split(), f"{path}:{line_number}"
             if not fields:
                 continue
-            if len(fields) != 5:
-                raise BadLabel(f"{place}: expected 5 fields 'class cx cy w h', found {len(fields)}")
+            is_polygon = len(fields) >= 7 and len(fields) % 2 == 1
+            if not is_polygon and (segments or len(fields) != 5):
+                raise BadLabel(f"{place}: {_field_count_problem(len(fields), segments)}")
             label = number(fields[0], place)
             if label != int(label) or not 0 <= label < class_count:
                 raise BadLabel(f"{place}: class {fields[0]} is not one of 0..{class_count - 1}")
-            cx, cy, w, h = (number(field, place) for field in fields[1:])
-            box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+            values = _numbers(fields[1:], place)
+            if is_polygon:
+                box, polygon = _polygon(values, width, height)
+                polygons.append([polygon])
+            else:
+                cx, cy, w, h = values.tolist()
+                box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
             boxes.append(fit_box(box, width, height, SLACK * max(width, height), place))
             labels.append(int(label))
     except BadLabel as e:
         problems.add(str(e))
         return None
-    return annotated(image, width, height, boxes, labels, [False] * len(labels))
+    return annotated(image, width, height, boxes, labels, [False] * len(labels), polygons if segments else None)
+
+
+def _field_count_problem(count: int, segments: bool) -> str:
+    polygon = "a polygon 'class x1 y1 x2 y2 x3 y3 ...' (an odd count of 7 or more fields)"
+    if not segments:
+        return f"expected 5 fields 'class cx cy w h', found {count} (or {polygon})"
+    if count == 5:
+        return f"a box 'class cx cy w h', but segmentation needs the object's outline: {polygon}"
+    return f"expected {polygon}, found {count} fields"
+
+
+def _numbers(fields: list[str], place: str) -> np.ndarray:
+    """The fields as float64; BadLabel naming the first that is not a finite number."""
+    try:
+        values = np.array(fields, np.float64)  # one call for a polygon's many fields
+    except ValueError:
+        values = np.full(len(fields), np.nan)
+    if not np.isfinite(values).all():
+        for field in fields:
+            number(field, place)  # raises, naming the field
+    return values
+
+
+def _polygon(values: np.ndarray, width: int, height: int) -> tuple[list[float], list[float]]:
+    """Normalised x1, y1, x2, y2, ... -> (its bounding box, the polygon clipped to the image), in pixels."""
+    points = values.reshape(-1, 2) * (width, height)  # (P, 2) x, y
+    box = [*points.min(0).tolist(), *points.max(0).tolist()]  # checked and clipped by fit_box
+    return box, np.clip(points, 0, (width, height)).ravel().tolist()
 
 
 def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:

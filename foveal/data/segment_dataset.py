@@ -1,0 +1,149 @@
+"""Segmentation Datasets: letterboxed (and in training, augmented) images with masks that move with the pixels.
+
+Masks are resampled with nearest neighbour, so a pixel keeps a class that exists (never a blend of
+two), and the border a warp or letterbox adds is IGNORE_INDEX (semantic) or background (instance).
+Randomness follows torch's RNG, which the engine seeds per epoch, so resumed runs repeat exactly.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.ops import masks_to_boxes
+
+from ..errors import FovealError
+from .detect_dataset import read_rgb
+from .detect_transforms import PAD_VALUE, hsv_jitter, letterbox, random_affine_matrix
+from .detection import ImageAnnotations, instance_masks
+from .segmentation import IGNORE_INDEX, MaskedImage, read_labels
+
+MIN_INSTANCE_PIXELS = 4  # an object warped or cropped to fewer pixels is dropped from the targets
+
+
+@dataclass
+class SegmentAugment:
+    scale: float = 0.25  # random scale 1 +- scale
+    translate: float = 0.1  # random shift, fraction of the image size
+    degrees: float = 0.0
+    hflip: float = 0.5
+    vflip: float = 0.0  # useful where up and down mean nothing (microscopy, endoscopy, aerial)
+    hsv_h: float = 0.015
+    hsv_s: float = 0.5
+    hsv_v: float = 0.3
+
+
+def letterbox_mask(mask: np.ndarray, size: int, scale: float, pad: tuple[int, int], fill: int) -> np.ndarray:
+    """The mask (H, W) as letterbox() places its image: nearest-neighbour resize, then `fill` around it."""
+    h, w = mask.shape
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (nh, nw) != (h, w):
+        mask = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    out = np.full((size, size), fill, mask.dtype)
+    out[pad[1]:pad[1] + nh, pad[0]:pad[0] + nw] = mask
+    return out
+
+
+def augment_pair(image: np.ndarray, masks: np.ndarray, size: int, aug: SegmentAugment, rng, fill: int):
+    """Warp image (H, W, 3) and masks (M, H, W) uint8 together into a size x size square; flip; colour."""
+    matrix = random_affine_matrix(*image.shape[:2], size, rng, aug.scale, aug.translate, aug.degrees)
+    image = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
+    masks = np.stack([cv2.warpAffine(m, matrix, (size, size), flags=cv2.INTER_NEAREST, borderValue=fill)
+                      for m in masks]) if len(masks) else np.zeros((0, size, size), np.uint8)
+    if rng.random() < aug.hflip:
+        image, masks = image[:, ::-1], masks[:, :, ::-1]
+    if rng.random() < aug.vflip:
+        image, masks = image[::-1], masks[:, ::-1]
+    image = hsv_jitter(np.ascontiguousarray(image), rng, aug.hsv_h, aug.hsv_s, aug.hsv_v)
+    return image, np.ascontiguousarray(masks)
+
+
+def _read_image(item, strict: bool):
+    """(H, W, 3) uint8, or None for an unreadable file when not strict (with a warning)."""
+    try:
+        return read_rgb(item)
+    except OSError as e:
+        if strict:
+            raise FovealError(f"{item.image}: not a readable image ({e})") from None
+        warnings.warn(f"skipping unreadable image {item.image}")
+        return None
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+class SemanticDataset(Dataset):
+    """Sample i: (uint8 (3, S, S) image, int64 (S, S) class mask, meta) where meta holds `index`,
+    `scale` and `pad` to map a prediction back to the original image (p_original = (p - pad) / scale)."""
+
+    def __init__(self, items: list[MaskedImage], num_classes: int, imgsz: int, augment: SegmentAugment | None = None,
+                 binary_masks: bool = False, strict: bool = False):
+        self.items, self.num_classes, self.imgsz, self.augment = items, num_classes, imgsz, augment
+        self.binary_masks, self.strict = binary_masks, strict
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        item = self.items[i]
+        image = _read_image(item, self.strict)
+        if image is None:
+            return self[(i + 1) % len(self)]
+        labels = read_labels(item, self.num_classes, self.binary_masks)
+        scale, pad = 1.0, (0, 0)
+        if self.augment is None:
+            image, scale, pad = letterbox(image, self.imgsz)
+            labels = letterbox_mask(labels, self.imgsz, scale, pad, IGNORE_INDEX)
+        else:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's seeding
+            image, masks = augment_pair(image, labels[None], self.imgsz, self.augment, rng, IGNORE_INDEX)
+            labels = masks[0]
+        meta = {"index": i, "scale": scale, "pad": pad}
+        return _to_tensor(image), torch.from_numpy(labels.astype(np.int64)), meta
+
+
+def semantic_collate(samples):
+    """(uint8 (B, 3, S, S) images, int64 (B, S, S) masks, list of B meta dicts)."""
+    images, masks, metas = zip(*samples)
+    return torch.stack(images), torch.stack(masks), list(metas)
+
+
+class InstanceDataset(Dataset):
+    """Sample i: (uint8 (3, S, S) image, target) for Mask R-CNN: target holds boxes (N, 4) xyxy and
+    labels (N,) recomputed from masks (N, S, S) uint8 after augmentation (exact, unlike warped boxes),
+    plus `index`, `scale` and `pad` as SemanticDataset's meta. Crowd objects are left out of training."""
+
+    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: SegmentAugment | None = None,
+                 strict: bool = False):
+        self.items, self.imgsz, self.augment, self.strict = items, imgsz, augment, strict
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        item = self.items[i]
+        image = _read_image(item, self.strict)
+        if image is None:
+            return self[(i + 1) % len(self)]
+        keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
+        masks, labels = instance_masks(item)[keep].astype(np.uint8), item.labels[keep]
+        scale, pad = 1.0, (0, 0)
+        if self.augment is None:
+            image, scale, pad = letterbox(image, self.imgsz)
+            masks = np.stack([letterbox_mask(m, self.imgsz, scale, pad, 0) for m in masks]) if len(masks) \
+                else np.zeros((0, self.imgsz, self.imgsz), np.uint8)
+        else:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            image, masks = augment_pair(image, masks, self.imgsz, self.augment, rng, 0)
+        visible = masks.reshape(len(masks), -1).sum(1) >= MIN_INSTANCE_PIXELS
+        masks, labels = masks[visible], labels[visible]
+        masks = torch.from_numpy(masks)
+        boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # x2 = max_x + 1, as all foveal boxes
+        target = {"boxes": boxes, "labels": torch.from_numpy(labels.astype(np.int64)),
+                  "masks": masks, "index": i, "scale": scale,
+                  "pad": torch.tensor(pad, dtype=torch.float32)}
+        return _to_tensor(image), target
+

@@ -1,0 +1,335 @@
+"""Segmentation: config, data, loss and metrics of semantic models, and the val/predict/info modes.
+
+One `foveal segment` command serves two kinds of model: semantic ones (U-Net, DeepLab, ...) label
+every pixel with a class and are scored by mIoU and Dice here; instance ones (Mask R-CNN) find
+objects with a mask each and are scored by COCO box and mask AP (segment_instance.py).
+SegmentTask.create picks by the model's registered kind. Prediction is in segment_predict.py, the
+report in segment_report.py.
+"""
+
+import json
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig, opt
+from ..data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
+from ..data.segmentation import IGNORE_INDEX, SegmentationData, read_labels, shapes_segmentation_data
+from ..engine.checkpoint import load_trained, load_weights
+from ..engine.device import configure_cpu, select_device
+from ..engine.runs import new_run_dir
+from ..engine.trainer import evaluate
+from ..errors import FovealError
+from ..registry import create_model, get_model_entry
+from .base import EvalResult, Evaluator, Task
+
+EMBEDDED = ("shapes",)
+MODES = ("train", "val", "predict", "info")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so pretrained encoders fit
+
+
+@dataclass
+class SegmentConfig(TrainConfig):
+    model: str = opt("unet", "architecture name (`foveal models segment` lists them)")
+    imgsz: int = opt(0, "input size in pixels, a multiple of 32 (0: 128 for shapes, 256 otherwise)")
+    epochs: int = opt(20, "number of training epochs")
+    batch: int = opt(16, "batch size (per process when run with torchrun)")
+    lr: float = opt(2e-3, "initial learning rate")
+    weight_decay: float = opt(1e-4, "weight decay (not applied to biases and norm layers)")
+    classes: str = opt("", "class list file (one name per line, index = line; or YAML `names:`) for mask folders")
+    binary_masks: bool = opt(False, "masks are black-and-white images (e.g. 0/255 JPEGs): over 127 is class 1")
+    head: str = opt("auto", "softmax over all classes, or sigmoid for 2-class data (auto: sigmoid if 2 classes)",
+                    ("auto", "softmax", "sigmoid"))
+    ce_weight: float = opt(1.0, "weight of the cross-entropy (or focal) term; binary cross-entropy for sigmoid")
+    dice_weight: float = opt(1.0, "weight of the soft Dice term (0: cross-entropy only)")
+    focal_gamma: float = opt(0.0, "focal loss gamma: > 0 replaces cross-entropy by focal loss")
+    class_weights: str = opt("", "cross-entropy class weights: 'balanced' (from train pixel counts) or a comma list")
+    width: int = opt(0, "unet/resunet: channels of the first level, doubled per level (0: model default 32)")
+    depth: int = opt(0, "unet/resunet: number of down-samplings (0: model default 4)")
+    scale: float = opt(0.25, "random scale 1 +- scale")
+    translate: float = opt(0.1, "random shift, fraction of the image size")
+    degrees: float = opt(0.0, "random rotation range in degrees")
+    hflip: float = opt(0.5, "horizontal flip probability")
+    vflip: float = opt(0.0, "vertical flip probability")
+    hsv_h: float = opt(0.015, "hue jitter (fraction)")
+    hsv_s: float = opt(0.5, "saturation jitter (fraction)")
+    hsv_v: float = opt(0.3, "value (brightness) jitter (fraction)")
+    threshold: float = opt(0.5, "probability over which a sigmoid head's pixel (or an instance mask pixel) is on")
+    conf: float = opt(-1.0, "instance models: confidence threshold (-1: 0.001 for val, 0.25 for predict)")
+    iou: float = opt(0.5, "instance models: IoU threshold of non-maximum suppression")
+    max_det: int = opt(100, "instance models: most detections kept per image")
+    save: bool = opt(True, "predict: write overlays (images or video) and index-mask PNGs")
+    alpha: float = opt(0.5, "predict: opacity of the colour overlay")
+    tile: str = opt("auto", "predict: sliding-window inference (auto: for images larger than 1.5 x imgsz)",
+                    ("auto", "true", "false"))
+    overlap: float = opt(0.25, "predict: overlap of sliding windows, fraction of imgsz")
+    line_width: int = opt(2, "predict: outline width in pixels")
+
+    def augment(self) -> SegmentAugment:
+        return SegmentAugment(self.scale, self.translate, self.degrees, self.hflip, self.vflip, self.hsv_h,
+                              self.hsv_s, self.hsv_v)
+
+
+def model_kind(name: str) -> str:
+    return get_model_entry(name, "segment").kind or "semantic"
+
+
+def model_kwargs(cfg: SegmentConfig) -> dict:
+    """Architecture options the config sets (only our U-Nets' width and depth so far)."""
+    chosen = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v}
+    if chosen and get_model_entry(cfg.model, "segment").family != "foveal":
+        raise FovealError(f"{', '.join(chosen)}: only unet and resunet take these, not {cfg.model}")
+    return chosen
+
+
+def load_segment_data(cfg: SegmentConfig, kind: str):
+    if cfg.data == "shapes":
+        return shapes_segmentation_data(instances=kind == "instance")
+    if not cfg.data:
+        raise FovealError("data: name a data set: shapes, masks:IMAGES/,MASKS/, coco:ann.json,images/ "
+                          "or a YOLO segmentation data.yaml")
+    from ..data.formats import load_segmentation_data
+
+    return load_segmentation_data(cfg.data, kind, cfg.classes, cfg.strict, cfg.val_fraction, cfg.binary_masks)
+
+
+def default_imgsz(cfg) -> int:
+    imgsz = cfg.imgsz or (128 if cfg.data == "shapes" else 256)
+    if imgsz % 32:
+        raise FovealError(f"imgsz: must be a multiple of 32 for segmentation, got {imgsz}")
+    return imgsz
+
+
+def class_dependent_prefixes(model) -> list[str]:
+    """Parameter-name prefixes outside the feature extractor (a child named backbone or encoder): the
+    part that pretrained weights of another data set cannot fill and `freeze=backbone` leaves trainable."""
+    for name, module in model.named_modules():
+        if name.split(".")[-1] in ("backbone", "encoder"):
+            parent = name.rsplit(".", 1)[0] if "." in name else ""
+            owner = model.get_submodule(parent) if parent else model
+            prefix = f"{parent}." if parent else ""
+            return [f"{prefix}{child}." for child, _ in owner.named_children() if child != name.split(".")[-1]]
+    return []
+
+
+class SegmentTask(Task):
+    name = "segment"
+    Config = SegmentConfig
+    fitness = "miou"
+    curve_groups = [("loss", []), ("mIoU / Dice", ["miou", "dice", "dice_fg"]), ("learning rate", ["lr"])]
+    eval_split = "val"
+
+    @classmethod
+    def create(cls, cfg):
+        if model_kind(cfg.model) == "instance":
+            from .segment_instance import InstanceSegmentTask
+
+            return InstanceSegmentTask(cfg)
+        return cls(cfg)
+
+    def setup(self, data_meta: dict | None = None):
+        cfg = self.cfg
+        self.data: SegmentationData = load_segment_data(cfg, "semantic")
+        if data_meta and data_meta.get("classes") != self.data.classes:
+            raise FovealError(f"data: its classes {self.data.classes} differ from the weights' {data_meta.get('classes')}")
+        if len(self.data.classes) < 2:
+            raise FovealError(f"data: segmentation needs at least 2 classes (e.g. background and object), "
+                              f"got {self.data.classes}")
+        self.imgsz = default_imgsz(cfg)
+        self.sigmoid = cfg.head == "sigmoid" or (cfg.head == "auto" and len(self.data.classes) == 2)
+        if self.sigmoid and len(self.data.classes) != 2:
+            raise FovealError(f"head=sigmoid needs 2 classes (background and object), the data has {len(self.classes)}")
+        self.class_weights = self._class_weights(cfg.class_weights)
+
+    @property
+    def classes(self):
+        return self.data.classes
+
+    def in_memory(self):
+        return all(item.pixels is not None for item in self.data.splits["train"][:1])
+
+    def dataset(self, split: str, train: bool):
+        if split not in self.data.splits:
+            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
+        return SemanticDataset(self.data.splits[split], len(self.classes), self.imgsz,
+                               self.cfg.augment() if train else None, self.cfg.binary_masks, self.cfg.strict)
+
+    def collate(self, samples):
+        return semantic_collate(samples)
+
+    def build_model(self):
+        return create_model(self.cfg.model, "segment", num_classes=1 if self.sigmoid else len(self.classes),
+                            **model_kwargs(self.cfg))
+
+    def head(self, model):
+        return class_dependent_prefixes(model)
+
+    def weights_meta(self) -> dict:
+        from .classify import data_reference
+
+        return {"task": "segment", "kind": "semantic", "model": self.cfg.model, "classes": self.classes,
+                "imgsz": self.imgsz, "sigmoid": self.sigmoid, "mean": MEAN, "std": STD,
+                "binary_masks": self.cfg.binary_masks,
+                "model_kwargs": {"num_classes": 1 if self.sigmoid else len(self.classes), **model_kwargs(self.cfg)},
+                "data": data_reference(self.cfg.data) if self.cfg.data not in EMBEDDED else self.cfg.data}
+
+    def _class_weights(self, spec: str):
+        if not spec:
+            return None
+        if spec == "balanced":
+            from ..losses.segmentation import balanced_class_weights
+
+            counts = torch.zeros(len(self.classes), dtype=torch.long)
+            for item in self.data.splits["train"]:
+                labels = torch.from_numpy(read_labels(item, len(self.classes), self.cfg.binary_masks))
+                counts += torch.bincount(labels[labels != IGNORE_INDEX].long(), minlength=len(self.classes))
+            return balanced_class_weights(counts)
+        try:
+            weights = [float(w) for w in spec.split(",")]
+        except ValueError:
+            raise FovealError(f"class_weights: expected 'balanced' or numbers separated by commas, got '{spec}'") from None
+        if len(weights) != len(self.classes):
+            raise FovealError(f"class_weights: {len(weights)} weights for {len(self.classes)} classes")
+        return torch.tensor(weights)
+
+    @staticmethod
+    def prepare(images):
+        """uint8 (B, 3, H, W) -> normalised float, channels_last (faster convolutions on CPU)."""
+        mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
+        return ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def loss(self, model, batch):
+        from ..losses.segmentation import segmentation_loss
+
+        images, masks, _ = batch
+        cfg = self.cfg
+        total, parts = segmentation_loss(model(self.prepare(images)), masks, cfg.ce_weight, cfg.dice_weight,
+                                         cfg.focal_gamma, self.class_weights)
+        return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
+
+    def forward_eval(self, model, batch):
+        return model(self.prepare(batch[0]))
+
+    def new_evaluator(self):
+        return SemanticEvaluator(self.data.splits[self.eval_split], self.classes, self.sigmoid, self.cfg.threshold,
+                                 self.cfg.binary_masks)
+
+    def write_report(self, run_dir, history, result, model):
+        from .segment_report import write_semantic_report
+
+        write_semantic_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result,
+                              self.classes, self.data.splits[self.eval_split], self.curve_groups)
+
+
+def logits_to_labels(logits: torch.Tensor, sigmoid: bool, threshold: float) -> torch.Tensor:
+    """(B, C, H, W) logits -> (B, H, W) int64 class per pixel."""
+    if sigmoid:
+        return (logits[:, 0].float().sigmoid() > threshold).long()
+    return logits.argmax(1)
+
+
+def unletterbox(logits: torch.Tensor, scale: float, pad, height: int, width: int) -> torch.Tensor:
+    """(C, S, S) logits of a letterboxed image -> (C, height, width) logits on the original image."""
+    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
+    inside = logits[:, pad[1]:pad[1] + nh, pad[0]:pad[0] + nw]
+    if (nh, nw) == (height, width):
+        return inside
+    return F.interpolate(inside[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+class SemanticEvaluator(Evaluator):
+    """One confusion matrix over every original-resolution pixel of the split (METRICS.md).
+
+    Predictions are mapped back to each image's own size before scoring, so the numbers do not depend
+    on imgsz; when the letterbox did not resize, the batch's mask is the original one and is not re-read.
+    """
+
+    def __init__(self, items, classes, sigmoid: bool, threshold: float, binary_masks: bool):
+        from ..metrics.segmentation import SegmentationMeter
+
+        self.items, self.classes, self.sigmoid, self.threshold = items, classes, sigmoid, threshold
+        self.binary_masks = binary_masks
+        self.meter = SegmentationMeter(len(classes), IGNORE_INDEX)
+        self.samples = []  # (index, predicted (H, W) uint8) of the first images, for the report
+
+    def update(self, outputs, batch):
+        _, masks, metas = batch
+        for logits, mask, meta in zip(outputs, masks, metas):
+            item = self.items[meta["index"]]
+            original = unletterbox(logits, meta["scale"], meta["pad"], item.height, item.width)
+            predicted = logits_to_labels(original[None], self.sigmoid, self.threshold)[0]
+            nh, nw = round(item.height * meta["scale"]), round(item.width * meta["scale"])
+            if (nh, nw) == (item.height, item.width):
+                truth = mask[meta["pad"][1]:meta["pad"][1] + nh, meta["pad"][0]:meta["pad"][0] + nw]
+            else:
+                truth = torch.from_numpy(read_labels(item, len(self.classes), self.binary_masks)).to(predicted.device)
+            self.meter.update(predicted, truth)
+            if len(self.samples) < 12:
+                self.samples.append((meta["index"], predicted.to(torch.uint8).cpu().numpy()))
+
+    def compute(self) -> EvalResult:
+        result = self.meter.compute(self.classes)
+        return EvalResult(dict(result.metrics), {"semantic": result, "samples": self.samples})
+
+
+# ---- modes other than train ---------------------------------------------------------------------
+
+def trained_config(cfg: SegmentConfig, meta: dict) -> SegmentConfig:
+    """cfg with what the weights fix (model, input size, data, mask reading) filled in."""
+    return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""),
+                   binary_masks=meta.get("binary_masks", cfg.binary_masks),
+                   head="sigmoid" if meta.get("sigmoid") else "softmax",
+                   **{k: v for k, v in meta["model_kwargs"].items() if k in ("width", "depth")})
+
+
+def val(cfg: SegmentConfig, log=print) -> EvalResult:
+    """Metrics of trained weights on a split; writes runs/segment/valN (metrics.json, report.html)."""
+    device = select_device(cfg.device)
+    configure_cpu(cfg.threads)
+    _, meta = load_weights(cfg.weights) if cfg.weights else (None, {})
+    kind = meta.get("kind", "semantic")
+    extra = {"conf": cfg.conf if cfg.conf >= 0 else 0.001, "iou": cfg.iou, "max_det": cfg.max_det} \
+        if kind == "instance" else {}
+    model, meta = load_trained(cfg.weights, "segment", device, **extra)
+    cfg = trained_config(cfg, meta)
+    task = SegmentTask.create(cfg)
+    task.setup(data_meta=meta)
+    task.eval_split = cfg.split
+    loader = torch.utils.data.DataLoader(task.dataset(cfg.split, train=False), batch_size=cfg.batch,
+                                         collate_fn=task.collate, num_workers=0 if task.in_memory() else 2)
+    result = evaluate(task, model, loader, device)
+    run_dir = new_run_dir(cfg.project, "segment", cfg.name, cfg.exist_ok, stem="val")
+    (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    task.write_report(run_dir, [], result, model)
+    if cfg.verbose:
+        log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+        log(f"report: {run_dir / 'report.html'}")
+    return result
+
+
+def info(cfg: SegmentConfig, log=print):
+    """Layer table (output shape, parameters, MACs) of a model at imgsz."""
+    from ..models.info import format_info, model_info
+
+    if cfg.weights:
+        _, meta = load_weights(cfg.weights)
+        name, kwargs, imgsz = meta["model"], dict(meta["model_kwargs"]), cfg.imgsz or meta["imgsz"]
+    else:
+        name, imgsz = cfg.model, cfg.imgsz or 256
+        kwargs = {"num_classes": cfg.num_classes or 21, **model_kwargs(cfg)}
+        if model_kind(name) == "instance":
+            kwargs["imgsz"] = imgsz
+    model = create_model(name, "segment", **kwargs).eval()
+    result = model_info(model, imgsz)
+    if cfg.verbose:
+        log(f"{name} at {imgsz}x{imgsz}, {kwargs['num_classes']} classes")
+        log(format_info(result))
+    return result
+
+
+def predict(cfg: SegmentConfig, log=print):
+    from .segment_predict import predict as run_predict
+
+    return run_predict(cfg, log)

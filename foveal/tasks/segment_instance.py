@@ -1,0 +1,108 @@
+"""Instance segmentation (Mask R-CNN): detection with a mask per object, scored by COCO box and mask AP.
+
+It is detection plus masks, so it reuses DetectTask for everything but the data, the augmentation
+(masks move with the pixels and boxes are recomputed from them) and the evaluation.
+"""
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from ..data.detect_dataset import collate
+from ..data.detection import instance_masks
+from ..data.segment_dataset import InstanceDataset
+from ..errors import FovealError
+from ..registry import create_model
+from .detect import DetectEvaluator, DetectTask
+from .segment import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
+
+
+class InstanceSegmentTask(DetectTask):
+    name = "segment"
+    Config = SegmentConfig
+    fitness = "mask_map"
+    curve_groups = [("loss", []), ("AP", ["mask_map", "mask_map50", "map"]), ("learning rate", ["lr"])]
+
+    def setup(self, data_meta: dict | None = None):
+        cfg = self.cfg
+        self.data = load_segment_data(cfg, "instance")
+        if data_meta and data_meta.get("classes") != self.data.classes:
+            raise FovealError(f"data: its classes {self.data.classes} differ from the weights' {data_meta.get('classes')}")
+        self.imgsz = default_imgsz(cfg)
+
+    def dataset(self, split: str, train: bool):
+        if split not in self.data.splits:
+            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
+        return InstanceDataset(self.data.splits[split], self.imgsz, self.cfg.augment() if train else None,
+                               self.cfg.strict)
+
+    def collate(self, samples):
+        return collate(samples)
+
+    def on_epoch_start(self, epoch: int):
+        pass  # no mosaic to close
+
+    def build_model(self):
+        conf = self.cfg.conf if self.cfg.conf >= 0 else 0.001
+        return create_model(self.cfg.model, "segment", num_classes=len(self.classes), imgsz=self.imgsz,
+                            conf=conf, iou=self.cfg.iou, max_det=self.cfg.max_det)
+
+    def weights_meta(self) -> dict:
+        from .classify import data_reference
+
+        return {"task": "segment", "kind": "instance", "model": self.cfg.model, "classes": self.classes,
+                "imgsz": self.imgsz, "model_kwargs": {"num_classes": len(self.classes), "imgsz": self.imgsz},
+                "data": data_reference(self.cfg.data) if self.cfg.data not in EMBEDDED else self.cfg.data}
+
+    def new_evaluator(self):
+        return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)
+
+    def write_report(self, run_dir, history, result, model):
+        from .segment_report import write_instance_report
+
+        write_instance_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result, self.classes,
+                              self.data.splits[self.eval_split])
+
+
+def unletterbox_masks(masks: torch.Tensor, scale: float, pad, height: int, width: int, threshold: float):
+    """(K, S, S) mask probabilities of a letterboxed image -> (K, height, width) bool on the original."""
+    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
+    inside = masks[:, int(pad[1]):int(pad[1]) + nh, int(pad[0]):int(pad[0]) + nw].float()
+    if (nh, nw) != (height, width) and len(inside):
+        inside = F.interpolate(inside[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    return inside > threshold
+
+
+class InstanceEvaluator(DetectEvaluator):
+    """DetectEvaluator's boxes plus each detection's mask on the original image; COCO bbox and segm AP."""
+
+    def __init__(self, items, classes, threshold: float):
+        super().__init__(items, classes)
+        self.threshold = threshold
+
+    def update(self, outputs, batch):
+        super().update(outputs, batch)
+        for output, target in zip(outputs, batch[1]):
+            item = self.items[target["index"]]
+            masks = unletterbox_masks(output["masks"], target["scale"], target["pad"].tolist(), item.height,
+                                      item.width, self.threshold)
+            self.detections[target["index"]]["masks"] = masks.cpu().numpy()
+
+    def compute(self):
+        from ..metrics.detection import coco_evaluate
+
+        result = super().compute()
+        empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+        detections = []
+        for item, det in zip(self.items, self.detections):
+            det = det if det is not None else empty
+            if "masks" not in det:
+                det = {**det, "masks": torch.zeros((0, item.height, item.width), dtype=torch.bool).numpy()}
+            detections.append(det)
+        with_masks = [item if item.masks is not None else replace(item, masks=instance_masks(item))
+                      for item in self.items]
+        segm = coco_evaluate(with_masks, detections, self.classes, iou_type="segm")
+        result.metrics.update({f"mask_{k}": v for k, v in segm.stats.items()})
+        result.details.update({"segm": segm, "detections": detections})
+        return result

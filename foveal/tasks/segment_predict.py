@@ -1,0 +1,171 @@
+"""Segmentation on images, folders, globs, video files and cameras: overlays, index masks, polygons.
+
+Semantic models write for each image an overlay, a palette PNG whose pixel values are the class
+indices (viewable in colour, readable as data), and the outline polygons of every class region;
+instance models write overlays with outlines, boxes and scores, and one polygon list per object.
+Images larger than 1.5 x the training size are segmented by sliding windows at their own
+resolution (tile=auto), since shrinking them would erase small structures the model learned at scale.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data.detect_transforms import letterbox
+from ..engine.checkpoint import load_trained, load_weights
+from ..engine.device import configure_cpu, select_device
+from ..engine.runs import new_run_dir
+from ..errors import FovealError
+from ..report.draw import class_colour, draw_instances, overlay_classes
+from .detect_predict import frames
+from .segment import SegmentTask, logits_to_labels, unletterbox
+from .segment_instance import unletterbox_masks
+
+WINDOW_BATCH = 8  # sliding windows run through the model together
+
+
+def mask_polygons(mask: np.ndarray, min_area: float = 2.0) -> list[list[float]]:
+    """Outer outlines of the regions of an (H, W) bool mask as flat [x1, y1, x2, y2, ...] pixel lists
+    (holes are not subtracted), each with at least 3 points and `min_area` pixels."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1).astype(float).tolist() for c in contours
+            if len(c) >= 3 and cv2.contourArea(c) >= min_area]
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows covering 0..length, the last one flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return starts + [length - window]
+
+
+@torch.inference_mode()
+def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, overlap: float) -> torch.Tensor:
+    """(C, H, W) logits of one (H, W, 3) RGB frame at its own size: one letterboxed pass, or sliding
+    windows of imgsz pixels whose logits are averaged where they overlap."""
+    prepare = SegmentTask.prepare
+    height, width = frame.shape[:2]
+    if not tile:
+        boxed, scale, pad = letterbox(frame, imgsz)
+        logits = model(prepare(torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None]))[0]
+        return unletterbox(logits, scale, pad, height, width).float()
+    padded = np.pad(frame, ((0, max(0, imgsz - height)), (0, max(0, imgsz - width)), (0, 0)), mode="reflect")
+    image = torch.from_numpy(padded).to(device).permute(2, 0, 1)
+    stride = max(1, int(imgsz * (1 - overlap)))
+    corners = [(y, x) for y in window_starts(image.shape[1], imgsz, stride)
+               for x in window_starts(image.shape[2], imgsz, stride)]
+    total, hits = None, torch.zeros(image.shape[1:], device=device)
+    for start in range(0, len(corners), WINDOW_BATCH):
+        chunk = corners[start:start + WINDOW_BATCH]
+        batch = torch.stack([image[:, y:y + imgsz, x:x + imgsz] for y, x in chunk])
+        logits = model(prepare(batch)).float()
+        if total is None:
+            total = torch.zeros((logits.shape[1], *image.shape[1:]), device=device)
+        for (y, x), window in zip(chunk, logits):
+            total[:, y:y + imgsz, x:x + imgsz] += window
+            hits[y:y + imgsz, x:x + imgsz] += 1
+    return (total / hits)[:, :height, :width]
+
+
+@torch.inference_mode()
+def instance_frame(model, frame: np.ndarray, imgsz: int, device, threshold: float) -> dict:
+    """Detections with (K, H, W) bool masks of one RGB frame, in its own pixel coordinates (numpy)."""
+    boxed, scale, pad = letterbox(frame, imgsz)
+    x = torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None].float().div_(255)
+    out = model(x.contiguous(memory_format=torch.channels_last))[0]
+    height, width = frame.shape[:2]
+    boxes = (out["boxes"].float().cpu().numpy() - [pad[0], pad[1], pad[0], pad[1]]) / scale
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    masks = unletterbox_masks(out["masks"], scale, pad, height, width, threshold).cpu().numpy()
+    return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy(),
+            "masks": masks}
+
+
+def palette_png(labels: np.ndarray, path: Path):
+    """Save (H, W) uint8 class indices as a palette PNG: values are the classes, colours as the overlays."""
+    image = Image.fromarray(labels, mode="P")
+    palette = [0, 0, 0] + [v for k in range(1, 256) for v in class_colour(k)]
+    image.putpalette(palette)
+    image.save(path)
+
+
+def predict(cfg, log=print) -> list[dict]:
+    """Run trained weights over cfg.source; returns one dict per image/frame (semantic) or per object (instance)."""
+    device = select_device(cfg.device)
+    configure_cpu(cfg.threads)
+    if not cfg.source:
+        raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
+    _, meta = load_weights(cfg.weights) if cfg.weights else (None, {})
+    instance = meta.get("kind") == "instance"
+    extra = {"conf": cfg.conf if cfg.conf >= 0 else 0.25, "iou": cfg.iou, "max_det": cfg.max_det} if instance else {}
+    model, meta = load_trained(cfg.weights, "segment", device, **extra)
+    model.to(memory_format=torch.channels_last)
+    classes, imgsz = meta["classes"], meta["imgsz"]
+    run_dir = new_run_dir(cfg.project, "segment", cfg.name, cfg.exist_ok, stem="predict")
+    results, writers, count, seconds, interrupted = [], {}, 0, 0.0, False
+    try:
+        for name, index, frame in frames(cfg.source):
+            started = time.perf_counter()
+            if instance:
+                det = instance_frame(model, frame, imgsz, device, cfg.threshold)
+            else:
+                tile = cfg.tile == "true" or (cfg.tile == "auto" and max(frame.shape[:2]) > 1.5 * imgsz)
+                logits = semantic_logits(model, frame, imgsz, device, tile, cfg.overlap)
+                labels = logits_to_labels(logits[None], meta.get("sigmoid", False), cfg.threshold)[0]
+                labels = labels.to(torch.uint8).cpu().numpy()
+            seconds += time.perf_counter() - started
+            count += 1
+            stem = Path(name).stem + (f"_{index:06d}" if index is not None else "")
+            if instance:
+                for box, score, label, mask in zip(det["boxes"], det["scores"], det["labels"], det["masks"]):
+                    x1, y1, x2, y2 = (round(float(v), 2) for v in box)
+                    results.append({"file_name": name, "frame": index, "category_id": int(label),
+                                    "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2),
+                                    round(y2 - y1, 2)], "score": round(float(score), 5),
+                                    "segmentation": mask_polygons(mask), "area": int(mask.sum())})
+                drawn = draw_instances(frame, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
+                                       line_width=cfg.line_width)
+                summary = f"{len(det['labels'])} objects"
+            else:
+                regions = {classes[k]: mask_polygons(labels == k) for k in np.unique(labels).tolist() if k > 0}
+                results.append({"file_name": name, "frame": index,
+                                "pixels": {classes[k]: int(n) for k, n in
+                                           zip(*np.unique(labels, return_counts=True)) if k < len(classes)},
+                                "polygons": regions})
+                drawn = overlay_classes(frame, labels, cfg.alpha)
+                if cfg.save and index is None:
+                    (run_dir / "masks").mkdir(exist_ok=True)
+                    palette_png(labels, run_dir / "masks" / f"{stem}.png")
+                summary = ", ".join(f"{c} {n / labels.size:.1%}" for c, n in results[-1]["pixels"].items()
+                                    if c != classes[0]) or "background only"
+            if cfg.save:
+                bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+                if index is None:
+                    cv2.imwrite(str(run_dir / f"{Path(name).stem}.jpg"), bgr)
+                else:
+                    if name not in writers:
+                        writers[name] = cv2.VideoWriter(str(run_dir / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                                        30, (frame.shape[1], frame.shape[0]))
+                    writers[name].write(bgr)
+            if cfg.verbose and (index is None or index % 100 == 0):
+                log(f"{name}{'' if index is None else f' frame {index}'}: {summary}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for writer in writers.values():
+            writer.release()
+        (run_dir / "predictions.json").write_text(json.dumps(results, indent=1))
+    if cfg.verbose:
+        speed = f", {count / seconds:.1f} frames/s" if seconds else ""
+        log(f"{'interrupted after ' if interrupted else ''}{count} images/frames{speed}")
+        log(f"results: {run_dir}")
+    return results
