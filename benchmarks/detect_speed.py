@@ -7,11 +7,20 @@ For each model, at the same input size, on foveal's synthetic scenes:
   frames/s     1 / latency
   train img/s  images per second of forward + loss + backward + AdamW step, batch `--batch`
 
+Weights are untrained. That does not change the cost of a one-stage detector, but a two-stage one
+(Faster R-CNN) pays per RPN proposal: every proposal is RoI-aligned and passed through the box
+head (two linear layers, 13.9 GMACs for 1000 proposals). Untrained, every one of the RPN's
+post-NMS top-n proposals survives, so its latency is the worst case for that top-n. For these
+models a second table gives the milliseconds spent in backbone + FPN, RPN and RoI heads, and the
+proposals per image; `--rpn-top-n 150` measures the setting torchvision tuned its `_320_fpn`
+variant with (the default is the model's own: 1000 for fasterrcnn_mobilenet_v3_large_fpn).
+
 Goal in the README: yolo_n at 320 px runs in real time on 2 CPU cores (>= 25 frames/s).
 Run by hand, never in CI:
 
     .venv/bin/python benchmarks/detect_speed.py
     .venv/bin/python benchmarks/detect_speed.py --models yolo_n yolo_s --imgsz 320 --threads 2
+    .venv/bin/python benchmarks/detect_speed.py --models fasterrcnn_mobilenet_v3_large_fpn --rpn-top-n 150
 """
 
 import argparse
@@ -44,6 +53,38 @@ def latency(model, image, repeats: int) -> float:
     return statistics.median(times)
 
 
+def two_stage(model):
+    """The torchvision GeneralizedRCNN inside foveal's wrapper, or None for a one-stage detector."""
+    inner = getattr(model, "model", None)
+    return inner if hasattr(inner, "rpn") and hasattr(inner, "roi_heads") else None
+
+
+def stage_times(rcnn, model, image, repeats: int) -> tuple[dict[str, float], int]:
+    """Median seconds in backbone (+FPN), rpn and roi_heads of one forward, and the proposals per image."""
+    times, started, proposals = {}, {}, []
+
+    def enter(name):
+        return lambda module, args: started.__setitem__(name, time.perf_counter())
+
+    def leave(name):
+        def hook(module, args, output):
+            times.setdefault(name, []).append(time.perf_counter() - started[name])
+            if name == "rpn":
+                proposals.append(len(output[0][0]))  # output: (list of (N, 4) boxes per image, losses)
+        return hook
+
+    handles = []
+    for name in ("backbone", "rpn", "roi_heads"):
+        module = getattr(rcnn, name)
+        handles += [module.register_forward_pre_hook(enter(name)), module.register_forward_hook(leave(name))]
+    try:
+        latency(model, image, repeats)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: statistics.median(t[3:]) for name, t in times.items()}, proposals[-1]
+
+
 def train_rate(model, images, targets, steps: int) -> float:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -67,6 +108,8 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--rpn-top-n", type=int, default=0,
+                        help="two-stage models: RPN proposals kept after NMS at test time (0: the model's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -76,12 +119,24 @@ def main():
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"input {args.imgsz}x{args.imgsz}")
     print(f"{'model':<36} {'latency ms':>10} {'frames/s':>9} {'train img/s':>12}")
+    breakdowns = []
     for name in args.models:
         model = foveal.create_model(name, num_classes=len(SHAPE_CLASSES), imgsz=args.imgsz, conf=0.25)
         model.to(memory_format=torch.channels_last)
+        rcnn = two_stage(model)
+        if rcnn is not None and args.rpn_top_n:
+            rcnn.rpn._post_nms_top_n["testing"] = args.rpn_top_n
         seconds = latency(model, images[:1], args.repeats)
+        if rcnn is not None:
+            breakdowns.append((name, rcnn.rpn.post_nms_top_n(), *stage_times(rcnn, model, images[:1], args.repeats)))
         rate = train_rate(model, images, targets, args.train_steps)
         print(f"{name:<36} {seconds * 1000:>10.1f} {1 / seconds:>9.1f} {rate:>12.1f}")
+    if breakdowns:
+        print("\ntwo-stage latency by part (ms, median), untrained weights")
+        print(f"{'model':<36} {'backbone':>8} {'rpn':>6} {'roi_heads':>9} {'proposals':>9} {'top-n':>6}")
+        for name, top_n, parts, proposals in breakdowns:
+            print(f"{name:<36} {parts['backbone'] * 1000:>8.1f} {parts['rpn'] * 1000:>6.1f} "
+                  f"{parts['roi_heads'] * 1000:>9.1f} {proposals:>9} {top_n:>6}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import foveal
 from foveal.data.detection import DetectionData, ImageAnnotations
 from foveal.data.formats.yolo import write_yolo
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
+from foveal.errors import FovealError
+from foveal.tasks.detect_predict import stream_fps
 
 from .conftest import run_cli
 
@@ -43,6 +45,7 @@ def test_train_writes_the_run_folder(trained):
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train_loss", "map", "map50", "map75", "map_small", "mar100", "lr"} <= set(header)
     assert "epoch 2/2" in result.stdout
+    assert "there is no validation loss" in (run / "report.html").read_text()
 
 
 def test_val_reproduces_the_training_metrics(trained, yolo_data):
@@ -69,7 +72,7 @@ def test_predict_images_and_video(trained, yolo_data, tmp_path):
     assert "frames/s" in result.stdout
 
     video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 96))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 12, (96, 96))
     for item in scenes_as_items(5, 96, 3):
         writer.write(cv2.cvtColor(item.pixels, cv2.COLOR_RGB2BGR))
     writer.release()
@@ -77,7 +80,32 @@ def test_predict_images_and_video(trained, yolo_data, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     written = cv2.VideoCapture(str(tmp_path / "detect" / "video" / "clip.mp4"))
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(12)  # the source's rate, not a fixed 30
     assert "5 images/frames" in result.stdout
+
+
+class FakeCapture:
+    def __init__(self, fps):
+        self.fps = fps
+
+    def get(self, prop):
+        assert prop == cv2.CAP_PROP_FPS
+        return self.fps
+
+
+def test_stream_fps_falls_back_to_30_when_unknown():
+    assert stream_fps(FakeCapture(12.0)) == 12.0
+    assert stream_fps(FakeCapture(0.0)) == stream_fps(FakeCapture(float("nan"))) == 30.0
+
+
+def test_missing_camera_is_one_clear_error(trained, tmp_path, capfd):
+    project, _ = trained
+    best = project / "detect" / "e2e" / "best.safetensors"
+    with pytest.raises(FovealError, match=r"^camera 99: cannot open") as error:  # the CLI prints it as one line
+        foveal.predict("detect", weights=best, source="99", project=tmp_path, verbose=False)
+    assert "\n" not in str(error.value)
+    assert capfd.readouterr().err == ""  # nor does OpenCV log its attempts at the device
+    assert not (tmp_path / "detect").exists()  # it failed before making a run folder
 
 
 def test_convert_and_info(yolo_data, tmp_path):

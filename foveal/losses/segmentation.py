@@ -22,10 +22,11 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ce_weight: flo
     logits = logits.float()  # the sums below lose precision in half precision
     valid = target != ignore_index  # (B, H, W)
     if logits.shape[1] == 1:
-        probs, onehot, per_pixel = _binary(logits, target, valid, focal_gamma, class_weights)
+        probs, onehot, per_pixel = _binary(logits, target, focal_gamma)
     else:
-        probs, onehot, per_pixel = _multiclass(logits, target, valid, focal_gamma, class_weights)
-    pixel_loss = per_pixel[valid].sum() / valid.sum().clamp(min=1)
+        probs, onehot, per_pixel = _multiclass(logits, target, valid, focal_gamma)
+    weight = pixel_weights(target, valid, class_weights, logits)  # (B, H, W)
+    pixel_loss = (per_pixel * weight)[valid].sum() / weight[valid].sum().clamp(min=1e-12)  # as F.cross_entropy
     parts = {"focal" if focal_gamma > 0 else "ce": pixel_loss}
     total = ce_weight * pixel_loss
     if dice_weight:
@@ -34,7 +35,15 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, ce_weight: flo
     return total, parts
 
 
-def _multiclass(logits, target, valid, gamma, weights):
+def pixel_weights(target, valid, class_weights, logits) -> torch.Tensor:
+    """(B, H, W) weight of each pixel: its true class's weight (a sigmoid head's classes are 0 and 1), or 1."""
+    if class_weights is None:
+        return torch.ones_like(target, dtype=logits.dtype)
+    classes = target.masked_fill(~valid, 0).clamp(max=len(class_weights) - 1)
+    return class_weights.to(logits.device, logits.dtype)[classes]
+
+
+def _multiclass(logits, target, valid, gamma):
     """softmax probs (B, C, H, W), one-hot target (B, C, H, W), per-pixel CE or focal (B, H, W)."""
     safe = target.masked_fill(~valid, 0)
     log_probs = logits.log_softmax(1)
@@ -42,13 +51,11 @@ def _multiclass(logits, target, valid, gamma, weights):
     per_pixel = -picked
     if gamma > 0:
         per_pixel = per_pixel * (1 - picked.exp()) ** gamma
-    if weights is not None:
-        per_pixel = per_pixel * weights.to(logits.device)[safe]
     onehot = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     return log_probs.exp(), onehot, per_pixel
 
 
-def _binary(logits, target, valid, gamma, weights):
+def _binary(logits, target, gamma):
     """The sigmoid head: probability of class 1, as (B, 1, H, W) with its target and per-pixel BCE or focal."""
     positive = (target == 1).to(logits.dtype)[:, None]  # (B, 1, H, W)
     per_pixel = F.binary_cross_entropy_with_logits(logits, positive, reduction="none")
@@ -56,9 +63,6 @@ def _binary(logits, target, valid, gamma, weights):
     if gamma > 0:
         p_true = probs * positive + (1 - probs) * (1 - positive)
         per_pixel = per_pixel * (1 - p_true) ** gamma
-    if weights is not None:  # weights (2,): background, object
-        w = weights.to(logits.device)
-        per_pixel = per_pixel * (w[0] + (w[1] - w[0]) * positive)
     return probs, positive, per_pixel[:, 0]
 
 

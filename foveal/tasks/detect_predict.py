@@ -5,8 +5,10 @@ the frame, draw, write. Ctrl-C or the end of a stream stops cleanly, keeping wha
 """
 
 import json
+import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -21,37 +23,81 @@ from ..errors import FovealError
 from ..report.draw import draw_boxes
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+DEFAULT_FPS = 30.0  # for streams that don't say (many cameras report 0)
 
 
-def frames(source: str):
-    """(name, frame index, RGB frame) from a camera index, a video file, or images."""
-    if source.isdigit() or Path(source).suffix.lower() in VIDEO_EXTENSIONS:
-        if not source.isdigit() and not Path(source).is_file():
-            raise FovealError(f"source: no such file: {source}")
-        capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
-        if not capture.isOpened():
-            raise FovealError(f"source: cannot open {'camera ' if source.isdigit() else ''}{source}")
-        name = f"camera{source}" if source.isdigit() else Path(source).stem
-        try:
-            index = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    return
-                yield name, index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                index += 1
-        finally:
-            capture.release()
-    for path in resolve_source(source):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            print(f"skipping {path}: not a readable image")
-            continue
-        yield str(path), None, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+class Frame(NamedTuple):
+    name: str  # the image's path, the video's stem, or "camera0"
+    index: int | None  # frame number in a video or camera stream; None for an image
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    fps: float | None  # the stream's frames per second; None for an image
 
 
 def is_stream(source: str) -> bool:
     return source.isdigit() or Path(source).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def stream_fps(capture: cv2.VideoCapture) -> float:
+    """The stream's frame rate, or DEFAULT_FPS when the container or camera reports 0 or NaN."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+
+
+def open_capture(source: str) -> cv2.VideoCapture:
+    """An opened capture of a camera index or a video file; a one-line FovealError when it can't be."""
+    if source.isdigit():
+        # OpenCV logs a warning per backend it tries; our one-line error says it better
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            capture = cv2.VideoCapture(int(source))
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        if not capture.isOpened():
+            raise FovealError(f"camera {source}: cannot open it (no camera with that index, or another "
+                              f"program is using it)")
+        return capture
+    if not Path(source).is_file():
+        raise FovealError(f"source: no such file: {source}")
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise FovealError(f"source: cannot open video {source} (unsupported format or damaged file)")
+    return capture
+
+
+def stream_frames(capture: cv2.VideoCapture, name: str):
+    fps = stream_fps(capture)
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield Frame(name, index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps)
+            index += 1
+    finally:
+        capture.release()
+
+
+def image_frames(paths: list[Path]):
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"skipping {path}: not a readable image")
+            continue
+        yield Frame(str(path), None, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None)
+
+
+def frames(source: str):
+    """Frames of a camera index, a video file, or images (a file, folder or glob).
+
+    The source is opened here, not on the first frame, so a missing file or camera fails before
+    any output is written.
+    """
+    if is_stream(source):
+        name = f"camera{source}" if source.isdigit() else Path(source).stem
+        return stream_frames(open_capture(source), name)
+    return image_frames(resolve_source(source))
 
 
 @torch.inference_mode()
@@ -84,10 +130,11 @@ def predict(cfg, log=print) -> list[dict]:
     classes, imgsz = meta["classes"], meta["imgsz"]
     if not cfg.source:
         raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
+    source = frames(cfg.source)
     run_dir = new_run_dir(cfg.project, "detect", cfg.name, cfg.exist_ok, stem="predict")
     results, writers, count, seconds, interrupted = [], {}, 0, 0.0, False
     try:
-        for image_id, (name, index, frame) in enumerate(frames(cfg.source)):
+        for image_id, (name, index, frame, fps) in enumerate(source):
             started = time.perf_counter()
             det = detect_frame(model, frame, imgsz, device)
             seconds += time.perf_counter() - started
@@ -109,7 +156,7 @@ def predict(cfg, log=print) -> list[dict]:
                 else:
                     if name not in writers:
                         writers[name] = cv2.VideoWriter(str(run_dir / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                        30, (frame.shape[1], frame.shape[0]))
+                                                        fps, (frame.shape[1], frame.shape[0]))
                     writers[name].write(drawn)
             if cfg.verbose and (index is None or index % 100 == 0):
                 log(f"{name}{'' if index is None else f' frame {index}'}: {len(det['labels'])} detections")

@@ -10,6 +10,8 @@ from ..report.draw import draw_boxes
 from .base import EvalResult
 
 GROUND_TRUTH_COLOUR = (40, 200, 40)
+# the detectors' contract gives losses in training and detections in eval, so val is scored by mAP only
+NO_VAL_LOSS = "loss: training loss only; there is no validation loss (detectors return no losses in eval mode)"
 
 
 def prediction_grid(items, detections, classes, count: int = 12, conf: float = 0.25) -> bytes:
@@ -35,7 +37,7 @@ def write_detect_report(run_dir: Path, title: str, history: list[dict], result: 
                     int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
     sections = [Section("summary", [result.metrics])]
     if history:
-        sections.append(Section("training curves", [plot_curves(history, groups)]))
+        sections.append(Section("training curves", [NO_VAL_LOSS, plot_curves(history, groups)]))
     sections += [
         Section("precision-recall (IoU 0.5)", [plot_pr_curves(np.asarray(coco.recall_thresholds), precision)]),
         Section("per-class AP", [table]),

@@ -113,7 +113,7 @@ def predict(cfg, log=print) -> list[dict]:
     run_dir = new_run_dir(cfg.project, "segment", cfg.name, cfg.exist_ok, stem="predict")
     results, writers, count, seconds, interrupted = [], {}, 0, 0.0, False
     try:
-        for name, index, frame in frames(cfg.source):
+        for name, index, frame, fps in frames(cfg.source):
             started = time.perf_counter()
             if instance:
                 det = instance_frame(model, frame, imgsz, device, cfg.threshold)
@@ -154,7 +154,7 @@ def predict(cfg, log=print) -> list[dict]:
                 else:
                     if name not in writers:
                         writers[name] = cv2.VideoWriter(str(run_dir / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                        30, (frame.shape[1], frame.shape[0]))
+                                                        fps, (frame.shape[1], frame.shape[0]))
                     writers[name].write(bgr)
             if cfg.verbose and (index is None or index % 100 == 0):
                 log(f"{name}{'' if index is None else f' frame {index}'}: {summary}")

@@ -6,6 +6,16 @@ Contract (the same as foveal's own YOLO): `forward(images, targets=None)` with i
 of images, reserves label 0 for background in Faster R-CNN and SSD, and resizes inputs itself:
 the wrapper bridges all three. Built with weights=None and weights_backbone=None: nothing is
 downloaded; `pretrained=` loads a local file.
+
+Input size: Faster R-CNN, RetinaNet and FCOS are told to keep foveal's letterboxed size (`imgsz`);
+SSD300 and SSDlite320 resize every image to their fixed 300 and 320 px, whatever `imgsz` is, because
+their anchor layouts are tied to that size. Boxes always come back in the caller's pixels.
+
+Speed: a two-stage detector pays per proposal. fasterrcnn_mobilenet_v3_large_fpn keeps up to
+1000 post-NMS RPN proposals at test time (untrained, all 1000 pass its RPN score threshold of 0.05),
+and each is RoI-aligned to 256x7x7 and pushed through 12544->1024->1024 linear layers: 13.9 GMACs
+at any input size, against 0.6 for backbone and FPN at 320 px. The `_320_fpn` variant keeps 150
+proposals (torchvision's speed tuning): 2.1 GMACs. See benchmarks/detect_speed.py.
 """
 
 from torch import nn
@@ -59,7 +69,10 @@ def _torchvision(builder_name: str):
 
 
 def _faster_rcnn_resnet18(num_classes, imgsz):
-    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
+    # resnet_fpn_backbone defaults to FrozenBatchNorm2d, which with untrained statistics normalises
+    # nothing; torchvision's own builders use BatchNorm2d when no backbone weights are loaded, and so do we
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d,
+                                   trainable_layers=5)
     return detection.FasterRCNN(backbone, num_classes=num_classes, **_size_kwargs(imgsz))
 
 
