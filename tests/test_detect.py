@@ -11,7 +11,7 @@ from foveal.data.detection import DetectionData, ImageAnnotations
 from foveal.data.formats.yolo import write_yolo
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.errors import FovealError
-from foveal.tasks.detect_predict import stream_fps
+from foveal.data.stream import stream_fps
 
 from .conftest import run_cli
 

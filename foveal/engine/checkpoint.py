@@ -114,4 +114,7 @@ def load_trained(weights, task: str, device: torch.device, **model_kwargs):
     except RuntimeError as e:
         detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
         raise FovealError(f"weights: {weights} does not fit {meta['model']}: {detail}") from None
-    return model.to(device).eval(), meta
+    model.to(device)
+    if meta.get("config", {}).get("channels_last"):  # evaluate in the layout it was trained and scored in
+        model.to(memory_format=torch.channels_last)
+    return model.eval(), meta

@@ -259,6 +259,8 @@ def finish(task, run_dir: Path, history: list[dict], device, val_loader, amp_dty
     model = task.build_model()
     load_state(model, state)
     model.to(device)
+    if task.cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     result = evaluate(task, model, val_loader, device, amp_dtype)
     task.write_report(run_dir, history, result, model)
     log(f"best epoch {meta['epoch']}: " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))

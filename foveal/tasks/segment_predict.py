@@ -7,24 +7,20 @@ Images larger than 1.5 x the training size are segmented by sliding windows at t
 resolution (tile=auto), since shrinking them would erase small structures the model learned at scale.
 """
 
-import json
-import math
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..data.detect_transforms import letterbox
+from ..data.stream import frame_stem, frames, run_stream
 from ..engine.checkpoint import load_trained, load_weights
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..errors import FovealError
 from ..report.draw import class_colour, draw_instances, overlay_classes
-from .detect_predict import frames
 from .segment import SegmentTask, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
 
@@ -108,62 +104,46 @@ def predict(cfg, log=print) -> list[dict]:
     instance = meta.get("kind") == "instance"
     extra = {"conf": cfg.conf if cfg.conf >= 0 else 0.25, "iou": cfg.iou, "max_det": cfg.max_det} if instance else {}
     model, meta = load_trained(cfg.weights, "segment", device, **extra)
+    source = frames(cfg.source)  # opened before the run folder exists: a bad source leaves nothing behind
     model.to(memory_format=torch.channels_last)
     classes, imgsz = meta["classes"], meta["imgsz"]
     run_dir = new_run_dir(cfg.project, "segment", cfg.name, cfg.exist_ok, stem="predict")
-    results, writers, count, seconds, interrupted = [], {}, 0, 0.0, False
-    try:
-        for name, index, frame, fps in frames(cfg.source):
-            started = time.perf_counter()
-            if instance:
-                det = instance_frame(model, frame, imgsz, device, cfg.threshold)
-            else:
-                tile = cfg.tile == "true" or (cfg.tile == "auto" and max(frame.shape[:2]) > 1.5 * imgsz)
-                logits = semantic_logits(model, frame, imgsz, device, tile, cfg.overlap)
-                labels = logits_to_labels(logits[None], meta.get("sigmoid", False), cfg.threshold)[0]
-                labels = labels.to(torch.uint8).cpu().numpy()
-            seconds += time.perf_counter() - started
-            count += 1
-            stem = Path(name).stem + (f"_{index:06d}" if index is not None else "")
-            if instance:
-                for box, score, label, mask in zip(det["boxes"], det["scores"], det["labels"], det["masks"]):
-                    x1, y1, x2, y2 = (round(float(v), 2) for v in box)
-                    results.append({"file_name": name, "frame": index, "category_id": int(label),
-                                    "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2),
-                                    round(y2 - y1, 2)], "score": round(float(score), 5),
-                                    "segmentation": mask_polygons(mask), "area": int(mask.sum())})
-                drawn = draw_instances(frame, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
-                                       line_width=cfg.line_width)
-                summary = f"{len(det['labels'])} objects"
-            else:
-                regions = {classes[k]: mask_polygons(labels == k) for k in np.unique(labels).tolist() if k > 0}
-                results.append({"file_name": name, "frame": index,
-                                "pixels": {classes[k]: int(n) for k, n in
-                                           zip(*np.unique(labels, return_counts=True)) if k < len(classes)},
-                                "polygons": regions})
-                drawn = overlay_classes(frame, labels, cfg.alpha)
-                if cfg.save and index is None:
-                    (run_dir / "masks").mkdir(exist_ok=True)
-                    palette_png(labels, run_dir / "masks" / f"{stem}.png")
-                summary = ", ".join(f"{c} {n / labels.size:.1%}" for c, n in results[-1]["pixels"].items()
-                                    if c != classes[0]) or "background only"
-            if cfg.save:
-                bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
-                if index is None:
-                    cv2.imwrite(str(run_dir / f"{Path(name).stem}.jpg"), bgr)
-                else:
-                    if name not in writers:
-                        writers[name] = cv2.VideoWriter(str(run_dir / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                        fps, (frame.shape[1], frame.shape[0]))
-                    writers[name].write(bgr)
-            if cfg.verbose and (index is None or index % 100 == 0):
-                log(f"{name}{'' if index is None else f' frame {index}'}: {summary}")
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        for writer in writers.values():
-            writer.release()
-        (run_dir / "predictions.json").write_text(json.dumps(results, indent=1))
+    results = []
+
+    def infer(pixels):
+        if instance:
+            return instance_frame(model, pixels, imgsz, device, cfg.threshold)
+        tile = cfg.tile == "true" or (cfg.tile == "auto" and max(pixels.shape[:2]) > 1.5 * imgsz)
+        logits = semantic_logits(model, pixels, imgsz, device, tile, cfg.overlap)
+        return logits_to_labels(logits[None], meta.get("sigmoid", False), cfg.threshold)[0].to(torch.uint8).cpu().numpy()
+
+    def annotate_instances(frame, det):
+        for box, score, label, mask in zip(det["boxes"], det["scores"], det["labels"], det["masks"]):
+            x1, y1, x2, y2 = (round(float(v), 2) for v in box)
+            results.append({"file_name": frame.name, "frame": frame.index, "category_id": int(label),
+                            "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                            "score": round(float(score), 5), "segmentation": mask_polygons(mask),
+                            "area": int(mask.sum())})
+        drawn = draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
+                               line_width=cfg.line_width) if cfg.save else None
+        return drawn, f"{len(det['labels'])} objects"
+
+    def annotate_classes(frame, labels):
+        values, counts = np.unique(labels, return_counts=True)
+        pixels = {classes[k]: int(n) for k, n in zip(values.tolist(), counts) if k < len(classes)}
+        results.append({"file_name": frame.name, "frame": frame.index, "pixels": pixels,
+                        "polygons": {classes[k]: mask_polygons(labels == k) for k in values.tolist()
+                                     if 0 < k < len(classes)}})
+        if cfg.save and frame.index is None:
+            (run_dir / "masks").mkdir(exist_ok=True)
+            palette_png(labels, run_dir / "masks" / f"{frame_stem(frame)}.png")
+        drawn = overlay_classes(frame.pixels, labels, cfg.alpha) if cfg.save else None
+        return drawn, ", ".join(f"{c} {n / labels.size:.1%}" for c, n in pixels.items() if c != classes[0]) or \
+            f"{classes[0]} only"
+
+    count, seconds, interrupted = run_stream(source, run_dir, infer,
+                                             annotate_instances if instance else annotate_classes, results,
+                                             cfg.save, cfg.verbose, log)
     if cfg.verbose:
         speed = f", {count / seconds:.1f} frames/s" if seconds else ""
         log(f"{'interrupted after ' if interrupted else ''}{count} images/frames{speed}")
