@@ -104,8 +104,15 @@ class ClassifyTask(Task):
 
 
 def data_reference(data: str) -> str:
-    """The data as `val` can find it again from any folder: embedded names as they are, paths absolute."""
-    return data if data in EMBEDDED else str(Path(data).resolve())
+    """The data as `val` can find it again from any folder: embedded names as they are, paths absolute,
+    also inside the FORM:PATH,PATH;PATH,... strings of detection and segmentation data."""
+    if data in EMBEDDED or data in ("shapes",):
+        return data
+    form, colon, rest = data.partition(":")
+    if colon and len(form) > 1 and form.isalpha():  # coco:..., masks:... (not a Windows drive C:)
+        return f"{form}:" + ";".join(",".join(str(Path(p.strip()).resolve()) for p in part.split(","))
+                                     for part in rest.split(";"))
+    return str(Path(data).resolve())
 
 
 class ClassifyEvaluator(Evaluator):
