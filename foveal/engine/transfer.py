@@ -18,6 +18,19 @@ def head_prefixes(model: nn.Module, num_classes: int) -> list[str]:
     return [last + "."] if last else []
 
 
+def prefixes_outside_backbone(model: nn.Module, names=("backbone", "encoder")) -> list[str]:
+    """Parameter-name prefixes of everything beside the first module called backbone or encoder
+    (its siblings): for detectors and segmenters, the part that depends on the classes, which
+    pretrained weights of another data set cannot fill and `freeze=backbone` leaves trainable."""
+    for name, _ in model.named_modules():
+        if name.split(".")[-1] in names:
+            parent, _, own = name.rpartition(".")
+            owner = model.get_submodule(parent) if parent else model
+            prefix = f"{parent}." if parent else ""
+            return [f"{prefix}{child}." for child, _ in owner.named_children() if child != own]
+    return []
+
+
 def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -> str:
     """Copy the matching tensors of `path` into `model`; the head is skipped when its shape differs.
 

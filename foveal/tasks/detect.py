@@ -15,6 +15,7 @@ from ..engine.checkpoint import load_trained
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..engine.trainer import evaluate
+from ..engine.transfer import prefixes_outside_backbone
 from ..errors import FovealError
 from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
@@ -58,17 +59,6 @@ def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionD
     from ..data.formats import load_detection_data
 
     return load_detection_data(data, strict=strict, val_fraction=val_fraction)
-
-
-def backbone_free_prefixes(model) -> list[str]:
-    """Parameter-name prefixes of everything but the module called `backbone` (the detector's 'head')."""
-    for name, module in model.named_modules():
-        if name.split(".")[-1] == "backbone":
-            parent = name.rsplit(".", 1)[0] if "." in name else ""
-            owner = model.get_submodule(parent) if parent else model
-            prefix = f"{parent}." if parent else ""
-            return [f"{prefix}{child}." for child, _ in owner.named_children() if child != "backbone"]
-    return []
 
 
 class DetectTask(Task):
@@ -119,7 +109,7 @@ class DetectTask(Task):
                             conf=conf, iou=self.cfg.iou, max_det=self.cfg.max_det)
 
     def head(self, model):
-        return backbone_free_prefixes(model)
+        return prefixes_outside_backbone(model)
 
     def weights_meta(self) -> dict:
         from .classify import data_reference

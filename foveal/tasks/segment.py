@@ -20,6 +20,7 @@ from ..engine.checkpoint import load_trained, load_weights
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..engine.trainer import evaluate
+from ..engine.transfer import prefixes_outside_backbone
 from ..errors import FovealError
 from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
@@ -101,18 +102,6 @@ def default_imgsz(cfg) -> int:
     return imgsz
 
 
-def class_dependent_prefixes(model) -> list[str]:
-    """Parameter-name prefixes outside the feature extractor (a child named backbone or encoder): the
-    part that pretrained weights of another data set cannot fill and `freeze=backbone` leaves trainable."""
-    for name, module in model.named_modules():
-        if name.split(".")[-1] in ("backbone", "encoder"):
-            parent = name.rsplit(".", 1)[0] if "." in name else ""
-            owner = model.get_submodule(parent) if parent else model
-            prefix = f"{parent}." if parent else ""
-            return [f"{prefix}{child}." for child, _ in owner.named_children() if child != name.split(".")[-1]]
-    return []
-
-
 class SegmentTask(Task):
     name = "segment"
     Config = SegmentConfig
@@ -163,7 +152,7 @@ class SegmentTask(Task):
                             **model_kwargs(self.cfg))
 
     def head(self, model):
-        return class_dependent_prefixes(model)
+        return prefixes_outside_backbone(model)
 
     def weights_meta(self) -> dict:
         from .classify import data_reference
