@@ -60,6 +60,18 @@ def augment_pair(image: np.ndarray, masks: np.ndarray, size: int, aug: SegmentAu
     return image, np.ascontiguousarray(masks)
 
 
+def place_pair(image: np.ndarray, masks: np.ndarray, size: int, augment: SegmentAugment | None, fill: int):
+    """(image, masks (M, size, size), scale, pad) of image (H, W, 3) and masks (M, H, W) uint8:
+    letterboxed when augment is None (scale and pad map predictions back), else randomly warped,
+    with randomness that follows torch's seeding (scale 1 and pad 0 then, as nothing maps back)."""
+    if augment is not None:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        return (*augment_pair(image, masks, size, augment, rng, fill), 1.0, (0, 0))
+    image, scale, pad = letterbox(image, size)
+    placed = [letterbox_mask(m, size, scale, pad, fill) for m in masks]
+    return image, np.stack(placed) if placed else np.zeros((0, size, size), np.uint8), scale, pad
+
+
 def _read_image(item, strict: bool):
     """(H, W, 3) uint8, or None for an unreadable file when not strict (with a warning)."""
     try:
@@ -93,16 +105,9 @@ class SemanticDataset(Dataset):
         if image is None:
             return self[(i + 1) % len(self)]
         labels = read_labels(item, self.num_classes, self.binary_masks)
-        scale, pad = 1.0, (0, 0)
-        if self.augment is None:
-            image, scale, pad = letterbox(image, self.imgsz)
-            labels = letterbox_mask(labels, self.imgsz, scale, pad, IGNORE_INDEX)
-        else:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's seeding
-            image, masks = augment_pair(image, labels[None], self.imgsz, self.augment, rng, IGNORE_INDEX)
-            labels = masks[0]
+        image, masks, scale, pad = place_pair(image, labels[None], self.imgsz, self.augment, IGNORE_INDEX)
         meta = {"index": i, "scale": scale, "pad": pad}
-        return _to_tensor(image), torch.from_numpy(labels.astype(np.int64)), meta
+        return _to_tensor(image), torch.from_numpy(masks[0].astype(np.int64)), meta
 
 
 def semantic_collate(samples):
@@ -130,14 +135,7 @@ class InstanceDataset(Dataset):
             return self[(i + 1) % len(self)]
         keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
         masks, labels = instance_masks(item)[keep].astype(np.uint8), item.labels[keep]
-        scale, pad = 1.0, (0, 0)
-        if self.augment is None:
-            image, scale, pad = letterbox(image, self.imgsz)
-            masks = np.stack([letterbox_mask(m, self.imgsz, scale, pad, 0) for m in masks]) if len(masks) \
-                else np.zeros((0, self.imgsz, self.imgsz), np.uint8)
-        else:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
-            image, masks = augment_pair(image, masks, self.imgsz, self.augment, rng, 0)
+        image, masks, scale, pad = place_pair(image, masks, self.imgsz, self.augment, 0)
         visible = masks.reshape(len(masks), -1).sum(1) >= MIN_INSTANCE_PIXELS
         masks, labels = masks[visible], labels[visible]
         masks = torch.from_numpy(masks)

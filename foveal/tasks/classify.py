@@ -106,7 +106,7 @@ class ClassifyTask(Task):
 def data_reference(data: str) -> str:
     """The data as `val` can find it again from any folder: embedded names as they are, paths absolute,
     also inside the FORM:PATH,PATH;PATH,... strings of detection and segmentation data."""
-    if data in EMBEDDED or data in ("shapes",):
+    if data in EMBEDDED:
         return data
     form, colon, rest = data.partition(":")
     if colon and len(form) > 1 and form.isalpha():  # coco:..., masks:... (not a Windows drive C:)

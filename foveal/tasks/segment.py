@@ -119,6 +119,7 @@ class SegmentTask(Task):
 
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
+        model_kwargs(cfg)  # refuse width/depth on a library model before reading any data
         self.data: SegmentationData = load_segment_data(cfg, "semantic")
         if data_meta and data_meta.get("classes") != self.data.classes:
             raise FovealError(f"data: its classes {self.data.classes} differ from the weights' {data_meta.get('classes')}")
@@ -273,15 +274,19 @@ def trained_config(cfg: SegmentConfig, meta: dict) -> SegmentConfig:
                    **{k: v for k, v in meta["model_kwargs"].items() if k in ("width", "depth")})
 
 
+def load_segmenter(cfg: SegmentConfig, device, default_conf: float):
+    """(model, meta) of cfg.weights; an instance model gets cfg's conf (or default_conf), iou, max_det."""
+    model, meta = load_trained(cfg.weights, "segment", device)
+    if meta.get("kind") == "instance":
+        model.conf, model.iou, model.max_det = cfg.conf if cfg.conf >= 0 else default_conf, cfg.iou, cfg.max_det
+    return model, meta
+
+
 def val(cfg: SegmentConfig, log=print) -> EvalResult:
     """Metrics of trained weights on a split; writes runs/segment/valN (metrics.json, report.html)."""
     device = select_device(cfg.device)
     configure_cpu(cfg.threads)
-    _, meta = load_weights(cfg.weights) if cfg.weights else (None, {})
-    kind = meta.get("kind", "semantic")
-    extra = {"conf": cfg.conf if cfg.conf >= 0 else 0.001, "iou": cfg.iou, "max_det": cfg.max_det} \
-        if kind == "instance" else {}
-    model, meta = load_trained(cfg.weights, "segment", device, **extra)
+    model, meta = load_segmenter(cfg, device, default_conf=0.001)
     cfg = trained_config(cfg, meta)
     task = SegmentTask.create(cfg)
     task.setup(data_meta=meta)

@@ -16,12 +16,11 @@ from PIL import Image
 
 from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem, frames, run_stream
-from ..engine.checkpoint import load_trained, load_weights
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..errors import FovealError
 from ..report.draw import class_colour, draw_instances, overlay_classes
-from .segment import SegmentTask, logits_to_labels, unletterbox
+from .segment import SegmentTask, load_segmenter, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
 
 WINDOW_BATCH = 8  # sliding windows run through the model together
@@ -100,10 +99,8 @@ def predict(cfg, log=print) -> list[dict]:
     configure_cpu(cfg.threads)
     if not cfg.source:
         raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
-    _, meta = load_weights(cfg.weights) if cfg.weights else (None, {})
+    model, meta = load_segmenter(cfg, device, default_conf=0.25)
     instance = meta.get("kind") == "instance"
-    extra = {"conf": cfg.conf if cfg.conf >= 0 else 0.25, "iou": cfg.iou, "max_det": cfg.max_det} if instance else {}
-    model, meta = load_trained(cfg.weights, "segment", device, **extra)
     source = frames(cfg.source)  # opened before the run folder exists: a bad source leaves nothing behind
     model.to(memory_format=torch.channels_last)
     classes, imgsz = meta["classes"], meta["imgsz"]
