@@ -1,13 +1,16 @@
 # make demo: set up .venv, train a detector on the synthetic scenes, evaluate it, predict on images and
-# a video.  make demo-classify: the same for a classifier on the digits.  make test: the test suite.
+# a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
+# classifier on the digits.  make test: the test suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/classify/demo
 DETECT := runs/detect/demo
 DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=0.5 close_mosaic=3 scale=0.25
+SEGMENT := runs/segment/demo
+SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20
 
-.PHONY: install demo demo-classify test bench clean
+.PHONY: install demo demo-segment demo-classify test bench clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +27,14 @@ demo: install
 	$(BIN)/foveal detect predict weights=$(DETECT)/best.safetensors source=$(DETECT)/samples/scenes.mp4 conf=0.4 name=demo-video exist_ok=true
 	@echo "report: $(DETECT)/report.html   annotated: runs/detect/demo-images/ and runs/detect/demo-video/scenes.mp4"
 
+demo-segment: install
+	$(BIN)/foveal segment train $(SEGMENT_TRAIN) name=demo exist_ok=true
+	$(BIN)/foveal segment val weights=$(SEGMENT)/best.safetensors name=demo-val exist_ok=true
+	$(BIN)/python examples/write_scene_images.py $(SEGMENT)/samples 8 segment
+	$(BIN)/foveal segment predict weights=$(SEGMENT)/best.safetensors source=$(SEGMENT)/samples name=demo-images exist_ok=true
+	$(BIN)/foveal segment predict weights=$(SEGMENT)/best.safetensors source=$(SEGMENT)/samples/scenes.mp4 name=demo-video exist_ok=true
+	@echo "report: $(SEGMENT)/report.html   overlays: runs/segment/demo-images/ and runs/segment/demo-video/scenes.mp4"
+
 demo-classify: install
 	$(BIN)/foveal classify train data=digits model=simple_cnn name=demo exist_ok=true
 	$(BIN)/foveal classify val weights=$(DEMO)/best.safetensors name=demo-val exist_ok=true
@@ -37,6 +48,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/detect_speed.py
+	$(BIN)/python benchmarks/segment_speed.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

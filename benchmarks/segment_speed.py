@@ -54,6 +54,7 @@ def main():
     torch.manual_seed(0)
     scenes = make_scene_set(args.batch, args.imgsz, seed=0, min_objects=1)
     images = SegmentTask.prepare(torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2))
+    images = images.contiguous(memory_format=torch.channels_last)  # as the models, and as training runs
     masks = torch.from_numpy(np.stack([s.semantic_mask() for s in scenes])).long()
     classes = len(SHAPE_CLASSES) + 1
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "

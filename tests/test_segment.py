@@ -155,6 +155,15 @@ def test_info_prints_layers():
     assert "GMACs" in result.stdout and "3x64x64" in result.stdout
 
 
+
+def test_info_of_a_two_stage_model_says_its_heads_depend_on_the_image():
+    from foveal.models.info import data_dependent_note
+    from foveal.registry import create_model
+
+    assert "proposal" in data_dependent_note(create_model("maskrcnn_resnet18_fpn", "segment", num_classes=2, imgsz=64))
+    assert data_dependent_note(create_model("unet", "segment", num_classes=2, width=8)) == ""
+
+
 # ---- pieces: losses and augmentation ------------------------------------------------------------
 
 def test_cross_entropy_term_equals_torch_with_ignore_and_weights():
@@ -215,6 +224,15 @@ def test_letterboxed_mask_pads_with_ignore():
 
 
 # ---- instance segmentation (Mask R-CNN) through the same commands ---------------------------------
+
+@pytest.mark.parametrize("augment", [None, SegmentAugment()])
+def test_instance_sample_of_an_image_without_objects(augment):
+    from foveal.data.detection import ImageAnnotations
+    from foveal.data.segment_dataset import InstanceDataset
+
+    empty = ImageAnnotations("", 40, 30, pixels=np.zeros((30, 40, 3), np.uint8), masks=np.zeros((0, 30, 40), bool))
+    image, target = InstanceDataset([empty], 32, augment)[0]
+    assert image.shape == (3, 32, 32) and target["boxes"].shape == (0, 4) and target["masks"].shape == (0, 32, 32)
 
 @pytest.fixture(scope="module")
 def tiny_coco(tmp_path_factory):

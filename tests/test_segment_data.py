@@ -13,6 +13,8 @@ from foveal.data.formats import load_detection_data, load_segmentation_data
 from foveal.data.segmentation import IGNORE_INDEX, read_labels
 from foveal.errors import FovealError
 
+from .conftest import run_cli
+
 PALETTE = [0, 0, 0, 128, 64, 128, 70, 130, 180] + [255, 255, 255] * 253  # road purple, sky blue
 
 
@@ -334,7 +336,8 @@ def test_bad_yolo_polygons_name_file_and_line(yolo_polygons, line, expected):
 def test_convert_keeps_outlines_as_coco(yolo_polygons, coco_segments, tmp_path):
     from foveal.data.formats import convert
 
-    convert(str(yolo_polygons), f"coco:{tmp_path / 'from_yolo'}", segments=True)
+    result = run_cli("detect", "convert", f"src={yolo_polygons}", f"dst=coco:{tmp_path / 'from_yolo'}", "segments=true")
+    assert result.returncode == 0, result.stderr
     again = load_segmentation_data(f"coco:{tmp_path / 'from_yolo'}", "instance", val_fraction=0).splits["train"][0]
     original = load_segmentation_data(str(yolo_polygons), "instance", val_fraction=0).splits["train"][0]
     np.testing.assert_array_equal(instance_masks(again), instance_masks(original))

@@ -136,7 +136,7 @@ class InstanceDataset(Dataset):
         keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
         masks, labels = instance_masks(item)[keep].astype(np.uint8), item.labels[keep]
         image, masks, scale, pad = place_pair(image, masks, self.imgsz, self.augment, 0)
-        visible = masks.reshape(len(masks), -1).sum(1) >= MIN_INSTANCE_PIXELS
+        visible = masks.sum(axis=(1, 2), dtype=np.int64) >= MIN_INSTANCE_PIXELS  # (reshape fails on 0 masks)
         masks, labels = masks[visible], labels[visible]
         masks = torch.from_numpy(masks)
         boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # x2 = max_x + 1, as all foveal boxes

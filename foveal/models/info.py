@@ -155,6 +155,17 @@ def format_info(info: ModelInfo, max_rows: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def data_dependent_note(model: nn.Module) -> str:
+    """A warning for two-stage detectors, whose heads run once per proposal or detection: their MACs
+    above are for this random input through these weights (untrained: about the most there can be)."""
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    if not any(isinstance(module, GeneralizedRCNN) for module in model.modules()):
+        return ""
+    return ("note: the RoI heads run once per proposal (and a mask head once per detection), so their MACs "
+            "depend on the image and the weights; these are for a random image")
+
+
 def _shape_text(shape: tuple) -> str:
     """(1, 64, 56, 56) -> '1x64x56x56'; nested shapes as they print; '-' for a module that never ran."""
     if not shape:

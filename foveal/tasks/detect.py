@@ -49,6 +49,7 @@ class DetectConfig(TrainConfig):
     line_width: int = opt(2, "predict: box line width in pixels")
     src: str = opt("", "convert: source, e.g. voc:Annotations/,JPEGImages/ or data.yaml")
     dst: str = opt("", "convert: destination, e.g. yolo:out/, coco:out/ or voc:out/")
+    segments: bool = opt(False, "convert: keep object outlines (COCO polygons/RLE, YOLO polygons) in a coco: dst")
 
 
 def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionData:
@@ -194,7 +195,7 @@ def val(cfg: DetectConfig, log=print) -> EvalResult:
 
 
 def info(cfg: DetectConfig, log=print):
-    from ..models.info import format_info, model_info
+    from ..models.info import data_dependent_note, format_info, model_info
 
     imgsz = cfg.imgsz or 320
     model = create_model(cfg.model, "detect", num_classes=cfg.num_classes or 80, imgsz=imgsz).eval()
@@ -202,6 +203,8 @@ def info(cfg: DetectConfig, log=print):
     if cfg.verbose:
         log(f"{cfg.model} at {imgsz}x{imgsz}")
         log(format_info(result))
+        if note := data_dependent_note(model):
+            log(note)
     return result
 
 
@@ -209,7 +212,7 @@ def convert(cfg: DetectConfig, log=print) -> str:
     """Rewrite a detection data set in another format (YOLO, COCO, VOC)."""
     from ..data.formats import convert as convert_formats
 
-    summary = convert_formats(cfg.src, cfg.dst, strict=cfg.strict)
+    summary = convert_formats(cfg.src, cfg.dst, strict=cfg.strict, segments=cfg.segments)
     if cfg.verbose:
         log(summary)
     return summary

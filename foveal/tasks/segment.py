@@ -35,8 +35,8 @@ class SegmentConfig(TrainConfig):
     model: str = opt("unet", "architecture name (`foveal models segment` lists them)")
     imgsz: int = opt(0, "input size in pixels, a multiple of 32 (0: 128 for shapes, 256 otherwise)")
     epochs: int = opt(20, "number of training epochs")
-    batch: int = opt(16, "batch size (per process when run with torchrun)")
-    lr: float = opt(2e-3, "initial learning rate")
+    batch: int = opt(8, "batch size (per process when run with torchrun)")
+    lr: float = opt(1e-3, "initial learning rate")
     weight_decay: float = opt(1e-4, "weight decay (not applied to biases and norm layers)")
     classes: str = opt("", "class list file (one name per line, index = line; or YAML `names:`) for mask folders")
     binary_masks: bool = opt(False, "masks are black-and-white images (e.g. 0/255 JPEGs): over 127 is class 1")
@@ -305,7 +305,7 @@ def val(cfg: SegmentConfig, log=print) -> EvalResult:
 
 def info(cfg: SegmentConfig, log=print):
     """Layer table (output shape, parameters, MACs) of a model at imgsz."""
-    from ..models.info import format_info, model_info
+    from ..models.info import data_dependent_note, format_info, model_info
 
     if cfg.weights:
         _, meta = load_weights(cfg.weights)
@@ -320,6 +320,8 @@ def info(cfg: SegmentConfig, log=print):
     if cfg.verbose:
         log(f"{name} at {imgsz}x{imgsz}, {kwargs['num_classes']} classes")
         log(format_info(result))
+        if note := data_dependent_note(model):
+            log(note)
     return result
 
 
