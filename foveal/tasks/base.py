@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..errors import FovealError
 
 
 @dataclass
@@ -48,6 +49,22 @@ class Task:
     def setup(self, data_meta: dict | None = None):
         """Load the data (with the classes of `data_meta` when evaluating trained weights)."""
         raise NotImplementedError
+
+    def use_data(self, data, data_meta: dict | None):
+        """Keep the loaded data (with `.classes` and `.splits`); trained weights need their own classes."""
+        if data_meta and data_meta.get("classes") != data.classes:
+            raise FovealError(f"data: its classes {data.classes} differ from the weights' {data_meta.get('classes')}")
+        self.data = data
+
+    @property
+    def classes(self) -> list[str]:
+        return self.data.classes
+
+    def split_items(self, split: str):
+        """The data's `split` (train, val, test), or one line saying which splits there are."""
+        if split not in self.data.splits:
+            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
+        return self.data.splits[split]
 
     def dataset(self, split: str, train: bool) -> Dataset:
         raise NotImplementedError

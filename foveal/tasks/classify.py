@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
-from ..data.classify import EMBEDDED, ClassifyData, LabelledImages, Transformed, load_classify_data
+from ..data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
 from ..data.images import read_image, resolve_source
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
 from ..engine.checkpoint import load_trained, load_weights
@@ -48,27 +48,18 @@ class ClassifyTask(Task):
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
         get_model_entry(cfg.model, "classify")  # fail on a bad model name before loading data
-        self.data: ClassifyData = load_classify_data(cfg.data, cfg.val_fraction, cfg.strict)
-        if data_meta and data_meta.get("classes") != self.data.classes:
-            raise FovealError(f"data: its classes {self.data.classes} differ from the weights' "
-                              f"{data_meta.get('classes')}")
+        self.use_data(load_classify_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
         self.imgsz = cfg.imgsz or self.data.natural_imgsz
         self.hflip = cfg.hflip if cfg.hflip >= 0 else (0.0 if self.data.flip_changes_class else 0.5)
-
-    @property
-    def classes(self) -> list[str]:
-        return self.data.classes
 
     def in_memory(self) -> bool:
         return self.data.splits["train"].in_memory
 
     def dataset(self, split: str, train: bool):
-        if split not in self.data.splits:
-            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
         cfg = self.cfg
         transform = (train_transform(self.imgsz, self.hflip, cfg.crop_scale, cfg.rotate, cfg.color_jitter,
                                      cfg.auto_augment, cfg.erasing) if train else eval_transform(self.imgsz))
-        return Transformed(self.data.splits[split], transform)
+        return Transformed(self.split_items(split), transform)
 
     def build_model(self):
         return create_model(self.cfg.model, "classify", num_classes=len(self.classes), imgsz=self.imgsz)

@@ -72,28 +72,20 @@ class DetectTask(Task):
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
         get_model_entry(cfg.model, "detect")
-        self.data = load_detect_data(cfg.data, cfg.strict, cfg.val_fraction)
-        if data_meta and data_meta.get("classes") != self.data.classes:
-            raise FovealError(f"data: its classes {self.data.classes} differ from the weights' {data_meta.get('classes')}")
+        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction), data_meta)
         self.imgsz = cfg.imgsz or 320
         if self.imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {self.imgsz}")
         self.datasets = {}
 
-    @property
-    def classes(self):
-        return self.data.classes
-
     def in_memory(self):
         return all(item.pixels is not None for item in self.data.splits["train"][:1])
 
     def dataset(self, split: str, train: bool):
-        if split not in self.data.splits:
-            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
         cfg = self.cfg
         augment = Augment(cfg.mosaic, cfg.scale, cfg.translate, cfg.degrees, cfg.hflip, cfg.hsv_h, cfg.hsv_s,
                           cfg.hsv_v) if train else None
-        self.datasets[split] = DetectionDataset(self.data.splits[split], self.imgsz, augment, cfg.strict)
+        self.datasets[split] = DetectionDataset(self.split_items(split), self.imgsz, augment, cfg.strict)
         return self.datasets[split]
 
     def collate(self, samples):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
 from ..data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
-from ..data.segmentation import IGNORE_INDEX, SegmentationData, read_labels, shapes_segmentation_data
+from ..data.segmentation import IGNORE_INDEX, read_labels, shapes_segmentation_data
 from ..engine.checkpoint import load_trained, load_weights
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
@@ -120,9 +120,7 @@ class SegmentTask(Task):
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
         model_kwargs(cfg)  # refuse width/depth on a library model before reading any data
-        self.data: SegmentationData = load_segment_data(cfg, "semantic")
-        if data_meta and data_meta.get("classes") != self.data.classes:
-            raise FovealError(f"data: its classes {self.data.classes} differ from the weights' {data_meta.get('classes')}")
+        self.use_data(load_segment_data(cfg, "semantic"), data_meta)
         if len(self.data.classes) < 2:
             raise FovealError(f"data: segmentation needs at least 2 classes (e.g. background and object), "
                               f"got {self.data.classes}")
@@ -132,17 +130,11 @@ class SegmentTask(Task):
             raise FovealError(f"head=sigmoid needs 2 classes (background and object), the data has {len(self.classes)}")
         self.class_weights = self._class_weights(cfg.class_weights)
 
-    @property
-    def classes(self):
-        return self.data.classes
-
     def in_memory(self):
         return all(item.pixels is not None for item in self.data.splits["train"][:1])
 
     def dataset(self, split: str, train: bool):
-        if split not in self.data.splits:
-            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
-        return SemanticDataset(self.data.splits[split], len(self.classes), self.imgsz,
+        return SemanticDataset(self.split_items(split), len(self.classes), self.imgsz,
                                self.cfg.augment() if train else None, self.cfg.binary_masks, self.cfg.strict)
 
     def collate(self, samples):

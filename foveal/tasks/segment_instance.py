@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from ..data.detect_dataset import collate
 from ..data.detection import instance_masks
 from ..data.segment_dataset import InstanceDataset
-from ..errors import FovealError
 from ..registry import create_model
 from .detect import DetectEvaluator, DetectTask
 from .segment import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
@@ -26,15 +25,11 @@ class InstanceSegmentTask(DetectTask):
 
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
-        self.data = load_segment_data(cfg, "instance")
-        if data_meta and data_meta.get("classes") != self.data.classes:
-            raise FovealError(f"data: its classes {self.data.classes} differ from the weights' {data_meta.get('classes')}")
+        self.use_data(load_segment_data(cfg, "instance"), data_meta)
         self.imgsz = default_imgsz(cfg)
 
     def dataset(self, split: str, train: bool):
-        if split not in self.data.splits:
-            raise FovealError(f"split: the data has no '{split}' split (it has {', '.join(self.data.splits)})")
-        return InstanceDataset(self.data.splits[split], self.imgsz, self.cfg.augment() if train else None,
+        return InstanceDataset(self.split_items(split), self.imgsz, self.cfg.augment() if train else None,
                                self.cfg.strict)
 
     def collate(self, samples):
