@@ -73,8 +73,9 @@ class Task:
         return torch.utils.data.default_collate(samples)
 
     def in_memory(self) -> bool:
-        """True when the data is already decoded in RAM: worker processes would only add overhead."""
-        return False
+        """True when the data is already decoded in RAM (its items hold `pixels`, as the synthetic
+        scenes do): worker processes would only add overhead."""
+        return all(getattr(item, "pixels", None) is not None for item in self.split_items("train")[:1])
 
     def on_epoch_start(self, epoch: int):
         """Called before each training epoch (0-based), e.g. to turn an augmentation off late."""

@@ -78,9 +78,6 @@ class DetectTask(Task):
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {self.imgsz}")
         self.datasets = {}
 
-    def in_memory(self):
-        return all(item.pixels is not None for item in self.data.splits["train"][:1])
-
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
         augment = Augment(cfg.mosaic, cfg.scale, cfg.translate, cfg.degrees, cfg.hflip, cfg.hsv_h, cfg.hsv_s,

@@ -130,9 +130,6 @@ class SegmentTask(Task):
             raise FovealError(f"head=sigmoid needs 2 classes (background and object), the data has {len(self.classes)}")
         self.class_weights = self._class_weights(cfg.class_weights)
 
-    def in_memory(self):
-        return all(item.pixels is not None for item in self.data.splits["train"][:1])
-
     def dataset(self, split: str, train: bool):
         return SemanticDataset(self.split_items(split), len(self.classes), self.imgsz,
                                self.cfg.augment() if train else None, self.cfg.binary_masks, self.cfg.strict)
