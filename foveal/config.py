@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .errors import FovealError, did_you_mean
+from .files import write_text
 
 
 def opt(default, help: str, choices: tuple | None = None):
@@ -153,7 +154,7 @@ def config_dict(cfg) -> dict:
 
 
 def save_config(cfg, path: Path):
-    path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+    write_text(path, yaml.safe_dump(config_dict(cfg), sort_keys=False))
 
 
 def describe(cls) -> str:

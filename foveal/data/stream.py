@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.images import resolve_source
 from ..errors import FovealError
+from ..files import write_bytes, write_json
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 DEFAULT_FPS = 30.0  # for streams that don't say (many cameras report 0)
@@ -113,7 +114,7 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
             if save and image is not None:
                 bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
                 if frame.index is None:
-                    cv2.imwrite(str(run_dir / f"{Path(frame.name).stem}.jpg"), bgr)
+                    write_bytes(run_dir / f"{Path(frame.name).stem}.jpg", cv2.imencode(".jpg", bgr)[1].tobytes())
                 else:
                     if frame.name not in writers:
                         writers[frame.name] = cv2.VideoWriter(str(run_dir / f"{frame.name}.mp4"),
@@ -127,7 +128,7 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
     finally:
         for writer in writers.values():
             writer.release()
-        (run_dir / "predictions.json").write_text(json.dumps(results, indent=1))
+        write_json(run_dir / "predictions.json", results, indent=1)
     return count, seconds, interrupted
 
 

@@ -7,7 +7,6 @@ with `torch.load(weights_only=True)`, which refuses anything but tensors and pla
 """
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -15,16 +14,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import FovealError
+from ..files import atomic_write
 
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: Path, write):
-    """Call write(tmp_path), then rename over `path`, so a kill never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _plain_tensors(state: dict) -> dict:

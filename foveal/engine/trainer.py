@@ -6,6 +6,7 @@ Resume is exact by construction: every epoch re-seeds the torch RNG and the data
 
 import contextlib
 import csv
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..config import config_dict, save_config
+from ..files import write_text
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
 from .device import autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
@@ -124,10 +126,11 @@ def data_workers(cfg, task, dist_info) -> int:
 
 def write_metrics_csv(path: Path, history: list[dict]):
     keys = list(dict.fromkeys(k for row in history for k in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buffer.getvalue())
 
 
 def fit(task_class, cfg, log=print) -> RunResult:

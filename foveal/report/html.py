@@ -6,12 +6,12 @@ so the file can be mailed, archived or opened from a copied run folder.
 
 import base64
 import numbers
-import os
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from pathlib import Path
+
+from ..files import write_text
 
 
 @dataclass
@@ -99,12 +99,4 @@ def write_report(path, title: str, sections: list[Section]) -> Path:
     """Write the report to `path` atomically: a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(title, sections)
-    # the temporary file sits in the same folder, so os.replace is an atomic rename
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_text(path, render_report(title, sections))

@@ -13,6 +13,7 @@ from ..engine.checkpoint import load_trained
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..errors import FovealError
+from ..files import write_text
 from ..report.draw import draw_boxes
 
 
@@ -60,8 +61,7 @@ def predict(cfg, log=print) -> list[dict]:
                             round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(score), 5)})
         if cfg.save_txt:
             (run_dir / "labels").mkdir(exist_ok=True)
-            (run_dir / "labels" / f"{frame_stem(frame)}.txt").write_text(
-                yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0]))
+            write_text(run_dir / "labels" / f"{frame_stem(frame)}.txt", yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0]))
         drawn = draw_boxes(frame.pixels, det["boxes"], det["labels"], classes, det["scores"],
                            line_width=cfg.line_width) if cfg.save else None
         return drawn, f"{len(det['labels'])} detections"

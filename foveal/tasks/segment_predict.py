@@ -19,6 +19,7 @@ from ..data.stream import frame_stem, frames, run_stream
 from ..engine.device import configure_cpu, select_device
 from ..engine.runs import new_run_dir
 from ..errors import FovealError
+from ..files import atomic_write
 from ..report.draw import class_colour, draw_instances, overlay_classes
 from .segment import SegmentTask, load_segmenter, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
@@ -90,7 +91,7 @@ def palette_png(labels: np.ndarray, path: Path):
     image = Image.fromarray(labels, mode="P")
     palette = [0, 0, 0] + [v for k in range(1, 256) for v in class_colour(k)]
     image.putpalette(palette)
-    image.save(path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def predict(cfg, log=print) -> list[dict]:

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import FovealError
+from ...files import atomic_write
 from ..detection import DetectionData, ImageAnnotations
 
 SPLITS = ("train", "val", "test")
@@ -119,7 +120,8 @@ def place_image(item: ImageAnnotations, index: int, folder: Path, taken: set, li
     target = folder / (name + suffix)
     folder.mkdir(parents=True, exist_ok=True)
     if source is None:
-        Image.fromarray(item.pixels).save(target)
+        atomic_write(target, lambda tmp: Image.fromarray(item.pixels).save(tmp, format=target.suffix.lstrip(".").upper()
+                                                                          .replace("JPG", "JPEG")))
         return target.name
     try:
         if not link:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FovealError
+from ...files import write_json
 from ..detection import DetectionData, ImageAnnotations, instance_masks
 from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number,
                place_image)
@@ -232,7 +233,7 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
                 if outlines is not None:
                     annotations[-1].update(segmentation=outlines[0][k], area=outlines[1][k])
         document = {"images": images, "annotations": annotations, "categories": categories}
-        (folder / f"{split}.json").write_text(json.dumps(document))
+        write_json(folder / f"{split}.json", document, indent=None)
     return folder
 
 

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ...errors import FovealError, did_you_mean
+from ...files import atomic_write, write_text
 from ..detection import DetectionData, ImageAnnotations
 from ..images import is_image
 from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number,
@@ -110,8 +111,9 @@ def write_voc(data: DetectionData, folder, link: bool = True) -> Path:
         for item in items:
             name = place_image(item, len(taken), folder / "JPEGImages", taken, link)
             ids.append(Path(name).stem)
-            _annotation(item, name, data.classes).write(folder / "Annotations" / f"{ids[-1]}.xml", encoding="unicode")
-        (folder / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+            tree = _annotation(item, name, data.classes)
+            atomic_write(folder / "Annotations" / f"{ids[-1]}.xml", lambda tmp: tree.write(tmp, encoding="unicode"))
+        write_text(folder / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{i}\n" for i in ids))
     return folder
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from ...errors import FovealError
+from ...files import write_text
 from ..detection import DetectionData, ImageAnnotations
 from ..images import list_images
 from . import SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number, place_image
@@ -202,9 +203,9 @@ def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:
                     cx, cy = (x1 + x2) / 2 / item.width, (y1 + y2) / 2 / item.height
                     w, h = (x2 - x1) / item.width, (y2 - y1) / item.height
                     lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-            (labels / Path(name).with_suffix(".txt").name).write_text("".join(lines))
+            write_text(labels / Path(name).with_suffix(".txt").name, "".join(lines))
     config = {split: f"images/{split}" for split in data.splits}
     config.update(nc=len(data.classes), names=list(data.classes))
     yaml_path = folder / "data.yaml"
-    yaml_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_text(yaml_path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return yaml_path
