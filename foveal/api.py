@@ -8,12 +8,14 @@
 
 import importlib
 
-from .config import build_config
+from .config import build_config, read_yaml_config
+from .engine import modes
 from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
 
 TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment"}
 MODES = ("train", "val", "predict", "info")  # every task has these; a task module may add more (MODES)
+ENGINE_MODES = {"val": modes.validate, "predict": modes.predict}  # the same for every task
 
 
 def task_module(task: str):
@@ -34,15 +36,16 @@ def config(task: str, **overrides):
 
 
 def train(task: str, **overrides) -> RunResult:
-    return fit(task_class(task), config(task, **overrides))
+    given = set(overrides) | (set(read_yaml_config(overrides["cfg"])) if overrides.get("cfg") else set())
+    return fit(task_class(task), config(task, **overrides), given=given)
 
 
 def val(task: str, **overrides):
-    return task_module(task).val(config(task, **overrides))
+    return modes.validate(task_class(task), config(task, **overrides))
 
 
 def predict(task: str, **overrides):
-    return task_module(task).predict(config(task, **overrides))
+    return modes.predict(task_class(task), config(task, **overrides))
 
 
 def info(task: str, **overrides):
@@ -51,11 +54,13 @@ def info(task: str, **overrides):
 
 def run(task: str, mode: str, **overrides):
     """Dispatch `foveal TASK MODE key=value ...`."""
-    modes = task_module(task).MODES
-    if mode not in modes:
-        raise FovealError(f"unknown mode '{mode}'{did_you_mean(mode, modes)}; modes of {task}: {', '.join(modes)}")
+    task_modes = task_module(task).MODES
+    if mode not in task_modes:
+        raise FovealError(f"unknown mode '{mode}'{did_you_mean(mode, task_modes)}; modes of {task}: {', '.join(task_modes)}")
     if mode == "train":
         return train(task, **overrides)
+    if mode in ENGINE_MODES:
+        return ENGINE_MODES[mode](task_class(task), config(task, **overrides))
     return getattr(task_module(task), mode)(config(task, **overrides))
 
 

@@ -34,9 +34,19 @@ def colour_folder(tmp_path) -> Path:
 
 
 def run_cli(*args, cwd=None, timeout=600):
-    """Run `python -m foveal ARGS` and return the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, "-m", "foveal", *map(str, args)], cwd=cwd, capture_output=True,
+    """Run `python -m foveal ARGS` and return the CompletedProcess (text output). Training runs in full
+    precision unless the test says amp=: the machine must not choose what a test checks."""
+    args = [str(a) for a in args]
+    if args[1:2] == ["train"] and not any(a.startswith("amp=") for a in args):
+        args.append("amp=off")
+    return subprocess.run([sys.executable, "-m", "foveal", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def cpu_without_bf16(monkeypatch):
+    """amp=auto as on a CPU without native bf16, whatever this one has; tests that want bf16 say amp=bf16."""
+    monkeypatch.setattr("foveal.engine.device.cpu_has_native_bf16", lambda: False)
 
 
 QUICK = dict(data="digits", model="simple_cnn", imgsz=16, batch=64, verbose=False, workers=0)

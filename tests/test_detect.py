@@ -28,11 +28,11 @@ def yolo_data(tmp_path_factory):
     return write_yolo(data, root / "yolo")
 
 
-@pytest.fixture(scope="module")
-def trained(yolo_data, tmp_path_factory):
+@pytest.fixture(scope="module", params=["off", "bf16"])  # both precision paths, whatever this CPU would choose
+def trained(yolo_data, tmp_path_factory, request):
     project = tmp_path_factory.mktemp("runs")
     result = run_cli("detect", "train", f"data={yolo_data}", "model=yolo_n", "imgsz=96", "epochs=2", "batch=8",
-                     "close_mosaic=1", f"project={project}", "name=e2e")
+                     "close_mosaic=1", f"amp={request.param}", f"project={project}", "name=e2e")
     assert result.returncode == 0, result.stderr[-3000:]
     return project, result
 

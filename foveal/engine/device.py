@@ -16,22 +16,26 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """cuda (this process's GPU under torchrun), then mps, then cpu; or the one named."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+def select_device(name: str = "auto", local_rank: int = 0, distributed: bool = False) -> torch.device:
+    """cuda, then mps, then cpu; or the one named. Under torchrun (`distributed`) each process takes
+    its local rank's GPU, so `cuda:N` (one GPU for every process) is refused there."""
     try:
-        device = torch.device(name)
+        device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                              "mps" if name == "auto" and torch.backends.mps.is_available() else
+                              "cpu" if name == "auto" else name)
     except RuntimeError:
         raise FovealError(f"device: expected auto, cpu, cuda, cuda:N or mps, got '{name}'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FovealError(f"device: '{name}' asked for, but no CUDA GPU is available (use device=cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise FovealError("device: 'mps' asked for, but Apple's Metal backend is not available")
+    if device.type == "cuda" and distributed:
+        if device.index is not None:
+            raise FovealError(f"device: '{name}' would put every process on one GPU; under torchrun use "
+                              "device=cuda (each process takes its local rank's GPU; CUDA_VISIBLE_DEVICES picks them)")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
     return device
 
 

@@ -67,3 +67,19 @@ def average(value: float, info: DistInfo, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.item() / info.world_size
+
+
+def check_in_sync(model: torch.nn.Module, info: DistInfo, device: torch.device):
+    """Raise if the processes' weights differ, which means their gradients were not averaged.
+
+    Data parallelism keeps every copy of the model identical to the bit; one sum per parameter tensor,
+    gathered from every process, is a cheap check that it really does.
+    """
+    if not info.enabled:
+        return
+    with torch.no_grad():
+        sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(device)
+    gathered = [torch.empty_like(sums) for _ in range(info.world_size)]
+    dist.all_gather(gathered, sums)
+    if not all(torch.equal(gathered[0], other) for other in gathered[1:]):
+        raise RuntimeError("the processes' weights differ: gradients were not synchronised between them")

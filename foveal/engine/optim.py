@@ -59,8 +59,35 @@ def lr_factor(step: int, total: int, warmup: int, kind: str, lrf: float = 0.01,
     return warm  # constant
 
 
-def build_scheduler(optimizer, total_steps: int, warmup_steps: int, kind: str, lrf: float,
+def planned_factor(plan: list[tuple[int, int]], warmup: int, kind: str, lrf: float = 0.01, step_size: int = 1,
+                   gamma: float = 0.1):
+    """lr multiplier as a function of the step, for a plan of (first step, total steps) segments.
+
+    The first segment is the run's schedule. Resuming with another number of epochs adds a segment:
+    from its first step the decaying schedules (cosine, onecycle) go on from the factor reached there
+    down to their floor, as a half cosine over the new total. The lr never jumps: a finished run that is
+    extended keeps training at its final (lowest) lr; step and constant schedules simply go on.
+    """
+    floor = lrf / 25 if kind == "onecycle" else lrf
+
+    def factor(step: int, segments: int = len(plan)) -> float:
+        value = lr_factor(step, plan[0][1], warmup, kind, lrf, step_size, gamma)
+        if kind not in ("cosine", "onecycle"):
+            return value
+        for i in range(1, segments):
+            start, total = plan[i]
+            if step < start:
+                break
+            begin = factor(start, i)  # where the earlier plan had got to
+            low = min(floor, begin)
+            t = min(1.0, (step - start) / max(1, total - start))
+            value = low + (begin - low) * (1 + math.cos(math.pi * t)) / 2
+        return value
+
+    return factor
+
+
+def build_scheduler(optimizer, plan: list[tuple[int, int]], warmup_steps: int, kind: str, lrf: float,
                     step_size: int, gamma: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR stepped once per optimizer step."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, kind, lrf, step_size, gamma))
+    """A LambdaLR stepped once per optimizer step, following `plan` (see planned_factor)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, planned_factor(plan, warmup_steps, kind, lrf, step_size, gamma))

@@ -8,26 +8,32 @@ from .checkpoint import load_train_state
 
 # What may differ when resuming: more epochs, and how/where to run. Anything else would make the
 # continued run a different experiment from the one its first epochs belong to.
-RESUME_CHANGES = ("epochs", "patience", "device", "workers", "threads", "verbose", "save_period")
+RESUME_CHANGES = ("epochs", "patience", "device", "amp", "workers", "threads", "verbose", "debug", "save_period")
 
 
-def prepare_resume(cfg):
-    """(config to continue with, saved train state) for `cfg.resume`."""
+def prepare_resume(cfg, given: set[str] | None = None):
+    """(config to continue with, saved train state) for `cfg.resume`; `given`: the keys the user typed
+    (None: the keys whose value is not the default)."""
     path = Path(cfg.resume)
     state_file = path / "train_state.pt" if path.is_dir() else path
     if not state_file.is_file():
         raise FovealError(f"resume: no train_state.pt in {path} (it is written after each epoch)")
     state = load_train_state(state_file)
     saved = type(cfg)(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(cfg)}})
-    defaults = type(cfg)()
-    changed = [f.name for f in dataclasses.fields(cfg)
-               if getattr(cfg, f.name) != getattr(defaults, f.name) and f.name not in ("resume",)]
+    if given is None:
+        defaults = type(cfg)()
+        given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
+    changed = [f.name for f in dataclasses.fields(cfg) if f.name in given and f.name not in ("resume", "cfg")]
     refused = [k for k in changed if k not in RESUME_CHANGES and getattr(cfg, k) != getattr(saved, k)]
     if refused:
         raise FovealError(f"resume: cannot change {', '.join(refused)} of a run; only "
                           f"{', '.join(RESUME_CHANGES)} may differ")
     merged = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed if k in RESUME_CHANGES},
                                  resume=str(state_file.parent))
+    if state.get("stopped_early") and "patience" not in changed:
+        saved_patience = saved.patience
+        raise FovealError(f"resume: {state_file.parent} stopped early at epoch {state['epoch']} (no better val metric "
+                          f"in {saved_patience} epochs); pass patience=0 or a larger patience to train on")
     if state["epoch"] >= merged.epochs:
         raise FovealError(f"resume: {state_file.parent} already finished {state['epoch']} epochs; "
                           f"pass epochs=N with N > {state['epoch']} to train longer")

@@ -93,14 +93,17 @@ def train_one_epoch(task, model, loader, optimizer, scheduler, device, amp_dtype
 
 
 @torch.no_grad()
-def evaluate(task, model, loader, device, amp_dtype=None):
-    """Run `model` over `loader` and let the task's evaluator score it."""
+def evaluate(task, model, loader, device):
+    """Run `model` over `loader` and let the task's evaluator score it.
+
+    Always in full precision, whatever `amp` trained with: the metrics of an epoch, of the end of
+    training and of `val` are then the same numbers on every machine (autocast's choice depends on it).
+    """
     model.eval()
     evaluator = task.new_evaluator()
     for batch in loader:
         batch = move_to(batch, device)
-        with autocast(device, amp_dtype):
-            outputs = task.forward_eval(model, batch)
+        outputs = task.forward_eval(model, batch)
         evaluator.update(outputs, batch)
     return evaluator.compute()
 
@@ -133,13 +136,18 @@ def write_metrics_csv(path: Path, history: list[dict]):
     write_text(path, buffer.getvalue())
 
 
-def fit(task_class, cfg, log=print) -> RunResult:
-    """Train `task_class` as configured by `cfg`, writing the run folder; returns the best result."""
+def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
+    """Train `task_class` as configured by `cfg`, writing the run folder; returns the best result.
+
+    `given`: the keys the user typed (they decide what a resume changes); None: those unlike the default.
+    Everything that can refuse the user's input (config, data, model, weights) runs before the run
+    folder is made, so a failed start leaves nothing behind.
+    """
     dist_info = distributed.from_environment()
     state = None
     if cfg.resume:
-        cfg, state = prepare_resume(cfg)
-    device = select_device(cfg.device, dist_info.local_rank)
+        cfg, state = prepare_resume(cfg, given)
+    device = select_device(cfg.device, dist_info.local_rank, dist_info.enabled)
     distributed.init(dist_info, device)
     log = log if (dist_info.is_main and cfg.verbose) else (lambda *a, **k: None)
     threads = configure_cpu(cfg.threads, dist_info.local_world_size)
@@ -147,14 +155,6 @@ def fit(task_class, cfg, log=print) -> RunResult:
     seed_everything(cfg.seed)
     task = task_class.create(cfg)
     task.setup()
-    if state is not None:
-        run_dir = Path(cfg.resume)
-    else:
-        run_dir = distributed.broadcast(new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok)
-                                        if dist_info.is_main else None, dist_info)
-    if dist_info.is_main:
-        save_config(cfg, run_dir / "config.yaml")
-
     model = task.build_model()
     head = task.head(model)
     if cfg.pretrained and state is None:
@@ -172,8 +172,9 @@ def fit(task_class, cfg, log=print) -> RunResult:
     train_loader = make_loader(task, "train", True, cfg, device, dist_info, workers)
     val_loader = make_loader(task, "val", False, cfg, device, dist_info, workers)
     steps_per_epoch = len(train_loader)
+    plan = schedule_plan(state, cfg.epochs * steps_per_epoch, steps_per_epoch)
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, head, cfg.backbone_lr)
-    scheduler = build_scheduler(optimizer, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch),
+    scheduler = build_scheduler(optimizer, plan, round(cfg.warmup_epochs * steps_per_epoch),
                                 cfg.scheduler, cfg.lrf, cfg.step_epochs * steps_per_epoch, cfg.gamma)
 
     start_epoch, history, best_fitness, best_epoch = 0, [], -math.inf, -1
@@ -181,14 +182,23 @@ def fit(task_class, cfg, log=print) -> RunResult:
         load_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        restore_scaler(scaler, state["scaler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start_epoch, history = state["epoch"], state["history"]
         best_fitness, best_epoch = state["best_fitness"], state["best_epoch"]
-        log(f"resuming {run_dir} from epoch {start_epoch} of {cfg.epochs}")
 
-    train_model = DistributedDataParallel(model) if dist_info.enabled else model
+    # the input is checked: only now the run folder
+    if state is not None:
+        run_dir = Path(cfg.resume)
+        log(f"resuming {run_dir} from epoch {start_epoch} of {cfg.epochs}")
+    else:
+        run_dir = distributed.broadcast(new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok)
+                                        if dist_info.is_main else None, dist_info)
+    if dist_info.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+
+    train_model = wrap_parallel(model, device, dist_info)
     total, trainable = count_parameters(model)
     log(f"{task.name} {cfg.model}: {total:,} parameters ({trainable:,} trainable) on {device}"
         f"{f' x{dist_info.world_size} processes' if dist_info.enabled else ''}, {threads} threads, "
@@ -197,15 +207,15 @@ def fit(task_class, cfg, log=print) -> RunResult:
 
     weights_meta = {**task.weights_meta(), "config": config_dict(cfg)}
     stalled = 0 if best_epoch < 0 else len(history) - best_epoch
+    stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.freeze and cfg.unfreeze_epoch and epoch == cfg.unfreeze_epoch:
             unfreeze(model)
-            if dist_info.enabled:  # DDP only syncs the parameters that needed gradients when wrapped
-                train_model = DistributedDataParallel(model)
+            train_model = wrap_parallel(model, device, dist_info)  # DDP syncs only what needed gradients when wrapped
             log(f"epoch {epoch + 1}: unfreezing all layers")
         task.on_epoch_start(epoch)
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))
+        train_loader.generator.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         started = time.perf_counter()
@@ -214,10 +224,11 @@ def fit(task_class, cfg, log=print) -> RunResult:
             losses = train_one_epoch(task, train_model, train_loader, optimizer, scheduler, device,
                                      amp_dtype, scaler, ema, cfg.clip_grad, bar)
         losses = {f"train_{k}": distributed.average(v, dist_info, device) for k, v in losses.items()}
+        distributed.check_in_sync(model, dist_info, device)
         eval_model = ema.module if ema is not None else model
         metrics = None
         if dist_info.is_main:
-            metrics = evaluate(task, eval_model, val_loader, device, amp_dtype).metrics
+            metrics = evaluate(task, eval_model, val_loader, device).metrics
         metrics = distributed.broadcast(metrics, dist_info)
         row = {"epoch": epoch + 1, **losses, **metrics, "lr": optimizer.param_groups[0]["lr"],
                "seconds": round(time.perf_counter() - started, 3)}
@@ -227,6 +238,7 @@ def fit(task_class, cfg, log=print) -> RunResult:
             best_fitness, best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
         else:
             stalled += 1
+        stopped_early = bool(cfg.patience) and stalled >= cfg.patience and epoch + 1 < cfg.epochs
         log(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(
             f"{k}={v:.4g}" for k, v in row.items() if k != "epoch") + (" *" if improved else ""))
         if dist_info.is_main:
@@ -243,30 +255,61 @@ def fit(task_class, cfg, log=print) -> RunResult:
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "history": history,
                 "best_fitness": best_fitness, "best_epoch": best_epoch, "config": config_dict(cfg),
-                "torch_rng": torch.get_rng_state()})
-        if cfg.patience and stalled >= cfg.patience:
+                "schedule": plan, "stopped_early": stopped_early, "torch_rng": torch.get_rng_state()})
+        if stopped_early:
             log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {best_epoch})")
             break
 
     result = None
     if dist_info.is_main:
-        result = finish(task, run_dir, history, device, val_loader, amp_dtype, log)
+        result = finish(task, run_dir, history, device, val_loader, log)
     distributed.barrier(dist_info)
     distributed.shutdown()
     return result
 
 
-def finish(task, run_dir: Path, history: list[dict], device, val_loader, amp_dtype, log) -> RunResult:
-    """Score best.safetensors on val again and write the report."""
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The RNG seed of one epoch in one process: a resumed epoch sees the same batches, augmentation and
+    dropout; the rank is mixed in so that processes augment differently (the sampler splits the data)."""
+    return seed * 100_003 + epoch + 1_000_003 * rank
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, saved: dict):
+    """Load a saved GradScaler state where there is one to load: a run made without fp16 (on a CPU, or
+    in bf16) saved none, and resuming it where fp16 is chosen starts a fresh scaler."""
+    if saved and scaler.is_enabled():
+        scaler.load_state_dict(saved)
+
+
+def wrap_parallel(model: nn.Module, device: torch.device, dist_info) -> nn.Module:
+    """The model as the training step sees it: wrapped in DDP under torchrun, else itself."""
+    if not dist_info.enabled:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def schedule_plan(state: dict | None, total_steps: int, steps_per_epoch: int) -> list[tuple[int, int]]:
+    """The lr schedule's (first step, total steps) segments (optim.planned_factor): the saved plan,
+    plus a segment from the resume point when the number of epochs changed."""
+    if state is None:
+        return [(0, total_steps)]
+    plan = [tuple(segment) for segment in state.get("schedule") or
+            [(0, state["config"]["epochs"] * steps_per_epoch)]]
+    if plan[-1][1] != total_steps:
+        plan.append((state["epoch"] * steps_per_epoch, total_steps))
+    return plan
+
+
+def finish(task, run_dir: Path, history: list[dict], device, val_loader, log) -> RunResult:
+    """Score best.safetensors on val again (as `val` will) and write the report."""
     state, meta = load_weights(run_dir / "best.safetensors")
     model = task.build_model()
     load_state(model, state)
     model.to(device)
     if task.cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    result = evaluate(task, model, val_loader, device, amp_dtype)
+    result = evaluate(task, model, val_loader, device)
     task.write_report(run_dir, history, result, model)
     log(f"best epoch {meta['epoch']}: " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
     log(f"report: {run_dir / 'report.html'}")
     return RunResult(run_dir, result.metrics, history, run_dir / "best.safetensors")
-

@@ -4,14 +4,17 @@ The engine owns the loop, the optimizer, checkpoints, resume, devices and proces
 owns its data, models, loss, metrics and report, through the methods below.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..data.references import data_reference
 from ..errors import FovealError
 
 
@@ -31,11 +34,36 @@ class Evaluator:
         raise NotImplementedError
 
 
+class Predictor:
+    """What a task does with each frame in `predict` (engine/modes.py runs the frames through it).
+
+    `infer` is timed (model and post-processing); `annotate` adds the frame's entries to `results`
+    (saved as predictions.json) and returns (the image to save or None, a one-line summary).
+    """
+
+    def __init__(self, task: "Task", model: nn.Module, meta: dict, device: torch.device, run_dir: Path):
+        self.task, self.cfg, self.model, self.meta, self.device, self.run_dir = task, task.cfg, model, meta, device, run_dir
+        self.classes, self.imgsz = meta["classes"], meta["imgsz"]
+        self.results: list[dict] = []
+
+    def infer(self, pixels: np.ndarray):
+        raise NotImplementedError
+
+    def annotate(self, frame, output) -> tuple[np.ndarray | None, str]:
+        raise NotImplementedError
+
+    def finish(self) -> str:
+        """Write any further output once every frame is done; returns a summary for the last log line."""
+        return f"{len(self.results)} results"
+
+
 class Task:
     name = ""
     Config = TrainConfig
     fitness = ""  # the val metric to maximise: picks best.safetensors and drives early stopping
     curve_groups: list[tuple[str, list[str]]] = []  # report plots of metrics.csv columns
+    embedded: tuple[str, ...] = ()  # data sets foveal makes itself (data=NAME)
+    eval_split = "val"  # the split the evaluator scores: val in training, cfg.split in `val`
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -44,6 +72,18 @@ class Task:
     def create(cls, cfg: TrainConfig) -> "Task":
         """The task object for `cfg`; a task whose models come in kinds may pick a subclass here."""
         return cls(cfg)
+
+    @classmethod
+    def trained_config(cls, cfg: TrainConfig, meta: dict) -> TrainConfig:
+        """cfg with what trained weights fix (architecture, input size, their data unless cfg names other)."""
+        return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""))
+
+    def inference_options(self, mode: str) -> dict:
+        """Post-processing attributes of the model for `mode` (val or predict), e.g. a detector's conf."""
+        return {}
+
+    def predictor(self, model: nn.Module, meta: dict, device: torch.device, run_dir: Path) -> Predictor:
+        raise NotImplementedError
 
     # data and model
     def setup(self, data_meta: dict | None = None):
@@ -87,9 +127,15 @@ class Task:
         """Parameter-name prefixes of the part that depends on the classes (for freeze and backbone_lr)."""
         return []
 
+    def model_kwargs(self) -> dict:
+        """What create_model needs besides the name to rebuild this model (saved in the weights)."""
+        return {"num_classes": len(self.classes), "imgsz": self.imgsz}
+
     def weights_meta(self) -> dict:
-        """What the weights file must record to rebuild the model and its input (architecture, classes, ...)."""
-        raise NotImplementedError
+        """What the weights file records to rebuild the model and its input; tasks add their own keys."""
+        cfg = self.cfg
+        return {"task": self.name, "model": cfg.model, "classes": self.classes, "imgsz": self.imgsz,
+                "model_kwargs": self.model_kwargs(), "data": data_reference(cfg.data, self.embedded)}
 
     # one step, one evaluation
     def loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -8,13 +8,10 @@ import numpy as np
 import torch
 
 from ..data.detect_transforms import letterbox
-from ..data.stream import frame_stem, frames, run_stream
-from ..engine.checkpoint import load_trained
-from ..engine.device import configure_cpu, select_device
-from ..engine.runs import new_run_dir
-from ..errors import FovealError
+from ..data.stream import frame_stem
 from ..files import write_text
 from ..report.draw import draw_boxes
+from .base import Predictor
 
 
 @torch.inference_mode()
@@ -37,40 +34,34 @@ def yolo_lines(det: dict, width: int, height: int) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def predict(cfg, log=print) -> list[dict]:
-    """Run trained weights over cfg.source; returns COCO-style results (one dict per detection)."""
-    device = select_device(cfg.device)
-    configure_cpu(cfg.threads)
-    conf = cfg.conf if cfg.conf >= 0 else 0.25
-    model, meta = load_trained(cfg.weights, "detect", device, conf=conf, iou=cfg.iou, max_det=cfg.max_det)
-    model.to(memory_format=torch.channels_last)
-    classes, imgsz = meta["classes"], meta["imgsz"]
-    if not cfg.source:
-        raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
-    source = frames(cfg.source)
-    run_dir = new_run_dir(cfg.project, "detect", cfg.name, cfg.exist_ok, stem="predict")
-    results = []
+class DetectPredictor(Predictor):
+    """Boxes of each image or frame: drawn, in predictions.json (COCO results with file and frame), and
+    with save_txt=true as YOLO label files."""
 
-    def annotate(frame, det):
-        image_id = frame_ids.setdefault((frame.name, frame.index), len(frame_ids))  # 0, 1, ... in frame order
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.model.to(memory_format=torch.channels_last)
+        self.frame_ids = {}
+
+    def infer(self, pixels):
+        return detect_frame(self.model, pixels, self.imgsz, self.device)
+
+    def annotate(self, frame, det):
+        cfg, classes = self.cfg, self.classes
+        image_id = self.frame_ids.setdefault((frame.name, frame.index), len(self.frame_ids))  # 0, 1, ... in frame order
         for box, score, label in zip(det["boxes"], det["scores"], det["labels"]):
             x1, y1, x2, y2 = (float(v) for v in box)
-            results.append({"image_id": image_id,
-                            "file_name": frame.name, "frame": frame.index, "category_id": int(label),
-                            "category": classes[int(label)], "bbox": [round(x1, 2), round(y1, 2),
-                            round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(score), 5)})
+            self.results.append({"image_id": image_id, "file_name": frame.name, "frame": frame.index,
+                                 "category_id": int(label), "category": classes[int(label)],
+                                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                                 "score": round(float(score), 5)})
         if cfg.save_txt:
-            (run_dir / "labels").mkdir(exist_ok=True)
-            write_text(run_dir / "labels" / f"{frame_stem(frame)}.txt", yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0]))
+            (self.run_dir / "labels").mkdir(exist_ok=True)
+            write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",
+                       yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0]))
         drawn = draw_boxes(frame.pixels, det["boxes"], det["labels"], classes, det["scores"],
                            line_width=cfg.line_width) if cfg.save else None
         return drawn, f"{len(det['labels'])} detections"
 
-    frame_ids = {}
-    count, seconds, interrupted = run_stream(source, run_dir, lambda pixels: detect_frame(model, pixels, imgsz, device),
-                                             annotate, results, cfg.save, cfg.verbose, log)
-    if cfg.verbose:
-        speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
-        log(f"{'interrupted after ' if interrupted else ''}{count} images/frames, {len(results)} detections{speed}")
-        log(f"results: {run_dir}")
-    return results
+    def finish(self):
+        return f"{len(self.results)} detections"

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from ..data.detect_dataset import collate
 from ..data.detection import instance_masks
 from ..data.segment_dataset import InstanceDataset
-from ..registry import create_model
 from .detect import DetectEvaluator, DetectTask
 from .segment import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
 
@@ -22,6 +21,7 @@ class InstanceSegmentTask(DetectTask):
     Config = SegmentConfig
     fitness = "mask_map"
     curve_groups = [("loss", []), ("AP", ["mask_map", "mask_map50", "map"]), ("learning rate", ["lr"])]
+    embedded = EMBEDDED
 
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
@@ -38,17 +38,13 @@ class InstanceSegmentTask(DetectTask):
     def on_epoch_start(self, epoch: int):
         pass  # no mosaic to close
 
-    def build_model(self):
-        conf = self.cfg.conf if self.cfg.conf >= 0 else 0.001
-        return create_model(self.cfg.model, "segment", num_classes=len(self.classes), imgsz=self.imgsz,
-                            conf=conf, iou=self.cfg.iou, max_det=self.cfg.max_det)
-
     def weights_meta(self) -> dict:
-        from .classify import data_reference
+        return {**super().weights_meta(), "kind": "instance"}
 
-        return {"task": "segment", "kind": "instance", "model": self.cfg.model, "classes": self.classes,
-                "imgsz": self.imgsz, "model_kwargs": {"num_classes": len(self.classes), "imgsz": self.imgsz},
-                "data": data_reference(self.cfg.data) if self.cfg.data not in EMBEDDED else self.cfg.data}
+    def predictor(self, model, meta, device, run_dir):
+        from .segment_predict import InstancePredictor
+
+        return InstancePredictor(self, model, meta, device, run_dir)
 
     def new_evaluator(self):
         return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)

@@ -15,13 +15,11 @@ import torch
 from PIL import Image
 
 from ..data.detect_transforms import letterbox
-from ..data.stream import frame_stem, frames, run_stream
-from ..engine.device import configure_cpu, select_device
-from ..engine.runs import new_run_dir
-from ..errors import FovealError
+from ..data.stream import frame_stem
 from ..files import atomic_write
 from ..report.draw import class_colour, draw_instances, overlay_classes
-from .segment import SegmentTask, load_segmenter, logits_to_labels, unletterbox
+from .base import Predictor
+from .segment import SegmentTask, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
 
 WINDOW_BATCH = 8  # sliding windows run through the model together
@@ -94,56 +92,60 @@ def palette_png(labels: np.ndarray, path: Path):
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def predict(cfg, log=print) -> list[dict]:
-    """Run trained weights over cfg.source; returns one dict per image/frame (semantic) or per object (instance)."""
-    device = select_device(cfg.device)
-    configure_cpu(cfg.threads)
-    if not cfg.source:
-        raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
-    model, meta = load_segmenter(cfg, device, default_conf=0.25)
-    instance = meta.get("kind") == "instance"
-    source = frames(cfg.source)  # opened before the run folder exists: a bad source leaves nothing behind
-    model.to(memory_format=torch.channels_last)
-    classes, imgsz = meta["classes"], meta["imgsz"]
-    run_dir = new_run_dir(cfg.project, "segment", cfg.name, cfg.exist_ok, stem="predict")
-    results = []
+class SemanticPredictor(Predictor):
+    """Per frame: an overlay, a palette PNG of class indices, and the pixel count and outline polygons of
+    each class (predictions.json)."""
 
-    def infer(pixels):
-        if instance:
-            return instance_frame(model, pixels, imgsz, device, cfg.threshold)
-        tile = cfg.tile == "true" or (cfg.tile == "auto" and max(pixels.shape[:2]) > 1.5 * imgsz)
-        logits = semantic_logits(model, pixels, imgsz, device, tile, cfg.overlap)
-        return logits_to_labels(logits[None], meta.get("sigmoid", False), cfg.threshold)[0].to(torch.uint8).cpu().numpy()
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.model.to(memory_format=torch.channels_last)
 
-    def annotate_instances(frame, det):
-        for box, score, label, mask in zip(det["boxes"], det["scores"], det["labels"], det["masks"]):
-            x1, y1, x2, y2 = (round(float(v), 2) for v in box)
-            results.append({"file_name": frame.name, "frame": frame.index, "category_id": int(label),
-                            "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
-                            "score": round(float(score), 5), "segmentation": mask_polygons(mask),
-                            "area": int(mask.sum())})
-        drawn = draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
-                               line_width=cfg.line_width) if cfg.save else None
-        return drawn, f"{len(det['labels'])} objects"
+    def infer(self, pixels):
+        cfg = self.cfg
+        tile = cfg.tile == "true" or (cfg.tile == "auto" and max(pixels.shape[:2]) > 1.5 * self.imgsz)
+        logits = semantic_logits(self.model, pixels, self.imgsz, self.device, tile, cfg.overlap)
+        labels = logits_to_labels(logits[None], self.meta.get("sigmoid", False), cfg.threshold)[0]
+        return labels.to(torch.uint8).cpu().numpy()
 
-    def annotate_classes(frame, labels):
+    def annotate(self, frame, labels):
+        cfg, classes = self.cfg, self.classes
         values, counts = np.unique(labels, return_counts=True)
         pixels = {classes[k]: int(n) for k, n in zip(values.tolist(), counts) if k < len(classes)}
-        results.append({"file_name": frame.name, "frame": frame.index, "pixels": pixels,
-                        "polygons": {classes[k]: mask_polygons(labels == k) for k in values.tolist()
-                                     if 0 < k < len(classes)}})
+        self.results.append({"file_name": frame.name, "frame": frame.index, "pixels": pixels,
+                             "polygons": {classes[k]: mask_polygons(labels == k) for k in values.tolist()
+                                          if 0 < k < len(classes)}})
         if cfg.save and frame.index is None:
-            (run_dir / "masks").mkdir(exist_ok=True)
-            palette_png(labels, run_dir / "masks" / f"{frame_stem(frame)}.png")
+            (self.run_dir / "masks").mkdir(exist_ok=True)
+            palette_png(labels, self.run_dir / "masks" / f"{frame_stem(frame)}.png")
         drawn = overlay_classes(frame.pixels, labels, cfg.alpha) if cfg.save else None
         return drawn, ", ".join(f"{c} {n / labels.size:.1%}" for c, n in pixels.items() if c != classes[0]) or \
             f"{classes[0]} only"
 
-    count, seconds, interrupted = run_stream(source, run_dir, infer,
-                                             annotate_instances if instance else annotate_classes, results,
-                                             cfg.save, cfg.verbose, log)
-    if cfg.verbose:
-        speed = f", {count / seconds:.1f} frames/s" if seconds else ""
-        log(f"{'interrupted after ' if interrupted else ''}{count} images/frames{speed}")
-        log(f"results: {run_dir}")
-    return results
+    def finish(self):
+        return f"{len(self.results)} segmented"
+
+
+class InstancePredictor(Predictor):
+    """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.model.to(memory_format=torch.channels_last)
+
+    def infer(self, pixels):
+        return instance_frame(self.model, pixels, self.imgsz, self.device, self.cfg.threshold)
+
+    def annotate(self, frame, det):
+        classes = self.classes
+        for box, score, label, mask in zip(det["boxes"], det["scores"], det["labels"], det["masks"]):
+            x1, y1, x2, y2 = (round(float(v), 2) for v in box)
+            self.results.append({"file_name": frame.name, "frame": frame.index, "category_id": int(label),
+                                 "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                                 "score": round(float(score), 5), "segmentation": mask_polygons(mask),
+                                 "area": int(mask.sum())})
+        drawn = draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
+                               line_width=self.cfg.line_width) if self.cfg.save else None
+        return drawn, f"{len(det['labels'])} objects"
+
+    def finish(self):
+        return f"{len(self.results)} objects"

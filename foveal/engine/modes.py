@@ -1,0 +1,64 @@
+"""The `val` and `predict` modes of every task: trained weights in, a run folder out.
+
+A task supplies only what differs (its data and evaluator for val, a Predictor for predict);
+device, threads, weights, the input checks and the run folder are handled here once.
+"""
+
+from torch.utils.data import DataLoader
+
+from ..data.stream import frames, run_stream
+from ..errors import FovealError
+from ..files import write_json
+from .checkpoint import load_trained
+from .device import configure_cpu, select_device
+from .distributed import DistInfo
+from .runs import new_run_dir
+from .trainer import data_workers, evaluate
+
+
+def trained_task(task_class, cfg, mode: str):
+    """(task configured from the weights' metadata, model in eval mode, metadata, device)."""
+    device = select_device(cfg.device)
+    configure_cpu(cfg.threads)
+    model, meta = load_trained(cfg.weights, task_class.name, device)
+    task = task_class.create(task_class.trained_config(cfg, meta))
+    for key, value in task.inference_options(mode).items():
+        setattr(model, key, value)
+    return task, model, meta, device
+
+
+def validate(task_class, cfg, log=print):
+    """Score trained weights on cfg.split; writes runs/<task>/valN with metrics.json and report.html."""
+    task, model, meta, device = trained_task(task_class, cfg, "val")
+    task.setup(data_meta=meta)
+    task.eval_split = cfg.split
+    cfg = task.cfg
+    loader = DataLoader(task.dataset(cfg.split, train=False), batch_size=cfg.batch, collate_fn=task.collate,
+                        num_workers=data_workers(cfg, task, DistInfo()))
+    result = evaluate(task, model, loader, device)
+    run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
+    write_json(run_dir / "metrics.json", result.metrics)
+    task.write_report(run_dir, [], result, model)
+    if cfg.verbose:
+        log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+        log(f"report: {run_dir / 'report.html'}")
+    return result
+
+
+def predict(task_class, cfg, log=print) -> list[dict]:
+    """Run trained weights over cfg.source (images, folders, globs, videos, cameras); writes
+    runs/<task>/predictN with predictions.json and, with save=true, annotated images or video."""
+    task, model, meta, device = trained_task(task_class, cfg, "predict")
+    if not cfg.source:
+        raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
+    source = frames(cfg.source)  # opened before the run folder exists: a bad source leaves nothing behind
+    run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
+    predictor = task.predictor(model, meta, device, run_dir)
+    count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
+                                             predictor.results, cfg.save, cfg.verbose, log)
+    summary = predictor.finish()
+    if cfg.verbose:
+        speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
+        log(f"{'interrupted after ' if interrupted else ''}{count} images/frames, {summary}{speed}")
+        log(f"results: {run_dir}")
+    return predictor.results
