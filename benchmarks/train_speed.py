@@ -101,7 +101,7 @@ def plain_loop(model, data, optimizer):
 
 def engine_loop(task, model, data, optimizer, steps: int, amp_dtype):
     """train_one_epoch as fit drives it on a CPU: cosine schedule, GradScaler off, no EMA, silent tqdm."""
-    scheduler = build_scheduler(optimizer, steps, max(1, steps // 5), "cosine", 0.01, 1, 0.1)
+    scheduler = build_scheduler(optimizer, [(0, steps)], max(1, steps // 5), "cosine", 0.01, 1, 0.1)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     with tqdm(total=steps, disable=True) as progress:
         train_one_epoch(task, model, data, optimizer, scheduler, CPU, amp_dtype, scaler, None, 0.0, progress)

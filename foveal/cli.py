@@ -1,12 +1,23 @@
-"""`foveal TASK MODE key=value ...`: parse the words, call the Python API, turn user errors into one line."""
+"""`foveal TASK MODE key=value ...`: parse the words, call the Python API, and end every failure in one line:
 
+a user mistake (FovealError) exits 2 with `foveal: error: ...`; a bug exits 1 naming the exception and
+the error.log that holds its traceback (or, with debug=true, printing the traceback itself).
+"""
+
+import os
 import sys
+import tempfile
+import time
+import traceback
 import warnings
+from pathlib import Path
 
 from . import __version__
 from .api import MODES, TASKS, run, task_class
 from .config import describe
+from .engine import runs
 from .errors import FovealError
+from .files import write_text
 from .registry import list_models
 
 USAGE = f"""usage: foveal TASK MODE [key=value ...]     tasks: {', '.join(TASKS)}; modes: {', '.join(MODES)}
@@ -21,13 +32,18 @@ examples:
   foveal classify info model=resnet18 imgsz=224"""
 
 
+def key_of(word: str) -> str:
+    """The config key a `key=value` word names: `--batch-size=8` -> batch_size."""
+    return word.partition("=")[0].strip().lstrip("-").replace("-", "_")
+
+
 def parse_pairs(words: list[str]) -> dict[str, str]:
     pairs = {}
     for word in words:
         key, sep, value = word.partition("=")
         if not sep or not key:
             raise FovealError(f"expected key=value, got '{word}' (`foveal TASK help` lists the keys)")
-        pairs[key.strip().lstrip("-").replace("-", "_")] = value
+        pairs[key_of(word)] = value
     return pairs
 
 
@@ -35,9 +51,50 @@ def one_line_warnings(message, category, filename, lineno, line=None):
     return f"warning: {message}\n"
 
 
+def user_message(error: FovealError) -> str:
+    """The error's one line. Raised in a DataLoader worker process, it arrives wrapped by torch in the
+    worker's traceback ("Caught FovealError in DataLoader worker process 0. Original Traceback ...")."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].removeprefix(f"{FovealError.__module__}.FovealError: ")
+    return text
+
+
+def wants_debug(argv: list[str]) -> bool:
+    """Whether `debug=true` is among the words: read directly, so it holds even when the config cannot be built."""
+    return any(key_of(word) == "debug" and word.partition("=")[2].strip().lower() in ("1", "true", "yes", "on")
+               for word in argv)
+
+
+def write_error_log(error_text: str) -> Path:
+    """The full traceback of a bug, in the run folder this process made, else in the temporary folder."""
+    if runs.last_run_dir is not None and runs.last_run_dir.is_dir():
+        path = runs.last_run_dir / "error.log"
+    else:
+        path = Path(tempfile.gettempdir()) / f"foveal-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    return write_text(path, error_text)
+
+
+def report_bug(error: Exception, argv: list[str]) -> int:
+    """One line naming what failed and where the traceback is (or, with debug=true, the traceback); exit 1."""
+    if wants_debug(argv):
+        traceback.print_exc()
+        return 1
+    text = f"foveal {__version__}: foveal {' '.join(argv)}\n\n{traceback.format_exc()}"
+    what = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])
+    try:
+        where = f"the traceback is in {write_error_log(text)}"
+    except OSError:  # the log itself cannot be written: show the traceback here rather than lose it
+        traceback.print_exc()
+        where = "the traceback is above"
+    print(f"foveal: internal error: {what} ({where}; debug=true prints it here)", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     warnings.formatwarning = one_line_warnings
+    runs.last_run_dir = None  # only a folder made by this call may receive its error.log
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -56,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         run(argv[0], argv[1], **parse_pairs(argv[2:]))
         return 0
     except FovealError as e:
-        print(f"foveal: error: {e}", file=sys.stderr)
+        print(f"foveal: error: {user_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("foveal: interrupted; the last finished epoch is kept (resume=RUN_FOLDER continues)", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug in foveal (or a library), not a mistake of the user's
+        return report_bug(e, argv)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Typed run configuration: defaults in code, then a YAML file (`cfg=`), then `key=value` on top.
 
-Every task has one dataclass; each field carries a one-line description (`foveal TASK help`
-prints the table). Unknown keys and badly typed values are a `FovealError` naming the key.
+Every task has one dataclass; each field carries a one-line description and, if it is a number,
+its valid range (`foveal TASK help` prints the table). Unknown keys, badly typed values and values out
+of range are a `FovealError` naming the key, before any work starts.
 """
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,12 +16,58 @@ from pathlib import Path
 import yaml
 
 from .errors import FovealError, did_you_mean
-from .files import write_text
+from .files import read_text, write_text
 
 
-def opt(default, help: str, choices: tuple | None = None):
-    """A config field with its description (and allowed values, checked on load)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key: an interval, plus special values outside it (-1: "auto")."""
+
+    low: float
+    high: float
+    low_closed: bool
+    high_closed: bool
+    special: tuple = ()
+
+    def __contains__(self, value) -> bool:
+        if value in self.special:
+            return True
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below  # False for NaN
+
+    def __str__(self) -> str:
+        """'>= 1', '> 0', '[0, 1)', '[0, 1] or -1': how `help` and the errors show it."""
+        if self.high == math.inf:
+            text = f"{'>=' if self.low_closed else '>'} {_number(self.low)}"
+        else:
+            text = (f"{'[' if self.low_closed else '('}{_number(self.low)}, "
+                    f"{_number(self.high)}{']' if self.high_closed else ')'}")
+        return " or ".join([text, *map(_number, self.special)])
+
+
+_INTERVAL = re.compile(r"([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])")
+
+
+def parse_range(text: str) -> Range:
+    """'[1, inf)', '(0, 1]', '[0, 1] or -1' -> Range (a mistake fails at import, where it is written)."""
+    interval, *special = [part.strip() for part in text.split(" or ")]
+    match = _INTERVAL.fullmatch(interval)
+    if not match:
+        raise ValueError(f"range '{text}': expected an interval such as '[0, 1)' or '(0, inf)'")
+    opening, low, high, closing = match.groups()
+    return Range(float(low), float(high), opening == "[", closing == "]", tuple(float(v) for v in special))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def opt(default, help: str, choices: tuple | None = None, range: str | None = None):
+    """A config field with its description, and its allowed values or (for a number) its valid range,
+    written as an interval with optional special values: '[1, inf)', '(0, 1]', '[0, 1] or -1'."""
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            "range": parse_range(range) if range else None})
 
 
 @dataclass
@@ -28,51 +77,53 @@ class TrainConfig:
     # what to train on, and with what
     data: str = opt("", "data set: an embedded name, a folder, or a data file (paths are relative to it)")
     model: str = opt("", "architecture name (`foveal models TASK` lists them)")
-    imgsz: int = opt(0, "input size in pixels (0: the data set's natural size, 224 for folders)")
+    imgsz: int = opt(0, "input size in pixels (0: the data set's natural size, 224 for folders)", range="[0, inf)")
     pretrained: str = opt("", "local weights file (.safetensors, or a torchvision .pth) to start from")
     freeze: str = opt("", "freeze 'backbone' or the first N top-level blocks ('3')")
-    unfreeze_epoch: int = opt(0, "unfreeze everything after this many epochs (0: never)")
-    backbone_lr: float = opt(1.0, "learning-rate multiplier for all but the head")
+    unfreeze_epoch: int = opt(0, "unfreeze everything after this many epochs (0: never)", range="[0, inf)")
+    backbone_lr: float = opt(1.0, "learning-rate multiplier for all but the head", range="[0, inf)")
     # optimisation
-    epochs: int = opt(10, "number of training epochs")
-    batch: int = opt(64, "batch size (per process when run with torchrun)")
+    epochs: int = opt(10, "number of training epochs", range="[1, inf)")
+    batch: int = opt(64, "batch size (per process when run with torchrun)", range="[1, inf)")
     optimizer: str = opt("adamw", "optimizer", ("sgd", "adam", "adamw"))
-    lr: float = opt(1e-3, "initial learning rate")
-    lrf: float = opt(0.01, "final learning rate as a fraction of lr (cosine)")
-    momentum: float = opt(0.9, "SGD momentum / Adam beta1")
-    weight_decay: float = opt(5e-4, "weight decay (not applied to biases and norm layers)")
+    lr: float = opt(1e-3, "initial learning rate", range="(0, inf)")
+    lrf: float = opt(0.01, "final learning rate as a fraction of lr (cosine)", range="(0, 1]")
+    momentum: float = opt(0.9, "SGD momentum / Adam beta1", range="[0, 1)")
+    weight_decay: float = opt(5e-4, "weight decay (not applied to biases and norm layers)", range="[0, inf)")
     scheduler: str = opt("cosine", "learning-rate schedule", ("cosine", "step", "onecycle", "constant"))
-    step_epochs: int = opt(10, "step schedule: epochs between decays")
-    gamma: float = opt(0.1, "step schedule: decay factor")
-    warmup_epochs: float = opt(1.0, "linear warm-up length in epochs (fractions allowed)")
-    label_smoothing: float = opt(0.0, "label smoothing for the cross-entropy loss")
-    clip_grad: float = opt(0.0, "clip the gradient norm to this value (0: off)")
+    step_epochs: int = opt(10, "step schedule: epochs between decays", range="[1, inf)")
+    gamma: float = opt(0.1, "step schedule: decay factor", range="(0, 1]")
+    warmup_epochs: float = opt(1.0, "linear warm-up length in epochs (fractions allowed)", range="[0, inf)")
+    label_smoothing: float = opt(0.0, "label smoothing for the cross-entropy loss", range="[0, 1)")
+    clip_grad: float = opt(0.0, "clip the gradient norm to this value (0: off)", range="[0, inf)")
     ema: bool = opt(False, "keep an exponential moving average of the weights and evaluate it")
-    ema_decay: float = opt(0.9999, "EMA decay (ramped up over the first updates)")
-    patience: int = opt(0, "stop after this many epochs without a better val metric (0: off)")
+    ema_decay: float = opt(0.9999, "EMA decay (ramped up over the first updates)", range="[0, 1)")
+    patience: int = opt(0, "stop after this many epochs without a better val metric (0: off)", range="[0, inf)")
     # engine
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     amp: str = opt("auto", "mixed precision: auto (bf16/fp16 on GPU, bf16 on CPUs with native bf16)",
                    ("auto", "off", "bf16", "fp16"))
     channels_last: bool = opt(True, "channels_last memory format (about 1.2x faster conv training on CPU)")
-    threads: int = opt(0, "CPU threads for torch (0: every available core)")
-    workers: int = opt(-1, "data-loading processes (-1: auto, 0 for in-memory data)")
-    seed: int = opt(0, "random seed; the same seed gives the same run")
+    threads: int = opt(0, "CPU threads for torch (0: every available core)", range="[0, inf)")
+    workers: int = opt(-1, "data-loading processes (-1: auto, 0 for in-memory data)", range="[-1, inf)")
+    seed: int = opt(0, "random seed; the same seed gives the same run", range="[0, 4294967295]")
     deterministic: bool = opt(True, "make GPU kernels deterministic too (slower on some models)")
-    strict: bool = opt(False, "stop on a corrupt image instead of skipping it with a warning")
-    val_fraction: float = opt(0.2, "share held out for validation when the data has no val split")
+    strict: bool = opt(False, "stop on the first unreadable image or bad label instead of skipping it with one counted warning")
+    val_fraction: float = opt(0.2, "share held out for validation when the data has no val split", range="(0, 1)")
     # run folder
     project: str = opt("runs", "folder that holds runs/<task>/<name>")
     name: str = opt("", "run name (default: exp, exp2, ...)")
     exist_ok: bool = opt(False, "write into an existing run folder of the same name")
     resume: str = opt("", "run folder (or its train_state.pt) to continue; `epochs=` may extend it")
-    save_period: int = opt(0, "also keep epochN.safetensors every N epochs (0: off)")
+    save_period: int = opt(0, "also keep epochN.safetensors every N epochs (0: off)", range="[0, inf)")
     # evaluation and prediction
     weights: str = opt("", "trained weights (.safetensors) for val and predict")
     source: str = opt("", "predict: an image, a folder or a glob")
     split: str = opt("val", "val: which split to evaluate", ("train", "val", "test"))
-    num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)")
+    num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)",
+                           range="[0, inf)")
     verbose: bool = opt(True, "print progress and results")
+    debug: bool = opt(False, "on an unexpected error, print the full traceback instead of writing it to error.log")
     cfg: str = opt("", "YAML file with any of these keys; key=value arguments override it")
 
 
@@ -132,7 +183,20 @@ def build_config(cls, overrides: dict | None = None):
         choices = known[key].metadata.get("choices")
         if choices and checked[key] not in choices:
             raise FovealError(f"{key}: expected one of {', '.join(choices)}, got '{value}'")
+        valid = valid_range(cls, key)
+        if valid and checked[key] not in valid:
+            raise FovealError(f"{key}: {value} is out of range; valid: {valid}")
     return cls(**checked)
+
+
+def valid_range(cls, key: str) -> Range | None:
+    """The range declared for `key` by `cls`, or by the base class whose field `cls` only re-defaults
+    (DetectConfig's `epochs` keeps TrainConfig's range): each range is written once."""
+    for klass in cls.__mro__:
+        declared = fields_of(klass).get(key) if dataclasses.is_dataclass(klass) else None
+        if declared and declared.metadata.get("range"):
+            return declared.metadata["range"]
+    return None
 
 
 def read_yaml_config(path) -> dict:
@@ -140,7 +204,7 @@ def read_yaml_config(path) -> dict:
     if not p.is_file():
         raise FovealError(f"cfg: no such file: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(read_text(p)) or {}
     except yaml.YAMLError as e:
         raise FovealError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -158,12 +222,12 @@ def save_config(cfg, path: Path):
 
 
 def describe(cls) -> str:
-    """The table of keys: name, type, default, description."""
+    """The table of keys: name, type, default, description, and the choices or valid range."""
     hints = typing.get_type_hints(cls)
     lines = []
     for name, f in fields_of(cls).items():
         tp = _base_type(hints[name]).__name__
-        choices = f.metadata.get("choices")
-        extra = f" [{'|'.join(choices)}]" if choices else ""
+        choices, valid = f.metadata.get("choices"), valid_range(cls, name)
+        extra = f" [{'|'.join(choices)}]" if choices else f" (valid: {valid})" if valid else ""
         lines.append(f"  {name:<16} {tp:<6} {f.default!r:<10} {f.metadata.get('help', '')}{extra}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Atomic file writing: every file foveal writes (run folders, reports, converted data) goes through here.
+"""Reading and writing files. Every file foveal writes (run folders, reports, converted data) is written
+atomically here; text files are read here too, whether a Windows tool or another wrote them.
 
 A file is written under a unique temporary name in its own folder, flushed to disk, then renamed over
 the target, so a kill at any moment leaves either the old file or the new one, never half of one.
@@ -9,6 +10,8 @@ import os
 import uuid
 from pathlib import Path
 from typing import Callable
+
+from .errors import FovealError
 
 
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
@@ -36,3 +39,15 @@ def write_text(path, text: str) -> Path:
 
 def write_json(path, value, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(value, indent=indent) + "\n")
+
+
+def read_text(path: Path, error=FovealError) -> str:
+    """A text file as UTF-8, without the byte-order mark Windows tools write; raises `error` naming the
+    line and byte of the first that is not UTF-8. (Line ends: str.splitlines, csv, json and yaml take any.)"""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at byte offset {e.start}); "
+                    f"save it as UTF-8") from None

@@ -1,10 +1,38 @@
-"""`foveal TASK MODE key=value` end to end, and one-line errors with exit code 2."""
+"""`foveal TASK MODE key=value` end to end; one-line errors with exit code 2 for user mistakes, and one
+line plus an error.log (exit code 1) for bugs."""
 
 import json
+import tempfile
 
 import pytest
+from safetensors.torch import save_file
+
+import foveal.cli
+from foveal.engine import runs
+from foveal.engine.checkpoint import load_weights
 
 from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def digits_weights(tmp_path_factory):
+    """best.safetensors of a one-epoch mlp on digits at 8x8, trained once for the tests that need real weights."""
+    project = tmp_path_factory.mktemp("trained")
+    train = run_cli("classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1", "workers=0",
+                    "threads=1", f"project={project}", "name=digits")
+    assert train.returncode == 0, train.stderr
+    return project / "classify" / "digits" / "best.safetensors"
+
+
+def assert_one_line_error(result, message):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def run_folders(root) -> list:
+    """The run folders (exp, val, predict, ...) any task made under root."""
+    return sorted(p for task in ("classify", "detect", "segment") for p in root.glob(f"**/{task}/*") if p.is_dir())
 
 
 def test_train_val_predict_info_through_the_cli(tmp_path, colour_folder):
@@ -44,27 +72,108 @@ def test_models_and_help():
     (["classify", "train", "data=no/such/folder"], "data: no such file or folder: no/such/folder"),
     (["classify", "train", "data=digits", "epochs=many"], "epochs: expected an integer, got 'many'"),
     (["classify", "val", "weights=missing.safetensors"], "weights: no such file: missing.safetensors"),
-    (["classify", "predict", "weights=w.safetensors", "source=nothing/here.png"], "no such file"),
     (["classify", "fly"], "unknown mode 'fly'"),
     (["clasify", "train"], "unknown task 'clasify' (did you mean 'classify'?)"),
     (["classify", "train", "epochs"], "expected key=value, got 'epochs'"),
     (["classify", "train", "data=digits", "device=cuda"], "no CUDA GPU is available"),
+    (["classify", "train", "data=digits", "batch=0"], "batch: 0 is out of range; valid: >= 1"),
+    (["classify", "train", "data=digits", "lr=-1"], "lr: -1 is out of range; valid: > 0"),
+    (["classify", "train", "data=digits", "threads=-1"], "threads: -1 is out of range; valid: >= 0"),
+    (["classify", "train", "data=digits", "epochs=0"], "epochs: 0 is out of range; valid: >= 1"),
+    (["classify", "predict", "weights=w.safetensors", "source=x.png", "topk=0"], "topk: 0 is out of range"),
+    (["classify", "train", "data=digits", "model=vit_b_16", "imgsz=100"],
+     "imgsz: 100 is not a multiple of vit_b_16's patch size 16 (try 96 or 112)"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
-    result = run_cli(*args, f"project={tmp_path}" if len(args) > 1 and args[1] in ("train",) else "verbose=true",
-                     cwd=tmp_path)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+    result = run_cli(*args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
+    assert_one_line_error(result, message)
+    assert run_folders(tmp_path) == []  # the input is checked before the run folder is made
 
 
-def test_weights_of_another_task_or_class_count(tmp_path, colour_folder):
-    train = run_cli("classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1", "workers=0",
-                    f"project={tmp_path}", "name=digits")
-    assert train.returncode == 0, train.stderr
-    weights = tmp_path / "classify" / "digits" / "best.safetensors"
+def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digits_weights):
+    project = tmp_path / "runs"
+    missing_source = run_cli("classify", "predict", f"weights={digits_weights}", "source=nothing/here.png",
+                             f"project={project}", cwd=tmp_path)
+    assert_one_line_error(missing_source, "source: no such file")
+
+    meta = {"task": "classify", "model": "mlp", "classes": [str(i) for i in range(10)], "imgsz": 8}  # no model_kwargs
+    incomplete = tmp_path / "incomplete.safetensors"
+    save_file(load_weights(digits_weights)[0], str(incomplete), metadata={"foveal": json.dumps(meta)})
+    for mode in ("val", "predict"):
+        result = run_cli("classify", mode, f"weights={incomplete}", "source=nothing/here.png", f"project={project}",
+                         cwd=tmp_path)
+        assert_one_line_error(result, f"weights: {incomplete}: the foveal metadata lacks model_kwargs")
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where the project folder should be")
+    below_a_file = run_cli("classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1", "workers=0",
+                           "threads=1", f"project={blocker / 'runs'}", cwd=tmp_path)
+    run_folder = blocker / "runs" / "classify" / "exp"
+    assert_one_line_error(below_a_file, f"project: cannot create the run folder {run_folder}: ")
+    assert run_folders(tmp_path) == []
+
+
+def test_weights_of_another_task_or_class_count(tmp_path, colour_folder, digits_weights):
+    weights = digits_weights
     wrong_data = run_cli("classify", "val", f"weights={weights}", f"data={colour_folder}", f"project={tmp_path}")
     assert wrong_data.returncode == 2 and "differ from the weights'" in wrong_data.stderr
     wrong_arch = run_cli("classify", "train", f"data={colour_folder}", "model=simple_cnn", f"pretrained={weights}",
                          f"project={tmp_path}")
     assert wrong_arch.returncode == 2 and "holds weights for 'mlp', not 'simple_cnn'" in wrong_arch.stderr
+
+
+# ---- bugs: one line naming the exception and the log that holds the traceback, exit code 1 ------
+
+def broken_run(make_run_folder: bool, project):
+    """A stand-in for foveal.api.run that fails as a bug would, after making a run folder or not."""
+
+    def run(task, mode, **overrides):
+        if make_run_folder:
+            runs.new_run_dir(str(project), task)
+        raise ValueError("something inside foveal broke\nsecond line")
+
+    return run
+
+
+@pytest.mark.parametrize("make_run_folder", [True, False])
+def test_a_bug_is_one_line_naming_its_log(tmp_path, monkeypatch, capsys, make_run_folder):
+    monkeypatch.setattr(foveal.cli, "run", broken_run(make_run_folder, tmp_path / "runs"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the log goes without a run folder
+    (tmp_path / "tmp").mkdir()
+    code = foveal.cli.main(["classify", "train", "data=digits"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("foveal: internal error: ValueError: something inside foveal broke (the traceback is in ")
+    log = (tmp_path / "runs" / "classify" / "exp" / "error.log" if make_run_folder
+           else next((tmp_path / "tmp").glob("foveal-error-*.log")))
+    assert str(log) in err
+    text = log.read_text()
+    assert "foveal classify train data=digits" in text and "Traceback" in text and "second line" in text
+
+
+def test_debug_true_prints_the_traceback_instead(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(foveal.cli, "run", broken_run(False, tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = foveal.cli.main(["classify", "train", "data=digits", "debug=true"])  # read from the words: no config built
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" in err and "ValueError: something inside foveal broke" in err
+    assert not list(tmp_path.glob("foveal-error-*.log"))
+
+
+def test_a_user_mistake_in_process_stays_exit_code_2(capsys):
+    assert foveal.cli.main(["classify", "train", "data=digits", "batch=0", "debug=true"]) == 2
+    assert capsys.readouterr().err == "foveal: error: batch: 0 is out of range; valid: >= 1\n"
+
+
+def test_an_error_inside_a_data_loading_process_is_still_one_line(tmp_path, monkeypatch, capsys, colour_folder):
+    # the images pass the check when indexed, then fail to decode in a DataLoader worker (changed since):
+    # torch re-raises the worker's FovealError wrapped in its traceback, and the CLI unwraps it
+    from foveal.data import images
+
+    monkeypatch.setattr(images, "check_images", lambda paths, cache: {p: (24, 24) for p in paths})
+    monkeypatch.setattr(images, "decode", lambda path: (_ for _ in ()).throw(OSError("image file is truncated")))
+    code = foveal.cli.main(["classify", "train", f"data={colour_folder}", "workers=1", "epochs=1", "imgsz=16",
+                            "verbose=false", f"project={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("foveal: error: ") and "not a readable image (image file is truncated)" in err

@@ -1,6 +1,10 @@
+import math
+import re
+import typing
+
 import pytest
 
-from foveal.config import build_config, describe
+from foveal.config import _base_type, build_config, describe, fields_of, parse_range, valid_range
 from foveal.errors import FovealError
 from foveal.tasks.classify import ClassifyConfig
 
@@ -47,3 +51,101 @@ def test_describe_lists_every_key():
     text = describe(ClassifyConfig)
     for key in ("epochs", "lr", "optimizer", "hflip", "resume", "amp"):
         assert f"  {key} " in text
+
+
+# ---- valid ranges: every numeric key of every task declares one, and build_config enforces it ------
+
+def numeric_fields() -> list:
+    """(config class, key, type) for every int or float key of every task's config."""
+    from foveal.api import TASKS, task_class
+
+    found = []
+    for task in TASKS:
+        cls = task_class(task).Config
+        hints = typing.get_type_hints(cls)
+        for key in fields_of(cls):
+            kind = _base_type(hints[key])
+            if kind in (int, float):  # bool is its own type here, not a number
+                found.append(pytest.param(cls, key, kind, id=f"{task}-{key}"))
+    return found
+
+
+NUMERIC_FIELDS = numeric_fields()
+
+
+@pytest.mark.parametrize("cls,key,kind", NUMERIC_FIELDS)
+def test_every_numeric_key_declares_a_range_that_holds_its_default(cls, key, kind):
+    valid = valid_range(cls, key)
+    assert valid is not None, f"{cls.__name__}.{key}: declare its valid values with opt(..., range='[a, b)')"
+    assert getattr(cls(), key) in valid
+
+
+def just_outside(valid, kind) -> list:
+    """The values just past each finite bound: the bound itself when open, one step beyond when closed."""
+    step = 1 if kind is int else 1e-6
+    values = []
+    if math.isfinite(valid.low):
+        values.append(valid.low if not valid.low_closed else valid.low - step)
+    if math.isfinite(valid.high):
+        values.append(valid.high if not valid.high_closed else valid.high + step)
+    return [kind(v) for v in values if v not in valid.special]
+
+
+def just_inside(valid, kind) -> list:
+    step = 1 if kind is int else 1e-6
+    values = [*valid.special]
+    if math.isfinite(valid.low):
+        values.append(valid.low if valid.low_closed else valid.low + step)
+    if math.isfinite(valid.high):
+        values.append(valid.high if valid.high_closed else valid.high - step)
+    return [kind(v) for v in values]
+
+
+@pytest.mark.parametrize("cls,key,kind", NUMERIC_FIELDS)
+def test_values_just_outside_each_bound_are_refused(cls, key, kind):
+    valid = valid_range(cls, key)
+    for value in just_outside(valid, kind):
+        with pytest.raises(FovealError) as e:
+            build_config(cls, {key: str(value)})
+        assert str(e.value) == f"{key}: {value} is out of range; valid: {valid}"
+    for value in just_inside(valid, kind):
+        assert getattr(build_config(cls, {key: str(value)}), key) == value
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("batch", "0", "batch: 0 is out of range; valid: >= 1"),
+    ("lr", "-1", "lr: -1 is out of range; valid: > 0"),
+    ("lrf", "nan", "lrf: nan is out of range; valid: (0, 1]"),
+    ("hflip", "-0.5", "hflip: -0.5 is out of range; valid: [0, 1] or -1"),
+    ("workers", "-2", "workers: -2 is out of range; valid: >= -1"),
+])
+def test_out_of_range_messages(key, value, expected):
+    with pytest.raises(FovealError, match=re.escape(expected)):
+        build_config(ClassifyConfig, {key: value})
+    assert build_config(ClassifyConfig, {"hflip": "-1", "workers": "-1"}).hflip == -1  # the special values
+
+
+def test_ranges_apply_to_yaml_values_and_to_re_defaulted_keys(tmp_path):
+    from foveal.tasks.detect import DetectConfig
+
+    yaml_file = tmp_path / "my.yaml"
+    yaml_file.write_text("epochs: 0\n")
+    with pytest.raises(FovealError, match=r"epochs: 0 is out of range; valid: >= 1"):
+        build_config(ClassifyConfig, {"cfg": str(yaml_file)})
+    with pytest.raises(FovealError, match=r"epochs: 0 is out of range"):  # DetectConfig re-defaults epochs only
+        build_config(DetectConfig, {"epochs": "0"})
+
+
+def test_range_notation():
+    assert str(parse_range("[1, inf)")) == ">= 1" and str(parse_range("(0, inf)")) == "> 0"
+    assert str(parse_range("(0, 1]")) == "(0, 1]" and str(parse_range("[0, 1] or -1")) == "[0, 1] or -1"
+    valid = parse_range("[0, 1) or -1")
+    assert 0 in valid and 0.5 in valid and -1 in valid and 1 not in valid and -0.5 not in valid
+    with pytest.raises(ValueError, match="expected an interval"):
+        parse_range(">= 1")
+
+
+def test_describe_shows_each_range():
+    text = describe(ClassifyConfig)
+    assert "(valid: >= 1)" in next(line for line in text.splitlines() if line.startswith("  batch "))
+    assert "(valid: [0, 1] or -1)" in next(line for line in text.splitlines() if line.startswith("  hflip "))

@@ -1,7 +1,5 @@
 """Classification data sources and the errors a user gets for bad ones."""
 
-import warnings
-
 import pytest
 import torch
 
@@ -91,11 +89,58 @@ def test_val_class_missing_from_train(colour_folder):
         load_classify_data(str(colour_folder))
 
 
-def test_unreadable_file_at_load_time_is_replaced_not_fatal(colour_folder):
-    data = load_classify_data(str(colour_folder))
-    source = data.splits["train"]
-    source.paths[0].write_bytes(b"garbage")  # broken after the scan
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        image = source.load(0)
-    assert image.shape == (3, 24, 24) and "skipping unreadable image" in str(caught[0].message)
+def test_an_image_broken_after_indexing_stops_with_its_name_never_another_image(colour_folder):
+    source = load_classify_data(str(colour_folder)).splits["train"]
+    source.paths[0].write_bytes(b"garbage")  # broken after the check
+    with pytest.raises(FovealError, match=f"{source.paths[0]}: not a readable image"):
+        source.load(0)
+    assert source.load(1).shape == (3, 24, 24)
+
+
+def csv_rows(colour_folder, splits=("train", "val")) -> list[str]:
+    return ["path,label,split"] + [f"{p.relative_to(colour_folder)},{p.parent.name},{split}"
+                                   for split in splits for p in sorted((colour_folder / split).rglob("*.png"))]
+
+
+def test_csv_saved_on_windows_with_bom_and_crlf(colour_folder):
+    text = "\r\n".join(csv_rows(colour_folder)) + "\r\n"
+    (colour_folder / "labels.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    data = load_classify_data(str(colour_folder / "labels.csv"))
+    assert data.classes == ["blue", "green", "red"]  # no BOM in front of a name, no \r after one
+    assert (len(data.splits["train"]), len(data.splits["val"])) == (36, 12)
+
+
+def test_csv_that_is_not_utf8_names_the_line_and_byte(colour_folder):
+    bad = colour_folder / "bad.csv"
+    bad.write_bytes("path,label\ntrain/red/0.png,r\xf6d\n".encode("cp1252"))
+    with pytest.raises(FovealError, match=r"bad.csv:2: not UTF-8 text \(byte 0xf6 at byte offset 28\)"):
+        load_classify_data(str(bad))
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_csv_without_train_rows(colour_folder, split):
+    rows = [row.replace(",train", f",{split}").replace(",val", f",{split}") for row in csv_rows(colour_folder)]
+    (colour_folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(FovealError, match=f"labels.csv: no train rows \\(every row's split is {split}\\)"):
+        load_classify_data(str(colour_folder / "labels.csv"))
+
+
+@pytest.mark.parametrize("counts, val_fraction, expected", [
+    ({"a": 5, "b": 1}, 0.2, "class 'b' has 1 image(s); splitting val_fraction=0.2 off needs at least 2 per class"),
+    ({"a": 2, "b": 2, "c": 2}, 0.2, "val_fraction=0.2 of 6 images leaves 2 val image(s), fewer than the 3 classes; "
+                                    "raise val_fraction"),
+    ({"a": 2, "b": 2, "c": 2}, 0.9, "leaves 0 train image(s), fewer than the 3 classes; lower val_fraction"),
+])
+def test_class_folders_too_small_to_split_name_the_class_and_the_need(tmp_path, counts, val_fraction, expected):
+    for name, count in counts.items():
+        write_colour_images(tmp_path / "data", count, classes={name: (1, 2, 3)})
+    with pytest.raises(FovealError) as caught:
+        load_classify_data(str(tmp_path / "data"), val_fraction=val_fraction)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'data'}: ") and expected in message and "\n" not in message
+
+
+def test_every_class_is_in_both_splits_of_a_small_folder(tmp_path):
+    write_colour_images(tmp_path, 2)
+    data = load_classify_data(str(tmp_path), val_fraction=0.5)
+    assert sorted(data.splits["train"].labels) == sorted(data.splits["val"].labels) == [0, 1, 2]

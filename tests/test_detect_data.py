@@ -75,3 +75,20 @@ def test_crowd_boxes_are_not_trained_on():
                             np.array([False, True]), image)
     _, target = DetectionDataset([item], 64)[0]
     assert len(target["boxes"]) == 1
+
+
+def test_an_image_broken_after_reading_stops_with_its_name_never_another_image(tmp_path):
+    from PIL import Image
+
+    from foveal.errors import FovealError
+
+    items = []
+    for name in ("a.png", "b.png"):
+        Image.fromarray(red_square_image()[0]).save(tmp_path / name)
+        items.append(ImageAnnotations(str(tmp_path / name), 100, 60, *red_square_image()[1:], np.zeros(1, bool)))
+    dataset = DetectionDataset(items, 64)
+    assert dataset[0][0].shape == (3, 64, 64)
+    (tmp_path / "a.png").write_bytes(b"garbage")
+    with pytest.raises(FovealError, match=f"{tmp_path / 'a.png'}: not a readable image"):
+        dataset[0]
+    assert dataset[1][1]["index"] == 1

@@ -157,6 +157,9 @@ def test_exif_rotation_swaps_size(tmp_path):
     item = load_detection_data(str(config), val_fraction=0).splits["train"][0]
     assert (item.width, item.height) == (30, 40)
     np.testing.assert_allclose(item.boxes, [[0, 0, 30, 40]])
+    from foveal.data.detect_dataset import read_rgb
+
+    assert read_rgb(item).shape == (40, 30, 3)  # the pixels the Dataset reads agree with the boxes
 
 
 def coco_document(**changes) -> dict:
@@ -302,3 +305,69 @@ def test_convert_crowd_to_yolo_and_bad_destinations(coco_set, tmp_path):
         convert(coco_set, f"yolo:{tmp_path / 'out'}")
     with pytest.raises(FovealError, match="use yolo:FOLDER, coco:FOLDER or voc:FOLDER"):
         convert(coco_set, f"csv:{tmp_path / 'x'}")
+
+
+def windows_text(path: Path, text: str) -> Path:
+    """Write `text` as Windows tools do: a UTF-8 byte-order mark and CRLF line ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    return path
+
+
+def test_windows_yolo_yaml_labels_and_image_list(yolo_set):
+    root = yolo_set.parent
+    for label in (root / "labels").rglob("*.txt"):
+        windows_text(label, label.read_text())
+    windows_text(root / "train.txt", "images/train/a.png\nimages/train/b.png\nimages/train/bg.png\n")
+    windows_text(yolo_set, "path: .\ntrain: train.txt\nval: images/val\nnames: {0: zebra, 1: cat, 2: dog}\nnc: 3\n")
+    data = load_detection_data(str(yolo_set))
+    assert data.classes == CLASSES
+    check_expected(data)
+
+
+def test_windows_coco_json_and_voc_lists(coco_set, tmp_path):
+    json_path = tmp_path / "ann.json"
+    windows_text(json_path, json.dumps(coco_document(), indent=1))
+    assert by_stem(read_detection_data(coco_set))["train"]["a"][1] == ["dog", "cat"]
+    root = tmp_path / "voc"
+    write_png(root / "JPEGImages/a.png", 40, 30)
+    windows_text(root / "Annotations/a.xml", VOC_XML.format(filename="a.png", xmax=40))
+    windows_text(root / "ImageSets/Main/train.txt", "a\n")
+    data = read_detection_data(f"voc:{root}")
+    assert [Path(item.image).name for item in data.splits["train"]] == ["a.png"]
+    assert data.splits["train"][0].labels.tolist() == [1, 0]
+
+
+def test_label_file_not_utf8_names_file_line_and_byte(yolo_set):
+    (yolo_set.parent / "labels/train/b.txt").write_bytes("2 0.5 0.5 0.25 0.25\n# caf\xe9\n".encode("cp1252"))
+    skipped_warning(str(yolo_set), 1, "b.txt:2: not UTF-8 text (byte 0xe9 at byte offset 25)")
+
+
+def truncate(path: Path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def test_a_broken_image_drops_just_that_image(yolo_set, monkeypatch):
+    from foveal.data import images
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), np.uint8)).save(
+        yolo_set.parent / "images/train/b.png")
+    truncate(yolo_set.parent / "images/train/b.png")
+    one_line_error(str(yolo_set), "b.png: not a readable image (", "strict=false")
+    data = skipped_warning(str(yolo_set), 1, "b.png: not a readable image (")
+    check_expected(data, (("train", ("a", "bg")), ("val", ("c",))))  # the others keep their own boxes
+    assert (yolo_set.parent / images.CHECK_CACHE).is_file()  # beside data.yaml
+    calls = []
+    monkeypatch.setattr(images, "decode_check", lambda path: calls.append(path))
+    skipped_warning(str(yolo_set), 1, "b.png: not a readable image (")
+    assert calls == []  # the second read takes the check from the cache
+
+
+def test_coco_and_voc_sizes_must_match_the_pixels(coco_set, voc_set, tmp_path):
+    write_png(tmp_path / "imgs/a.png", 30, 40)  # the JSON says 40x30
+    expected = "a.png: the image is 30x40 px but its annotations say 40x30"
+    one_line_error(coco_set, expected)
+    assert [Path(item.image).name for item in skipped_warning(coco_set, 1, expected).splits["train"]] == ["b.png"]
+    truncate(tmp_path / "JPEGImages/a.png")
+    assert len(skipped_warning(voc_set, 1, "JPEGImages/a.png: not a readable image").splits["train"]) == 1

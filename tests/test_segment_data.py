@@ -365,3 +365,24 @@ def test_coco_writer_encodes_in_memory_masks_as_rle(tmp_path):
     back = load_segmentation_data(f"coco:{tmp_path / 'out'}", "instance", val_fraction=0).splits["train"][0]
     assert all(isinstance(s["counts"], str) for s in back.segments)
     np.testing.assert_array_equal(instance_masks(back), masks)
+
+
+def test_broken_image_is_skipped_and_windows_class_list_read(mask_set, tmp_path):
+    from foveal.data.segment_dataset import SemanticDataset
+
+    data, _ = mask_set
+    classes = tmp_path / "c.txt"
+    classes.write_bytes(b"\xef\xbb\xbfbg\r\nroad\r\nsky\r\n")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (6, 6, 3), np.uint8)).save(tmp_path / "images/b.png")
+    cut = (tmp_path / "images/b.png").read_bytes()[:90]  # the header reads, the pixels do not
+    (tmp_path / "images/b.png").write_bytes(cut)
+    one_line_error("images/b.png: not a readable image (image file is truncated", "strict=false", data=data,
+                   classes=str(classes))
+    result = skipped_warning(1, "images/b.png: not a readable image", data=data, classes=str(classes))
+    assert result.classes == ["bg", "road", "sky"]
+    assert [Path(item.image).stem for item in result.splits["train"]] == ["a", "c"]
+    dataset = SemanticDataset(result.splits["train"], 3, 16)
+    assert dataset[0][0].shape == (3, 16, 16)
+    (tmp_path / "images/a.jpg").write_bytes(b"garbage")  # broken after reading: an error, never image c
+    with pytest.raises(FovealError, match="images/a.jpg: not a readable image"):
+        dataset[0]

@@ -6,8 +6,9 @@ the raw images and the engine sees normalised tensors.
 """
 
 import csv
+import io
+import math
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,18 +18,22 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from ..errors import FovealError
-from .images import drop_unreadable, is_image, list_images, read_image
+from ..files import read_text
+from .images import CHECK_CACHE, find_unreadable, is_image, list_images, read_image
 
 EMBEDDED = ("digits", "shapes")
 
 
 class LabelledImages:
-    """Images with class indices: in memory (uint8 (N, 3, H, W)) or as files read on demand."""
+    """Images with class indices: in memory (uint8 (N, 3, H, W)) or as files read on demand.
 
-    def __init__(self, labels, images: torch.Tensor | None = None, paths: list[Path] | None = None,
-                 strict: bool = False):
+    Files are checked when the data is indexed (find_unreadable), so each one decodes here; a file
+    that no longer does (changed since) stops with its name, never lends its label to other pixels.
+    """
+
+    def __init__(self, labels, images: torch.Tensor | None = None, paths: list[Path] | None = None):
         self.labels = [int(x) for x in labels]
-        self.images, self.paths, self.strict = images, paths, strict
+        self.images, self.paths = images, paths
 
     @property
     def in_memory(self) -> bool:
@@ -43,20 +48,14 @@ class LabelledImages:
     def load(self, i: int) -> torch.Tensor:
         if self.in_memory:
             return self.images[i]
-        try:
-            return read_image(self.paths[i])
-        except Exception as e:  # a file that passed the header check but fails to decode
-            if self.strict:
-                raise FovealError(f"{self.paths[i]}: not a readable image ({e})") from None
-            warnings.warn(f"skipping unreadable image {self.paths[i]}: {e}")
-            return self.load((i + 1) % len(self))
+        return read_image(self.paths[i])
 
     def subset(self, indices) -> "LabelledImages":
         indices = list(indices)
         labels = [self.labels[i] for i in indices]
         if self.in_memory:
             return LabelledImages(labels, images=self.images[indices])
-        return LabelledImages(labels, paths=[self.paths[i] for i in indices], strict=self.strict)
+        return LabelledImages(labels, paths=[self.paths[i] for i in indices])
 
 
 class Transformed(Dataset):
@@ -124,15 +123,31 @@ def shapes_data(imgsz: int = 64, n_train: int = 2400, n_val: int = 600) -> Class
                         "test": split(n_val, 3)}, imgsz)
 
 
-def split_indices(labels, val_fraction: float):
-    """A fixed (seed-independent) stratified split into train and val index lists."""
-    labels = np.asarray(labels)
-    index = np.arange(len(labels))
+def split_indices(labels, val_fraction: float, classes: list[str] | None = None, where="data"):
+    """A fixed (seed-independent) stratified split into train and val index lists, every class in both.
+
+    Checks first what scikit-learn would refuse with a less helpful message: a class of fewer than
+    2 images, or a val (or train) share smaller than the number of classes.
+    """
     if not 0 < val_fraction < 1:
         raise FovealError(f"val_fraction: expected a number between 0 and 1, got {val_fraction}")
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
-    train, val = train_test_split(index, test_size=val_fraction, random_state=0, stratify=stratify)
+    labels = np.asarray(labels, np.int64)
+    counts = np.bincount(labels, minlength=len(classes or []))  # (classes,) images per class
+    names = classes or [str(k) for k in range(len(counts))]
+    if len(counts) == 0:
+        raise FovealError(f"{where}: no images to split into train and val")
+    smallest = int(counts.argmin())
+    if counts[smallest] < 2:
+        raise FovealError(f"{where}: class '{names[smallest]}' has {counts[smallest]} image(s); splitting "
+                          f"val_fraction={val_fraction} off needs at least 2 per class (one to train on, one to "
+                          f"validate): add images, or give val images yourself (a val/ folder or 'val' CSV rows)")
+    n_val = math.ceil(val_fraction * len(labels))  # as scikit-learn rounds
+    for part, n in (("val", n_val), ("train", len(labels) - n_val)):
+        if n < len(counts):
+            change = "raise" if part == "val" else "lower"
+            raise FovealError(f"{where}: val_fraction={val_fraction} of {len(labels)} images leaves {n} {part} "
+                              f"image(s), fewer than the {len(counts)} classes; {change} val_fraction or add images")
+    train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction, random_state=0, stratify=labels)
     return sorted(train.tolist()), sorted(val.tolist())
 
 
@@ -158,11 +173,24 @@ def check_classes(classes: list[str], where) -> list[str]:
     return classes
 
 
-def labelled_files(by_class: dict[str, list[Path]], classes: list[str], strict: bool) -> LabelledImages:
+def labelled_files(by_class: dict[str, list[Path]], classes: list[str]) -> LabelledImages:
     paths = [p for name in by_class for p in by_class[name]]
     labels = [classes.index(name) for name in by_class for _ in by_class[name]]
-    keep = drop_unreadable(paths, strict)
-    return LabelledImages([labels[i] for i in keep], paths=[paths[i] for i in keep], strict=strict)
+    return LabelledImages(labels, paths=paths)
+
+
+def readable_splits(splits: dict[str, LabelledImages], classes: list[str], val_fraction: float, strict: bool,
+                    where: Path, root: Path) -> dict[str, LabelledImages]:
+    """The splits without their unreadable files (one warning for all; the check is cached in
+    root/CHECK_CACHE), and a val split taken from train when none is given (after dropping, so that
+    every class is sure to keep an image in both). `where` names the data in errors."""
+    bad = find_unreadable([path for split in splits.values() for path in split.paths], strict, root / CHECK_CACHE)
+    splits = {name: split.subset(i for i, path in enumerate(split.paths) if path not in bad)
+              for name, split in splits.items()}
+    if "val" not in splits:
+        train, val = split_indices(splits["train"].labels, val_fraction, classes, where)
+        splits["train"], splits["val"] = splits["train"].subset(train), splits["train"].subset(val)
+    return splits
 
 
 def folder_data(folder: Path, val_fraction: float, strict: bool) -> ClassifyData:
@@ -170,12 +198,11 @@ def folder_data(folder: Path, val_fraction: float, strict: bool) -> ClassifyData
     if not (folder / "train").is_dir():
         by_class = class_folders(folder)
         classes = check_classes(list(by_class), folder)
-        everything = labelled_files(by_class, classes, strict)
-        train, val = split_indices(everything.labels, val_fraction)
-        return ClassifyData(classes, {"train": everything.subset(train), "val": everything.subset(val)}, 224)
+        splits = {"train": labelled_files(by_class, classes)}
+        return ClassifyData(classes, readable_splits(splits, classes, val_fraction, strict, folder, folder), 224)
     train_classes = class_folders(folder / "train")
     classes = check_classes(list(train_classes), folder / "train")
-    splits = {"train": labelled_files(train_classes, classes, strict)}
+    splits = {"train": labelled_files(train_classes, classes)}
     for name, candidates in (("val", ("val", "valid", "validation")), ("test", ("test",))):
         sub = next((folder / c for c in candidates if (folder / c).is_dir()), None)
         if sub is None:
@@ -184,36 +211,36 @@ def folder_data(folder: Path, val_fraction: float, strict: bool) -> ClassifyData
         unknown = sorted(set(by_class) - set(classes))
         if unknown:
             raise FovealError(f"{sub}: class folder(s) {', '.join(unknown)} are not in {folder / 'train'}")
-        splits[name] = labelled_files(by_class, classes, strict)
-    if "val" not in splits:
-        train, val = split_indices(splits["train"].labels, val_fraction)
-        splits["train"], splits["val"] = splits["train"].subset(train), splits["train"].subset(val)
-    return ClassifyData(classes, splits, 224)
+        splits[name] = labelled_files(by_class, classes)
+    return ClassifyData(classes, readable_splits(splits, classes, val_fraction, strict, folder / "train", folder),
+                        224)
 
 
 def csv_data(path: Path, val_fraction: float, strict: bool) -> ClassifyData:
-    """Rows `path,label[,split]` (header optional); image paths are relative to the CSV file."""
+    """Rows `path,label[,split]` (header optional); image paths are relative to the CSV file.
+    UTF-8 with or without a byte-order mark, any line ends (as Excel on Windows saves them)."""
     rows = []
-    with path.open(newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or (line_no == 1 and row[0].strip().lower() in ("path", "file", "image")):
-                continue
-            if len(row) not in (2, 3):
-                raise FovealError(f"{path}:{line_no}: expected 'path,label' or 'path,label,split', "
-                                  f"got {len(row)} fields")
-            image = (path.parent / row[0].strip()).resolve()
-            if not image.is_file() or not is_image(image):
-                raise FovealError(f"{path}:{line_no}: no such image: {row[0].strip()}")
-            split = row[2].strip().lower() if len(row) == 3 else ""
-            if split not in ("", "train", "val", "test"):
-                raise FovealError(f"{path}:{line_no}: split must be train, val or test, got '{split}'")
-            rows.append((image, row[1].strip(), split or "train"))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    for row in reader:
+        line_no = reader.line_num
+        if not row or (line_no == 1 and row[0].strip().lower() in ("path", "file", "image")):
+            continue
+        if len(row) not in (2, 3):
+            raise FovealError(f"{path}:{line_no}: expected 'path,label' or 'path,label,split', "
+                              f"got {len(row)} fields")
+        image = (path.parent / row[0].strip()).resolve()
+        if not image.is_file() or not is_image(image):
+            raise FovealError(f"{path}:{line_no}: no such image: {row[0].strip()}")
+        split = row[2].strip().lower() if len(row) == 3 else ""
+        if split not in ("", "train", "val", "test"):
+            raise FovealError(f"{path}:{line_no}: split must be train, val or test, got '{split}'")
+        rows.append((image, row[1].strip(), split or "train"))
     classes = check_classes(sorted({r[1] for r in rows}, key=natural_key), path)
     by_split = {}
     for image, label, split in rows:
         by_split.setdefault(split, {}).setdefault(label, []).append(image)
-    splits = {s: labelled_files(by_split[s], classes, strict) for s in by_split}
-    if "val" not in splits:
-        train, val = split_indices(splits["train"].labels, val_fraction)
-        splits["train"], splits["val"] = splits["train"].subset(train), splits["train"].subset(val)
-    return ClassifyData(classes, splits, 224)
+    if "train" not in by_split:
+        raise FovealError(f"{path}: no train rows (every row's split is {' or '.join(sorted(by_split))}); "
+                          f"mark the rows to train on 'train', or leave their split empty")
+    splits = {s: labelled_files(by_split[s], classes) for s in sorted(by_split, key=("train", "val", "test").index)}
+    return ClassifyData(classes, readable_splits(splits, classes, val_fraction, strict, path, path.parent), 224)

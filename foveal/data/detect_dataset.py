@@ -1,16 +1,14 @@
 """The detection Dataset: letterboxed (and in training, augmented) images with their boxes."""
 
-import warnings
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import FovealError
 from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, mosaic, random_affine
 from .detection import DetectionData, ImageAnnotations
+from .images import read_pixels
 
 
 @dataclass
@@ -25,39 +23,30 @@ class Augment:
     hsv_v: float = 0.4
 
 
-def read_rgb(item: ImageAnnotations) -> np.ndarray:
-    """(H, W, 3) uint8 RGB pixels of one annotated image."""
-    if item.pixels is not None:
-        return item.pixels
-    image = cv2.imread(item.image, cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot decode {item.image}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def read_rgb(item) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of one annotated image (ImageAnnotations or MaskedImage), EXIF rotation
+    applied as its boxes assume. Files were checked when the data was read (formats.keep_readable); one
+    that no longer decodes is a FovealError naming it, never replaced by another image."""
+    return item.pixels if item.pixels is not None else read_pixels(item.image)
 
 
 class DetectionDataset(Dataset):
     """Sample i: (uint8 (3, S, S) image, target dict). The target holds `boxes` (N, 4) xyxy and
     `labels` (N,) in the letterboxed frame, plus `index`, `scale` and `pad` to map predictions back
-    to the original image (p_original = (p - pad) / scale)."""
+    to the original image (p_original = (p - pad) / scale). Unreadable images were dropped (or refused)
+    when the data was read, so every item here has pixels."""
 
-    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None,
-                 strict: bool = False):
-        self.items, self.imgsz, self.augment, self.strict = items, imgsz, augment, strict
+    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None):
+        self.items, self.imgsz, self.augment = items, imgsz, augment
         self.mosaic_enabled = True  # switched off for the last epochs (close_mosaic)
 
     def __len__(self):
         return len(self.items)
 
     def load(self, i: int):
-        """(image, boxes, labels) of item i, crowd boxes left out; an unreadable file is replaced."""
+        """(image, boxes, labels) of item i, crowd boxes left out."""
         item = self.items[i]
-        try:
-            image = read_rgb(item)
-        except OSError as e:
-            if self.strict:
-                raise FovealError(f"{item.image}: not a readable image ({e})") from None
-            warnings.warn(f"skipping unreadable image {item.image}")
-            return self.load((i + 1) % len(self))
+        image = read_rgb(item)
         keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
         return image, item.boxes[keep].astype(np.float32), item.labels[keep]
 

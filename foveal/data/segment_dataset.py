@@ -5,7 +5,6 @@ two), and the border a warp or letterbox adds is IGNORE_INDEX (semantic) or back
 Randomness follows torch's RNG, which the engine seeds per epoch, so resumed runs repeat exactly.
 """
 
-import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -14,7 +13,6 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.ops import masks_to_boxes
 
-from ..errors import FovealError
 from .detect_dataset import read_rgb
 from .detect_transforms import PAD_VALUE, hsv_jitter, letterbox, random_affine_matrix
 from .detection import ImageAnnotations, instance_masks
@@ -72,38 +70,26 @@ def place_pair(image: np.ndarray, masks: np.ndarray, size: int, augment: Segment
     return image, np.stack(placed) if placed else np.zeros((0, size, size), np.uint8), scale, pad
 
 
-def _read_image(item, strict: bool):
-    """(H, W, 3) uint8, or None for an unreadable file when not strict (with a warning)."""
-    try:
-        return read_rgb(item)
-    except OSError as e:
-        if strict:
-            raise FovealError(f"{item.image}: not a readable image ({e})") from None
-        warnings.warn(f"skipping unreadable image {item.image}")
-        return None
-
-
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
 
 class SemanticDataset(Dataset):
     """Sample i: (uint8 (3, S, S) image, int64 (S, S) class mask, meta) where meta holds `index`,
-    `scale` and `pad` to map a prediction back to the original image (p_original = (p - pad) / scale)."""
+    `scale` and `pad` to map a prediction back to the original image (p_original = (p - pad) / scale).
+    Unreadable images were dropped (or refused) when the data was read."""
 
     def __init__(self, items: list[MaskedImage], num_classes: int, imgsz: int, augment: SegmentAugment | None = None,
-                 binary_masks: bool = False, strict: bool = False):
+                 binary_masks: bool = False):
         self.items, self.num_classes, self.imgsz, self.augment = items, num_classes, imgsz, augment
-        self.binary_masks, self.strict = binary_masks, strict
+        self.binary_masks = binary_masks
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i: int):
         item = self.items[i]
-        image = _read_image(item, self.strict)
-        if image is None:
-            return self[(i + 1) % len(self)]
+        image = read_rgb(item)
         labels = read_labels(item, self.num_classes, self.binary_masks)
         image, masks, scale, pad = place_pair(image, labels[None], self.imgsz, self.augment, IGNORE_INDEX)
         meta = {"index": i, "scale": scale, "pad": pad}
@@ -121,18 +107,15 @@ class InstanceDataset(Dataset):
     labels (N,) recomputed from masks (N, S, S) uint8 after augmentation (exact, unlike warped boxes),
     plus `index`, `scale` and `pad` as SemanticDataset's meta. Crowd objects are left out of training."""
 
-    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: SegmentAugment | None = None,
-                 strict: bool = False):
-        self.items, self.imgsz, self.augment, self.strict = items, imgsz, augment, strict
+    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: SegmentAugment | None = None):
+        self.items, self.imgsz, self.augment = items, imgsz, augment
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i: int):
         item = self.items[i]
-        image = _read_image(item, self.strict)
-        if image is None:
-            return self[(i + 1) % len(self)]
+        image = read_rgb(item)
         keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
         masks, labels = instance_masks(item)[keep].astype(np.uint8), item.labels[keep]
         image, masks, scale, pad = place_pair(image, masks, self.imgsz, self.augment, 0)

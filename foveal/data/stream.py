@@ -5,7 +5,6 @@ One frame at a time, as a real-time stream would be. Ctrl-C or the end of a stre
 keeping everything written so far (predictions.json included).
 """
 
-import json
 import math
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 
-from ..data.images import resolve_source
+from ..data.images import read_pixels, resolve_source
 from ..errors import FovealError
 from ..files import write_bytes, write_json
 
@@ -76,12 +75,14 @@ def stream_frames(capture: cv2.VideoCapture, name: str):
 
 
 def image_frames(paths: list[Path]):
+    """Frames of image files, read as training reads them (images.read_pixels); unreadable ones are skipped."""
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            print(f"skipping {path}: not a readable image")
+        try:
+            pixels = read_pixels(path)
+        except FovealError as e:
+            print(f"skipping {e}")
             continue
-        yield Frame(str(path), None, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None)
+        yield Frame(str(path), None, pixels, None)
 
 
 def frames(source: str):

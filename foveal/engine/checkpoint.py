@@ -52,9 +52,12 @@ def load_weights(path) -> tuple[dict, dict]:
         raise FovealError(f"weights: no such file: {path}")
     if path.suffix == ".safetensors":
         try:
-            return load_file(str(path)), read_weights_meta(path)
+            state, meta = load_file(str(path)), read_weights_meta(path)
         except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
             raise FovealError(f"{path}: not a valid safetensors file ({e})") from None
+        if not isinstance(meta, dict):
+            raise FovealError(f"{path}: its foveal metadata is not a JSON object of key: value")
+        return state, meta
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -91,6 +94,36 @@ def load_state(model: torch.nn.Module, state: dict, strict: bool = True):
     return model.load_state_dict(state, strict=strict)
 
 
+# What every trained foveal weights file records, and val, predict and info need to rebuild the model.
+TRAINED_META = {"task": str, "model": str, "model_kwargs": dict, "classes": list, "imgsz": int}
+
+
+def check_trained_meta(weights, meta: dict, task: str):
+    """Refuse metadata that is not a complete foveal `task` record, naming the file and what is wrong."""
+    if not meta or meta.get("task", task) != task:  # a missing task is named below, with the other gaps
+        raise FovealError(f"weights: {weights} holds no foveal {task} weights (task: {meta.get('task', 'unknown')})")
+    missing = [key for key in TRAINED_META if key not in meta]
+    if missing:
+        raise FovealError(f"weights: {weights}: the foveal metadata lacks {', '.join(missing)} "
+                          "(written by another tool, or edited)")
+    mistyped = [f"{key} (not a {kind.__name__})" for key, kind in TRAINED_META.items()
+                if not isinstance(meta[key], kind)]
+    if mistyped:
+        raise FovealError(f"weights: {weights}: the foveal metadata has a malformed {', '.join(mistyped)}")
+
+
+def trained_meta(weights, task: str) -> dict:
+    """The checked metadata of a foveal `task` weights file, without reading its tensors."""
+    if not Path(weights).is_file():
+        raise FovealError(f"weights: no such file: {weights}")
+    try:
+        meta = read_weights_meta(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FovealError(f"{weights}: not a valid safetensors file ({e})") from None
+    check_trained_meta(weights, meta, task)
+    return meta
+
+
 def load_trained(weights, task: str, device: torch.device, **model_kwargs):
     """(model in eval mode on `device`, metadata) rebuilt from a foveal weights file of `task`."""
     from ..registry import create_model
@@ -98,8 +131,7 @@ def load_trained(weights, task: str, device: torch.device, **model_kwargs):
     if not weights:
         raise FovealError(f"weights: name a trained weights file, e.g. weights=runs/{task}/exp/best.safetensors")
     state, meta = load_weights(weights)
-    if meta.get("task") != task:
-        raise FovealError(f"weights: {weights} holds no foveal {task} weights (task: {meta.get('task', 'unknown')})")
+    check_trained_meta(weights, meta, task)
     model = create_model(meta["model"], task, **meta["model_kwargs"], **model_kwargs)
     try:
         load_state(model, state)

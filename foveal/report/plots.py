@@ -121,7 +121,9 @@ def image_grid(images: list[np.ndarray], captions: list[str], colors: list[str] 
         if index >= len(images):
             ax.set_axis_off()
             continue
-        image = np.squeeze(np.asarray(images[index]))  # (H, W, 1) shows as grayscale
+        image = np.asarray(images[index])
+        if image.ndim == 3 and image.shape[2] == 1:  # (H, W, 1) shows as grayscale
+            image = image[..., 0]
         gray = {"cmap": "gray", "vmin": 0, "vmax": 255} if image.ndim == 2 else {}
         # nearest keeps tiny images (8x8 digits) crisp instead of blurred
         ax.imshow(image, interpolation="nearest", **gray)

@@ -1,38 +1,39 @@
-"""Image classification: config, data, loss, metrics, report, and the val/predict/info modes."""
+"""Image classification: config, data, loss, metrics, report, predictions, and the info mode."""
 
-import json
-from dataclasses import dataclass, replace
+import csv
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
 from ..data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
-from ..data.images import read_image, resolve_source
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
-from ..engine.checkpoint import load_trained, load_weights
-from ..engine.device import configure_cpu, select_device
-from ..engine.runs import new_run_dir
-from ..engine.trainer import evaluate, move_to
+from ..engine.checkpoint import trained_meta
 from ..engine.transfer import head_prefixes
+from ..files import write_text
 from ..errors import FovealError
 from ..metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
 from ..registry import create_model, get_model_entry
 from ..report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
-from .base import EvalResult, Evaluator, Task
+from .base import EvalResult, Evaluator, Predictor, Task
 
 
 @dataclass
 class ClassifyConfig(TrainConfig):
     model: str = opt("simple_cnn", "architecture name (`foveal models classify` lists them)")
-    hflip: float = opt(-1.0, "horizontal flip probability (-1: 0.5, or 0 where a flip changes the class, as digits)")
-    crop_scale: float = opt(0.6, "random-resized-crop minimum area fraction (1: no crop)")
-    rotate: float = opt(0.0, "random rotation range in degrees")
-    color_jitter: float = opt(0.0, "brightness/contrast/saturation jitter strength")
+    save: bool = opt(False, "predict: also write each image with its top classes drawn on it")
+    hflip: float = opt(-1.0, "horizontal flip probability (-1: 0.5, or 0 where a flip changes the class, as digits)",
+                       range="[0, 1] or -1")
+    crop_scale: float = opt(0.6, "random-resized-crop minimum area fraction (1: no crop)", range="(0, 1]")
+    rotate: float = opt(0.0, "random rotation range in degrees", range="[0, 180]")
+    color_jitter: float = opt(0.0, "brightness/contrast/saturation jitter strength", range="[0, inf)")
     auto_augment: str = opt("", "automatic augmentation policy", ("", *AUTO_AUGMENT))
-    erasing: float = opt(0.0, "random-erasing probability")
-    topk: int = opt(5, "predict: how many classes to show per image")
+    erasing: float = opt(0.0, "random-erasing probability", range="[0, 1]")
+    topk: int = opt(5, "predict: how many classes to show per image", range="[1, inf)")
 
 
 MODES = ("train", "val", "predict", "info")
@@ -44,6 +45,7 @@ class ClassifyTask(Task):
     fitness = "top1"
     curve_groups = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["top1", "top5"]),
                     ("learning rate", ["lr"])]
+    embedded = EMBEDDED
 
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
@@ -68,9 +70,7 @@ class ClassifyTask(Task):
         return head_prefixes(model, len(self.classes))
 
     def weights_meta(self) -> dict:
-        return {"task": "classify", "model": self.cfg.model, "classes": self.classes, "imgsz": self.imgsz,
-                "model_kwargs": {"num_classes": len(self.classes), "imgsz": self.imgsz},
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "data": data_reference(self.cfg.data)}
+        return {**super().weights_meta(), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
     def loss(self, model, batch):
         images, targets = batch
@@ -90,20 +90,47 @@ class ClassifyTask(Task):
         return ClassifyEvaluator(len(self.classes))
 
     def write_report(self, run_dir, history, result, model):
-        write_classify_report(run_dir, f"classify {self.cfg.model} on {self.cfg.data}", history,
-                              result, self.classes, self.data.splits["val"], self.curve_groups)
+        write_classify_report(run_dir, f"classify {self.cfg.model} on {self.cfg.data} ({self.eval_split})", history,
+                              result, self.classes, self.data.splits[self.eval_split], self.curve_groups)
+
+    def predictor(self, model, meta, device, run_dir):
+        return ClassifyPredictor(self, model, meta, device, run_dir)
 
 
-def data_reference(data: str) -> str:
-    """The data as `val` can find it again from any folder: embedded names as they are, paths absolute,
-    also inside the FORM:PATH,PATH;PATH,... strings of detection and segmentation data."""
-    if data in EMBEDDED:
-        return data
-    form, colon, rest = data.partition(":")
-    if colon and len(form) > 1 and form.isalpha():  # coco:..., masks:... (not a Windows drive C:)
-        return f"{form}:" + ";".join(",".join(str(Path(p.strip()).resolve()) for p in part.split(","))
-                                     for part in rest.split(";"))
-    return str(Path(data).resolve())
+class ClassifyPredictor(Predictor):
+    """Top-k classes of each image or frame; predictions.json and a predictions.csv of the top class."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.transform = eval_transform(self.imgsz, self.meta.get("mean", IMAGENET_MEAN), self.meta.get("std", IMAGENET_STD))
+        self.topk = min(self.cfg.topk, len(self.classes))
+
+    @torch.inference_mode()
+    def infer(self, pixels):
+        image = self.transform(torch.from_numpy(pixels).permute(2, 0, 1))[None].to(self.device)
+        if self.cfg.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        top = self.model(image).float().softmax(1)[0].topk(self.topk)
+        return [(self.classes[c], round(p, 6)) for p, c in zip(top.values.tolist(), top.indices.tolist())]
+
+    def annotate(self, frame, top):
+        self.results.append({"path": frame.name, "frame": frame.index,
+                             "top": [{"class": c, "score": p} for c, p in top]})
+        image = None
+        if self.cfg.save:
+            image = frame.pixels.copy()
+            for row, (c, p) in enumerate(top[:3]):
+                cv2.putText(image, f"{c} {p:.2f}", (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                            (255, 255, 0), 1, cv2.LINE_AA)
+        return image, ", ".join(f"{c} {p:.3f}" for c, p in top)
+
+    def finish(self):
+        table = io.StringIO()
+        rows = csv.writer(table, lineterminator="\n")
+        rows.writerow(["path", "frame", "class", "score"])
+        rows.writerows([r["path"], r["frame"], r["top"][0]["class"], r["top"][0]["score"]] for r in self.results)
+        write_text(self.run_dir / "predictions.csv", table.getvalue())
+        return f"{len(self.results)} classified"
 
 
 class ClassifyEvaluator(Evaluator):
@@ -171,71 +198,14 @@ def write_classify_report(run_dir: Path, title: str, history: list[dict], result
     write_report(run_dir / "report.html", title, sections)
 
 
-# ---- modes other than train -------------------------------------------------------------------
-
-def val(cfg: ClassifyConfig, log=print) -> EvalResult:
-    """Score trained weights on a split; writes runs/classify/valN with metrics.json and report.html."""
-    device = select_device(cfg.device)
-    configure_cpu(cfg.threads)
-    model, meta = load_trained(cfg.weights, "classify", device)
-    cfg = replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""))
-    task = ClassifyTask(cfg)
-    task.setup(data_meta=meta)
-    loader = torch.utils.data.DataLoader(task.dataset(cfg.split, train=False), batch_size=cfg.batch,
-                                         num_workers=0 if task.in_memory() else min(4, torch.get_num_threads()))
-    result = evaluate(task, model, loader, device)
-    run_dir = new_run_dir(cfg.project, "classify", cfg.name, cfg.exist_ok, stem="val")
-    (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    write_classify_report(run_dir, f"val {cfg.weights} on {cfg.data} ({cfg.split})", [], result,
-                          task.classes, task.data.splits[cfg.split], task.curve_groups)
-    if cfg.verbose:
-        log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
-        log(f"report: {run_dir / 'report.html'}")
-    return result
-
-
-@torch.no_grad()
-def predict(cfg: ClassifyConfig, log=print) -> list[dict]:
-    """Top-k classes for each image of `source`; written to runs/classify/predictN/predictions.json and .csv."""
-    device = select_device(cfg.device)
-    configure_cpu(cfg.threads)
-    model, meta = load_trained(cfg.weights, "classify", device)
-    paths = resolve_source(cfg.source)
-    transform = eval_transform(meta["imgsz"], meta["mean"], meta["std"])
-    classes, k = meta["classes"], min(cfg.topk, len(meta["classes"]))
-    results = []
-    for start in range(0, len(paths), cfg.batch):
-        chunk, images = [], []
-        for path in paths[start: start + cfg.batch]:
-            try:
-                images.append(transform(read_image(path)))
-                chunk.append(path)
-            except Exception as e:  # one bad file must not stop the others
-                log(f"skipping {path}: not a readable image ({e})")
-        if not images:
-            continue
-        probs = model(move_to(torch.stack(images), device)).float().softmax(1).cpu()
-        top = probs.topk(k, dim=1)
-        for path, p, i in zip(chunk, top.values, top.indices):
-            results.append({"path": str(path), "top": [{"class": classes[c], "score": round(s.item(), 6)}
-                                                        for s, c in zip(p, i)]})
-    run_dir = new_run_dir(cfg.project, "classify", cfg.name, cfg.exist_ok, stem="predict")
-    (run_dir / "predictions.json").write_text(json.dumps(results, indent=2))
-    lines = ["path,class,score"] + [f"{r['path']},{r['top'][0]['class']},{r['top'][0]['score']}" for r in results]
-    (run_dir / "predictions.csv").write_text("\n".join(lines) + "\n")
-    if cfg.verbose:
-        for r in results:
-            log(f"{r['path']}: " + ", ".join(f"{t['class']} {t['score']:.3f}" for t in r["top"]))
-        log(f"predictions: {run_dir / 'predictions.json'}")
-    return results
-
+# ---- modes other than train, val and predict (those are in engine/modes.py) ------------------------
 
 def info(cfg: ClassifyConfig, log=print):
     """Layer table (output shape, parameters, MACs) of a model at cfg.imgsz."""
     from ..models.info import format_info, model_info, parameters_on_meta
 
     if cfg.weights:
-        _, meta = load_weights(cfg.weights)
+        meta = trained_meta(cfg.weights, "classify")
         name, kwargs = meta["model"], meta["model_kwargs"]
     else:
         name = cfg.model

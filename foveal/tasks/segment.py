@@ -7,7 +7,6 @@ SegmentTask.create picks by the model's registered kind. Prediction is in segmen
 report in segment_report.py.
 """
 
-import json
 from dataclasses import dataclass, replace
 
 import torch
@@ -16,10 +15,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig, opt
 from ..data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
 from ..data.segmentation import IGNORE_INDEX, read_labels, shapes_segmentation_data
-from ..engine.checkpoint import load_trained, load_weights
-from ..engine.device import configure_cpu, select_device
-from ..engine.runs import new_run_dir
-from ..engine.trainer import evaluate
+from ..engine.checkpoint import trained_meta
 from ..engine.transfer import prefixes_outside_backbone
 from ..errors import FovealError
 from ..registry import create_model, get_model_entry
@@ -42,30 +38,34 @@ class SegmentConfig(TrainConfig):
     binary_masks: bool = opt(False, "masks are black-and-white images (e.g. 0/255 JPEGs): over 127 is class 1")
     head: str = opt("auto", "softmax over all classes, or sigmoid for 2-class data (auto: sigmoid if 2 classes)",
                     ("auto", "softmax", "sigmoid"))
-    ce_weight: float = opt(1.0, "weight of the cross-entropy (or focal) term; binary cross-entropy for sigmoid")
-    dice_weight: float = opt(1.0, "weight of the soft Dice term (0: cross-entropy only)")
-    focal_gamma: float = opt(0.0, "focal loss gamma: > 0 replaces cross-entropy by focal loss")
+    ce_weight: float = opt(1.0, "weight of the cross-entropy (or focal) term; binary cross-entropy for sigmoid",
+                           range="[0, inf)")
+    dice_weight: float = opt(1.0, "weight of the soft Dice term (0: cross-entropy only)", range="[0, inf)")
+    focal_gamma: float = opt(0.0, "focal loss gamma: > 0 replaces cross-entropy by focal loss", range="[0, inf)")
     class_weights: str = opt("", "cross-entropy class weights: 'balanced' (from train pixel counts) or a comma list")
-    width: int = opt(0, "unet/resunet: channels of the first level, doubled per level (0: model default 32)")
-    depth: int = opt(0, "unet/resunet: number of down-samplings (0: model default 4)")
-    scale: float = opt(0.25, "random scale 1 +- scale")
-    translate: float = opt(0.1, "random shift, fraction of the image size")
-    degrees: float = opt(0.0, "random rotation range in degrees")
-    hflip: float = opt(0.5, "horizontal flip probability")
-    vflip: float = opt(0.0, "vertical flip probability")
-    hsv_h: float = opt(0.015, "hue jitter (fraction)")
-    hsv_s: float = opt(0.5, "saturation jitter (fraction)")
-    hsv_v: float = opt(0.3, "value (brightness) jitter (fraction)")
-    threshold: float = opt(0.5, "probability over which a sigmoid head's pixel (or an instance mask pixel) is on")
-    conf: float = opt(-1.0, "instance models: confidence threshold (-1: 0.001 for val, 0.25 for predict)")
-    iou: float = opt(0.5, "instance models: IoU threshold of non-maximum suppression")
-    max_det: int = opt(100, "instance models: most detections kept per image")
+    width: int = opt(0, "unet/resunet: channels of the first level, doubled per level (0: model default 32)",
+                     range="[0, inf)")
+    depth: int = opt(0, "unet/resunet: number of down-samplings (0: model default 4)", range="[0, inf)")
+    scale: float = opt(0.25, "random scale 1 +- scale", range="[0, 1)")
+    translate: float = opt(0.1, "random shift, fraction of the image size", range="[0, 1]")
+    degrees: float = opt(0.0, "random rotation range in degrees", range="[0, 180]")
+    hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
+    vflip: float = opt(0.0, "vertical flip probability", range="[0, 1]")
+    hsv_h: float = opt(0.015, "hue jitter (fraction)", range="[0, 1]")
+    hsv_s: float = opt(0.5, "saturation jitter (fraction)", range="[0, 1]")
+    hsv_v: float = opt(0.3, "value (brightness) jitter (fraction)", range="[0, 1]")
+    threshold: float = opt(0.5, "probability over which a sigmoid head's pixel (or an instance mask pixel) is on",
+                           range="[0, 1]")
+    conf: float = opt(-1.0, "instance models: confidence threshold (-1: 0.001 for val, 0.25 for predict)",
+                      range="[0, 1] or -1")
+    iou: float = opt(0.5, "instance models: IoU threshold of non-maximum suppression", range="[0, 1]")
+    max_det: int = opt(100, "instance models: most detections kept per image", range="[1, inf)")
     save: bool = opt(True, "predict: write overlays (images or video) and index-mask PNGs")
-    alpha: float = opt(0.5, "predict: opacity of the colour overlay")
+    alpha: float = opt(0.5, "predict: opacity of the colour overlay", range="[0, 1]")
     tile: str = opt("auto", "predict: sliding-window inference (auto: for images larger than 1.5 x imgsz)",
                     ("auto", "true", "false"))
-    overlap: float = opt(0.25, "predict: overlap of sliding windows, fraction of imgsz")
-    line_width: int = opt(2, "predict: outline width in pixels")
+    overlap: float = opt(0.25, "predict: overlap of sliding windows, fraction of imgsz", range="[0, 1)")
+    line_width: int = opt(2, "predict: outline width in pixels", range="[1, inf)")
 
     def augment(self) -> SegmentAugment:
         return SegmentAugment(self.scale, self.translate, self.degrees, self.hflip, self.vflip, self.hsv_h,
@@ -107,7 +107,7 @@ class SegmentTask(Task):
     Config = SegmentConfig
     fitness = "miou"
     curve_groups = [("loss", []), ("mIoU / Dice", ["miou", "dice", "dice_fg"]), ("learning rate", ["lr"])]
-    eval_split = "val"
+    embedded = EMBEDDED
 
     @classmethod
     def create(cls, cfg):
@@ -116,6 +116,13 @@ class SegmentTask(Task):
 
             return InstanceSegmentTask(cfg)
         return cls(cfg)
+
+    @classmethod
+    def trained_config(cls, cfg, meta):
+        """Also how the masks were read, the head, and the U-Nets' width and depth."""
+        return replace(super().trained_config(cfg, meta), binary_masks=meta.get("binary_masks", cfg.binary_masks),
+                       head="sigmoid" if meta.get("sigmoid") else "softmax",
+                       **{k: v for k, v in meta["model_kwargs"].items() if k in ("width", "depth")})
 
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
@@ -132,26 +139,28 @@ class SegmentTask(Task):
 
     def dataset(self, split: str, train: bool):
         return SemanticDataset(self.split_items(split), len(self.classes), self.imgsz,
-                               self.cfg.augment() if train else None, self.cfg.binary_masks, self.cfg.strict)
+                               self.cfg.augment() if train else None, self.cfg.binary_masks)
 
     def collate(self, samples):
         return semantic_collate(samples)
 
     def build_model(self):
-        return create_model(self.cfg.model, "segment", num_classes=1 if self.sigmoid else len(self.classes),
-                            **model_kwargs(self.cfg))
+        return create_model(self.cfg.model, self.name, **self.model_kwargs())
+
+    def model_kwargs(self) -> dict:
+        return {"num_classes": 1 if self.sigmoid else len(self.classes), **model_kwargs(self.cfg)}
 
     def head(self, model):
         return prefixes_outside_backbone(model)
 
     def weights_meta(self) -> dict:
-        from .classify import data_reference
+        return {**super().weights_meta(), "kind": "semantic", "sigmoid": self.sigmoid, "mean": MEAN, "std": STD,
+                "binary_masks": self.cfg.binary_masks}
 
-        return {"task": "segment", "kind": "semantic", "model": self.cfg.model, "classes": self.classes,
-                "imgsz": self.imgsz, "sigmoid": self.sigmoid, "mean": MEAN, "std": STD,
-                "binary_masks": self.cfg.binary_masks,
-                "model_kwargs": {"num_classes": 1 if self.sigmoid else len(self.classes), **model_kwargs(self.cfg)},
-                "data": data_reference(self.cfg.data) if self.cfg.data not in EMBEDDED else self.cfg.data}
+    def predictor(self, model, meta, device, run_dir):
+        from .segment_predict import SemanticPredictor
+
+        return SemanticPredictor(self, model, meta, device, run_dir)
 
     def _class_weights(self, spec: str):
         if not spec:
@@ -253,51 +262,14 @@ class SemanticEvaluator(Evaluator):
         return EvalResult(dict(result.metrics), {"semantic": result, "samples": self.samples})
 
 
-# ---- modes other than train ---------------------------------------------------------------------
-
-def trained_config(cfg: SegmentConfig, meta: dict) -> SegmentConfig:
-    """cfg with what the weights fix (model, input size, data, mask reading) filled in."""
-    return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""),
-                   binary_masks=meta.get("binary_masks", cfg.binary_masks),
-                   head="sigmoid" if meta.get("sigmoid") else "softmax",
-                   **{k: v for k, v in meta["model_kwargs"].items() if k in ("width", "depth")})
-
-
-def load_segmenter(cfg: SegmentConfig, device, default_conf: float):
-    """(model, meta) of cfg.weights; an instance model gets cfg's conf (or default_conf), iou, max_det."""
-    model, meta = load_trained(cfg.weights, "segment", device)
-    if meta.get("kind") == "instance":
-        model.conf, model.iou, model.max_det = cfg.conf if cfg.conf >= 0 else default_conf, cfg.iou, cfg.max_det
-    return model, meta
-
-
-def val(cfg: SegmentConfig, log=print) -> EvalResult:
-    """Metrics of trained weights on a split; writes runs/segment/valN (metrics.json, report.html)."""
-    device = select_device(cfg.device)
-    configure_cpu(cfg.threads)
-    model, meta = load_segmenter(cfg, device, default_conf=0.001)
-    cfg = trained_config(cfg, meta)
-    task = SegmentTask.create(cfg)
-    task.setup(data_meta=meta)
-    task.eval_split = cfg.split
-    loader = torch.utils.data.DataLoader(task.dataset(cfg.split, train=False), batch_size=cfg.batch,
-                                         collate_fn=task.collate, num_workers=0 if task.in_memory() else 2)
-    result = evaluate(task, model, loader, device)
-    run_dir = new_run_dir(cfg.project, "segment", cfg.name, cfg.exist_ok, stem="val")
-    (run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    task.write_report(run_dir, [], result, model)
-    if cfg.verbose:
-        log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
-        log(f"report: {run_dir / 'report.html'}")
-    return result
-
+# ---- modes other than train, val and predict (those are in engine/modes.py) ------------------------
 
 def info(cfg: SegmentConfig, log=print):
     """Layer table (output shape, parameters, MACs) of a model at imgsz."""
     from ..models.info import data_dependent_note, format_info, model_info
 
     if cfg.weights:
-        _, meta = load_weights(cfg.weights)
+        meta = trained_meta(cfg.weights, "segment")
         name, kwargs, imgsz = meta["model"], dict(meta["model_kwargs"]), cfg.imgsz or meta["imgsz"]
     else:
         name, imgsz = cfg.model, cfg.imgsz or 256
@@ -313,8 +285,3 @@ def info(cfg: SegmentConfig, log=print):
             log(note)
     return result
 
-
-def predict(cfg: SegmentConfig, log=print):
-    from .segment_predict import predict as run_predict
-
-    return run_predict(cfg, log)

@@ -1,7 +1,7 @@
 """Instance segmentation (Mask R-CNN): detection with a mask per object, scored by COCO box and mask AP.
 
-It is detection plus masks, so it reuses DetectTask for everything but the data, the augmentation
-(masks move with the pixels and boxes are recomputed from them) and the evaluation.
+It is detection plus masks, so it shares BoxTask with detection for everything but the data, the
+augmentation (masks move with the pixels and boxes are recomputed from them) and the evaluation.
 """
 
 from dataclasses import replace
@@ -9,14 +9,13 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from ..data.detect_dataset import collate
 from ..data.detection import instance_masks
 from ..data.segment_dataset import InstanceDataset
-from .detect import DetectEvaluator, DetectTask
+from .boxes import BoxEvaluator, BoxTask
 from .segment import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
 
 
-class InstanceSegmentTask(DetectTask):
+class InstanceSegmentTask(BoxTask):
     name = "segment"
     Config = SegmentConfig
     fitness = "mask_map"
@@ -29,14 +28,7 @@ class InstanceSegmentTask(DetectTask):
         self.imgsz = default_imgsz(cfg)
 
     def dataset(self, split: str, train: bool):
-        return InstanceDataset(self.split_items(split), self.imgsz, self.cfg.augment() if train else None,
-                               self.cfg.strict)
-
-    def collate(self, samples):
-        return collate(samples)
-
-    def on_epoch_start(self, epoch: int):
-        pass  # no mosaic to close
+        return InstanceDataset(self.split_items(split), self.imgsz, self.cfg.augment() if train else None)
 
     def weights_meta(self) -> dict:
         return {**super().weights_meta(), "kind": "instance"}
@@ -65,8 +57,8 @@ def unletterbox_masks(masks: torch.Tensor, scale: float, pad, height: int, width
     return inside > threshold
 
 
-class InstanceEvaluator(DetectEvaluator):
-    """DetectEvaluator's boxes plus each detection's mask on the original image; COCO bbox and segm AP."""
+class InstanceEvaluator(BoxEvaluator):
+    """BoxEvaluator's boxes plus each detection's mask on the original image; COCO bbox and segm AP."""
 
     def __init__(self, items, classes, threshold: float):
         super().__init__(items, classes)

@@ -16,8 +16,11 @@ The `data=` forms. When only one set is given, a fixed-seed `val_fraction` of it
 Bad labels raise a one-line FovealError naming the file and line (or annotation id, or XML object).
 With strict=False an image with any bad label is skipped whole, since keeping it with an object
 removed would teach the model that the object is background; one warning gives the count and the
-first places. Problems with the data set as a whole (no data.yaml, a missing split folder, malformed
-JSON or YAML, inconsistent class lists) are errors either way.
+first places. An image that does not decode, or decodes to another size than its annotations give,
+is a bad label too (keep_readable; the decoding is cached in the data set's .foveal-image-check.json).
+Text files (labels, lists, YAML, JSON) may have Windows line ends and a UTF-8 byte-order mark.
+Problems with the data set as a whole (no data.yaml, a missing split folder, malformed JSON or YAML,
+inconsistent class lists) are errors either way.
 """
 
 import math
@@ -30,8 +33,9 @@ import numpy as np
 from PIL import Image
 
 from ...errors import FovealError
-from ...files import atomic_write
+from ...files import atomic_write, read_text  # noqa: F401  (read_text: for the readers here)
 from ..detection import DetectionData, ImageAnnotations
+from ..images import CHECK_CACHE, check_images, image_size as displayed_size
 
 SPLITS = ("train", "val", "test")
 BOX_SLACK_PIXELS = 1.0  # COCO/VOC boxes may overshoot the image by this much; they are then clipped
@@ -90,16 +94,45 @@ def fit_box(box, width: int, height: int, slack: float, place: str) -> list[floa
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) as displayed: EXIF orientations 5-8 (a quarter turn) swap the two.
 
-    Annotation tools and Ultralytics label photos as displayed, and cv2.imread (which the detection
-    Dataset uses) applies the EXIF rotation, so boxes must refer to the rotated size. PIL reads only the header.
+    Annotation tools and Ultralytics label photos as displayed, and the Datasets read pixels with the
+    EXIF rotation applied (images.read_pixels), so boxes must refer to the rotated size.
     """
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise BadLabel(f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        return displayed_size(path)
+    except FovealError as e:
+        raise BadLabel(str(e)) from None
+
+
+def keep_readable(splits: dict[str, list], problems: Problems, root: Path) -> dict[str, list]:
+    """The items (ImageAnnotations or MaskedImage) whose image decodes to the size their annotations
+    give, and whose mask file (if any) decodes; each other item is a bad label. The decoding is cached
+    in root/CHECK_CACHE (images.check_images). Items holding their pixels in memory need no check."""
+    files = [Path(file) for items in splits.values() for item in items
+             for file in (item.image, getattr(item, "mask", "")) if file]
+    checked = check_images(files, root / CHECK_CACHE)
+    kept = {split: [] for split in splits}
+    for split, items in splits.items():
+        for item in items:
+            problem = _decode_problem(item, checked)
+            if problem:
+                problems.add(problem)
+            else:
+                kept[split].append(item)
+    return kept
+
+
+def _decode_problem(item, checked: dict) -> str | None:
+    """Why item's files (checked: check_images' answer) cannot be used, or None."""
+    image = checked.get(Path(item.image)) if item.image else None
+    mask_file = getattr(item, "mask", "")
+    mask = checked.get(Path(mask_file)) if mask_file else None
+    if isinstance(image, str):
+        return f"{item.image}: not a readable image ({image})"
+    if isinstance(mask, str):
+        return f"{mask_file}: not a readable mask image ({mask})"
+    if image is not None and image != (item.width, item.height):  # boxes would land beside their objects
+        return f"{item.image}: the image is {image[0]}x{image[1]} px but its annotations say {item.width}x{item.height}"
+    return None
 
 
 def annotated(image, width, height, boxes, labels, crowd, segments=None) -> ImageAnnotations:

@@ -20,8 +20,8 @@ import numpy as np
 from ...errors import FovealError
 from ...files import write_json
 from ..detection import DetectionData, ImageAnnotations, instance_masks
-from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number,
-               place_image)
+from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable,
+               number, place_image, read_text)
 
 
 def find_coco_sets(folder: Path) -> dict[str, tuple[Path, Path]]:
@@ -55,6 +55,7 @@ def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True, segments:
             raise FovealError(f"{json_path}: its categories differ from those of {first}")
         index = {category_id: i for i, (category_id, _) in enumerate(categories)}
         splits[split] = _read_set(document, json_path, images, index, problems, segments)
+    splits = keep_readable(splits, problems, absolute(next(iter(sets.values()))[0]).parent)  # beside the JSON
     problems.warn()
     return DetectionData([name for _, name in categories], splits)
 
@@ -65,11 +66,9 @@ def _load(path: Path, images: Path) -> dict:
     if not images.is_dir():
         raise FovealError(f"{images}: no such folder (the images of {path})")
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(read_text(path))  # read_text: a byte-order mark (json refuses one) is dropped
     except json.JSONDecodeError as e:
         raise FovealError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise FovealError(f"{path}: not a text file") from None
     if not isinstance(document, dict) or not all(isinstance(document.get(key), list)
                                                   for key in ("images", "annotations", "categories")):
         raise FovealError(f"{path}: not COCO detection JSON (it needs lists 'images', 'annotations' and 'categories')")

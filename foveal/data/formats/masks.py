@@ -31,7 +31,8 @@ from ..detection import DetectionData
 from ..images import list_images
 from ..segmentation import (BACKGROUND, IGNORE_INDEX, MaskedImage, SegmentationData, mask_mode_problem,
                             read_mask_file, semantic_from_instances, shapes_segmentation_data)
-from . import SPLITS, BadLabel, Problems, absolute, image_size, read_detection_data, split_off_val, yolo
+from . import (SPLITS, BadLabel, Problems, absolute, image_size, keep_readable, read_detection_data, read_text,
+               split_off_val, yolo)
 
 KINDS = ("semantic", "instance")
 FORMS = ("masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/], masks:ROOT/ (ROOT/images/ + ROOT/masks/), "
@@ -96,6 +97,8 @@ def read_mask_folders(text: str, data: str, classes: str = "", strict: bool = Tr
         raise FovealError(f"data={data}: not a segmentation data set; use {FORMS}")
     problems = Problems(strict)
     splits = {split: paired_items(images, masks, binary, problems) for split, (images, masks) in sets.items()}
+    root = near[0] if near else next(iter(sets.values()))[0].parent  # masks:ROOT/, else beside the images folder
+    splits = keep_readable(splits, problems, root)
     near += [folder for _, masks in sets.values() for folder in (masks, masks.parent)]
     class_file = absolute(classes) if classes else next((f / CLASS_LIST_FILE for f in near
                                                          if (f / CLASS_LIST_FILE).is_file()), None)
@@ -203,10 +206,7 @@ def read_class_list(path: Path) -> list[str]:
     if path.suffix.lower() in (".yaml", ".yml"):
         names, lines = yolo.class_names(yolo.read_yaml(path), path), None
     else:
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise FovealError(f"{path}: not a text file (one class name per line)") from None
+        text = read_text(path)
         numbered = [(number, line.split("#", 1)[0].strip()) for number, line in enumerate(text.splitlines(), 1)]
         numbered = [(number, name) for number, name in numbered if name]
         names, lines = [name for _, name in numbered], [number for number, _ in numbered]

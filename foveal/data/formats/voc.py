@@ -17,8 +17,8 @@ from ...errors import FovealError, did_you_mean
 from ...files import atomic_write, write_text
 from ..detection import DetectionData, ImageAnnotations
 from ..images import is_image
-from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number,
-               place_image)
+from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable,
+               number, place_image, read_text)
 
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -38,7 +38,7 @@ def find_voc_sets(root: Path) -> dict[str, tuple[list[Path], Path]]:
     for split in SPLITS:
         listing = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
         if listing.is_file():
-            ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+            ids = [line.split()[0] for line in read_text(listing).splitlines() if line.strip()]
             sets[split] = ([Path(root) / "Annotations" / f"{i}.xml" for i in ids], images)
     return sets or {"train": (every_xml, images)}
 
@@ -55,6 +55,7 @@ def read_voc(sets: dict[str, tuple[list[Path], Path]], classes: list[str] | None
     splits = {split: [annotated(image, width, height, [box for _, box, _ in objects],
                                 [index[name] for name, _, _ in objects], [hard for *_, hard in objects])
                       for image, width, height, objects in items] for split, items in parsed.items()}
+    splits = keep_readable(splits, problems, absolute(next(iter(sets.values()))[1]).parent)  # the VOC root
     problems.warn()
     return DetectionData(list(classes), splits)
 

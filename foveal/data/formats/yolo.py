@@ -25,7 +25,8 @@ from ...errors import FovealError
 from ...files import write_text
 from ..detection import DetectionData, ImageAnnotations
 from ..images import list_images
-from . import SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, number, place_image
+from . import (SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable, number, place_image,
+               read_text)
 
 SLACK = 1e-3  # normalised overshoot that is clipped rather than reported
 LABELLING_TOOL_FILES = {"classes.txt"}  # labelImg writes its class list among the labels
@@ -53,6 +54,7 @@ def read_yolo(yaml_path, strict: bool = True, segments: bool = False) -> Detecti
             images = _split_images(config[split], root, f"{yaml_path}: {split}", problems)
             splits[split] = [item for image in images
                              for item in [_read_image(image, len(classes), problems, segments)] if item is not None]
+    splits = keep_readable(splits, problems, yaml_path.parent)
     problems.warn()
     return DetectionData(classes, splits)
 
@@ -61,8 +63,8 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise FovealError(f"{path}: no such file")
     try:
-        config = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        config = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise FovealError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
@@ -98,7 +100,7 @@ def _split_images(entry, root: Path, where: str, problems: Problems) -> list[Pat
             _report_stray_labels(path, found, problems)
         elif path.is_file() and path.suffix == ".txt":
             found = []
-            for line_number, line in enumerate(path.read_text().splitlines(), 1):
+            for line_number, line in enumerate(read_text(path).splitlines(), 1):
                 image = absolute(path.parent / line.strip()) if line.strip() else None
                 if image is not None and not image.is_file():
                     problems.add(f"{path}:{line_number}: image {image} not found")
@@ -126,10 +128,7 @@ def _read_image(image: Path, class_count: int, problems: Problems, segments: boo
     path = label_path(image)
     try:
         width, height = image_size(image)
-        try:
-            lines = path.read_text().splitlines() if path.is_file() else []
-        except UnicodeDecodeError:
-            raise BadLabel(f"{path}: not a text file") from None
+        lines = read_text(path, BadLabel).splitlines() if path.is_file() else []
         boxes, labels, polygons = [], [], []
         for line_number, line in enumerate(lines, 1):
             fields, place = line.split(), f"{path}:{line_number}"

@@ -6,6 +6,7 @@ and map (B, 3, imgsz, imgsz) images to (B, num_classes) logits.
 
 import torch.nn as nn
 
+from ...errors import FovealError
 from ...registry import register_model
 
 
@@ -23,6 +24,8 @@ def mlp(num_classes: int, imgsz: int = 32, hidden: int = 256, dropout: float = 0
 @register_model("classify")
 def simple_cnn(num_classes: int, imgsz: int = 32, dropout: float = 0.3) -> nn.Module:
     """Conv 32@5x5, max-pool, Conv 64@3x3, max-pool, Dense 256, Dense classes (the course classic)."""
+    if imgsz < 4:
+        raise FovealError(f"imgsz: {imgsz} is too small for simple_cnn: its two 2x2 poolings need at least 4")
     side = imgsz // 4  # two 2x2 poolings; 'same' padding keeps the size through the convs
     return nn.Sequential(
         nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
