@@ -15,7 +15,7 @@ from .errors import FovealError, did_you_mean
 
 TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment"}
 MODES = ("train", "val", "predict", "info")  # every task has these; a task module may add more (MODES)
-ENGINE_MODES = {"val": modes.validate, "predict": modes.predict}  # the same for every task
+ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info}  # the same for every task
 
 
 def task_module(task: str):
@@ -49,7 +49,7 @@ def predict(task: str, **overrides):
 
 
 def info(task: str, **overrides):
-    return task_module(task).info(config(task, **overrides))
+    return modes.info(task_class(task), config(task, **overrides))
 
 
 def run(task: str, mode: str, **overrides):

@@ -2,6 +2,7 @@
 line plus an error.log (exit code 1) for bugs."""
 
 import json
+import subprocess
 import tempfile
 
 import pytest
@@ -28,6 +29,14 @@ def assert_one_line_error(result, message):
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def main_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """foveal.cli.main(args) as the process would run it (exit code, stdout, stderr), without starting
+    one: the subprocess tests above show that `python -m foveal` returns main's code."""
+    code = foveal.cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def run_folders(root) -> list:
@@ -58,12 +67,13 @@ def test_train_val_predict_info_through_the_cli(tmp_path, colour_folder):
     assert info.returncode == 0 and "11,689,512 parameters" in info.stdout and "1.814 GMACs" in info.stdout
 
 
-def test_models_and_help():
-    models = run_cli("models", "classify")
+def test_models_and_help(capsys):
+    models = main_in_process(capsys, "models", "classify")
     assert models.returncode == 0 and {"simple_cnn", "resnet50", "vit_b_16", "convnext_tiny"} <= set(models.stdout.split())
-    keys = run_cli("classify", "help")
-    assert keys.returncode == 0 and "label_smoothing" in keys.stdout
-    assert run_cli().returncode == 0
+    keys = main_in_process(capsys, "classify", "help")
+    assert keys.returncode == 0 and "label_smoothing" in keys.stdout and "(valid: >= 1)" in keys.stdout
+    usage = run_cli()
+    assert usage.returncode == 0 and "usage: foveal TASK MODE" in usage.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -84,30 +94,36 @@ def test_models_and_help():
     (["classify", "train", "data=digits", "model=vit_b_16", "imgsz=100"],
      "imgsz: 100 is not a multiple of vit_b_16's patch size 16 (try 96 or 112)"),
 ])
-def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
-    result = run_cli(*args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = main_in_process(capsys, *args, f"project={tmp_path / 'runs'}")
     assert_one_line_error(result, message)
     assert run_folders(tmp_path) == []  # the input is checked before the run folder is made
 
 
-def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digits_weights):
+def test_a_user_error_through_the_process_is_exit_code_2(tmp_path):
+    result = run_cli("classify", "train", "data=digits", "batch=0", f"project={tmp_path}")
+    assert_one_line_error(result, "batch: 0 is out of range; valid: >= 1")
+
+
+def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digits_weights, capsys):
     project = tmp_path / "runs"
-    missing_source = run_cli("classify", "predict", f"weights={digits_weights}", "source=nothing/here.png",
-                             f"project={project}", cwd=tmp_path)
+    missing_source = main_in_process(capsys, "classify", "predict", f"weights={digits_weights}",
+                                     f"source={tmp_path / 'nothing' / 'here.png'}", f"project={project}")
     assert_one_line_error(missing_source, "source: no such file")
 
     meta = {"task": "classify", "model": "mlp", "classes": [str(i) for i in range(10)], "imgsz": 8}  # no model_kwargs
     incomplete = tmp_path / "incomplete.safetensors"
     save_file(load_weights(digits_weights)[0], str(incomplete), metadata={"foveal": json.dumps(meta)})
-    for mode in ("val", "predict"):
-        result = run_cli("classify", mode, f"weights={incomplete}", "source=nothing/here.png", f"project={project}",
-                         cwd=tmp_path)
+    for mode in ("val", "predict", "info"):
+        result = main_in_process(capsys, "classify", mode, f"weights={incomplete}", "source=nothing/here.png",
+                                 f"project={project}")
         assert_one_line_error(result, f"weights: {incomplete}: the foveal metadata lacks model_kwargs")
 
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where the project folder should be")
-    below_a_file = run_cli("classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1", "workers=0",
-                           "threads=1", f"project={blocker / 'runs'}", cwd=tmp_path)
+    below_a_file = main_in_process(capsys, "classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1",
+                                   "workers=0", "threads=1", f"project={blocker / 'runs'}")
     run_folder = blocker / "runs" / "classify" / "exp"
     assert_one_line_error(below_a_file, f"project: cannot create the run folder {run_folder}: ")
     assert run_folders(tmp_path) == []

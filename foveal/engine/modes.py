@@ -1,15 +1,18 @@
-"""The `val` and `predict` modes of every task: trained weights in, a run folder out.
+"""The `val`, `predict` and `info` modes of every task.
 
-A task supplies only what differs (its data and evaluator for val, a Predictor for predict);
-device, threads, weights, the input checks and the run folder are handled here once.
+A task supplies only what differs (its data and evaluator for val, a Predictor for predict, its
+default model for info); device, threads, weights, the input checks and the run folder are handled
+here once.
 """
+
+import contextlib
 
 from torch.utils.data import DataLoader
 
 from ..data.stream import frames, run_stream
 from ..errors import FovealError
 from ..files import write_json
-from .checkpoint import load_trained
+from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
@@ -62,3 +65,28 @@ def predict(task_class, cfg, log=print) -> list[dict]:
         log(f"{'interrupted after ' if interrupted else ''}{count} images/frames, {summary}{speed}")
         log(f"results: {run_dir}")
     return predictor.results
+
+
+def info(task_class, cfg, log=print):
+    """Layer table (output shape, parameters, MACs) of the model of cfg.weights, or of cfg.model (at cfg.imgsz)."""
+    from ..models.info import data_dependent_note, format_info, model_info, parameters_on_meta
+    from ..registry import create_model
+
+    if cfg.weights:
+        meta = trained_meta(cfg.weights, task_class.name)
+        name, kwargs, imgsz = meta["model"], dict(meta["model_kwargs"]), cfg.imgsz or meta["imgsz"]
+    else:
+        name, kwargs, imgsz = task_class.model_for_info(cfg)
+    if "imgsz" in kwargs:  # models whose shape depends on the input size are built for the size asked
+        kwargs["imgsz"] = imgsz
+    # no memory for the weights, even of a 600M-parameter classifier; models whose cost depends on their
+    # outputs (detectors' proposals) are built with their real initial weights instead
+    with parameters_on_meta() if task_class.info_on_meta else contextlib.nullcontext():
+        model = create_model(name, task_class.name, **kwargs).eval()
+    result = model_info(model, imgsz)
+    if cfg.verbose:
+        log(f"{name} at {imgsz}x{imgsz}, {kwargs['num_classes']} classes")
+        log(format_info(result))
+        if note := data_dependent_note(model):
+            log(note)
+    return result

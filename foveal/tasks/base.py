@@ -64,6 +64,7 @@ class Task:
     curve_groups: list[tuple[str, list[str]]] = []  # report plots of metrics.csv columns
     embedded: tuple[str, ...] = ()  # data sets foveal makes itself (data=NAME)
     eval_split = "val"  # the split the evaluator scores: val in training, cfg.split in `val`
+    info_on_meta = False  # `info` may build the model without weight memory (its cost is shape-only)
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -77,6 +78,11 @@ class Task:
     def trained_config(cls, cfg: TrainConfig, meta: dict) -> TrainConfig:
         """cfg with what trained weights fix (architecture, input size, their data unless cfg names other)."""
         return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""))
+
+    @classmethod
+    def model_for_info(cls, cfg: TrainConfig) -> tuple[str, dict, int]:
+        """(name, create_model keyword arguments, input size) of the model `info` describes without weights."""
+        raise NotImplementedError
 
     def inference_options(self, mode: str) -> dict:
         """Post-processing attributes of the model for `mode` (val or predict), e.g. a detector's conf."""

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from ..config import TrainConfig, opt
 from ..data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
-from ..engine.checkpoint import trained_meta
 from ..engine.transfer import head_prefixes
 from ..files import write_text
 from ..errors import FovealError
@@ -46,6 +45,7 @@ class ClassifyTask(Task):
     curve_groups = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["top1", "top5"]),
                     ("learning rate", ["lr"])]
     embedded = EMBEDDED
+    info_on_meta = True
 
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
@@ -95,6 +95,11 @@ class ClassifyTask(Task):
 
     def predictor(self, model, meta, device, run_dir):
         return ClassifyPredictor(self, model, meta, device, run_dir)
+
+    @classmethod
+    def model_for_info(cls, cfg):
+        num_classes = cfg.num_classes or (len(load_classify_data(cfg.data).classes) if cfg.data else 1000)
+        return cfg.model, {"num_classes": num_classes, "imgsz": cfg.imgsz or 224}, cfg.imgsz or 224
 
 
 class ClassifyPredictor(Predictor):
@@ -196,27 +201,3 @@ def write_classify_report(run_dir: Path, title: str, history: list[dict], result
                                            sample_grid(source, details, classes)]),
     ]
     write_report(run_dir / "report.html", title, sections)
-
-
-# ---- modes other than train, val and predict (those are in engine/modes.py) ------------------------
-
-def info(cfg: ClassifyConfig, log=print):
-    """Layer table (output shape, parameters, MACs) of a model at cfg.imgsz."""
-    from ..models.info import format_info, model_info, parameters_on_meta
-
-    if cfg.weights:
-        meta = trained_meta(cfg.weights, "classify")
-        name, kwargs = meta["model"], meta["model_kwargs"]
-    else:
-        name = cfg.model
-        num_classes = cfg.num_classes or (len(load_classify_data(cfg.data).classes) if cfg.data else 1000)
-        kwargs = {"num_classes": num_classes, "imgsz": cfg.imgsz or 224}
-    imgsz = cfg.imgsz or kwargs["imgsz"]
-    with parameters_on_meta():
-        model = create_model(name, "classify", **{**kwargs, "imgsz": imgsz})
-    result = model_info(model, imgsz)
-    if cfg.verbose:
-        log(f"{name} at {imgsz}x{imgsz}, {kwargs['num_classes']} classes")
-        log(format_info(result))
-    return result
-

@@ -9,7 +9,7 @@ from ..config import TrainConfig, opt
 from ..data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
 from ..data.detection import DetectionData
 from ..errors import FovealError
-from ..registry import create_model, get_model_entry
+from ..registry import get_model_entry
 from .boxes import BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes",)
@@ -87,6 +87,11 @@ class DetectTask(BoxTask):
 
         return DetectPredictor(self, model, meta, device, run_dir)
 
+    @classmethod
+    def model_for_info(cls, cfg):
+        imgsz = cfg.imgsz or 320
+        return cfg.model, {"num_classes": cfg.num_classes or 80, "imgsz": imgsz}, imgsz
+
     def new_evaluator(self):
         return BoxEvaluator(self.data.splits[self.eval_split], self.classes)
 
@@ -97,21 +102,7 @@ class DetectTask(BoxTask):
                             self.data.splits[self.eval_split])
 
 
-# ---- modes other than train, val and predict (those are in engine/modes.py) ------------------------
-
-def info(cfg: DetectConfig, log=print):
-    from ..models.info import data_dependent_note, format_info, model_info
-
-    imgsz = cfg.imgsz or 320
-    model = create_model(cfg.model, "detect", num_classes=cfg.num_classes or 80, imgsz=imgsz).eval()
-    result = model_info(model, imgsz)
-    if cfg.verbose:
-        log(f"{cfg.model} at {imgsz}x{imgsz}")
-        log(format_info(result))
-        if note := data_dependent_note(model):
-            log(note)
-    return result
-
+# ---- a mode only detection has (train, val, predict and info: the engine) ----------------------------
 
 def convert(cfg: DetectConfig, log=print) -> str:
     """Rewrite a detection data set in another format (YOLO, COCO, VOC)."""

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from ..config import TrainConfig, opt
 from ..data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
 from ..data.segmentation import IGNORE_INDEX, read_labels, shapes_segmentation_data
-from ..engine.checkpoint import trained_meta
 from ..engine.transfer import prefixes_outside_backbone
 from ..errors import FovealError
 from ..registry import create_model, get_model_entry
@@ -162,6 +161,14 @@ class SegmentTask(Task):
 
         return SemanticPredictor(self, model, meta, device, run_dir)
 
+    @classmethod
+    def model_for_info(cls, cfg):
+        imgsz = cfg.imgsz or 256
+        kwargs = {"num_classes": cfg.num_classes or 21, **model_kwargs(cfg)}
+        if model_kind(cfg.model) == "instance":
+            kwargs["imgsz"] = imgsz
+        return cfg.model, kwargs, imgsz
+
     def _class_weights(self, spec: str):
         if not spec:
             return None
@@ -260,28 +267,3 @@ class SemanticEvaluator(Evaluator):
     def compute(self) -> EvalResult:
         result = self.meter.compute(self.classes)
         return EvalResult(dict(result.metrics), {"semantic": result, "samples": self.samples})
-
-
-# ---- modes other than train, val and predict (those are in engine/modes.py) ------------------------
-
-def info(cfg: SegmentConfig, log=print):
-    """Layer table (output shape, parameters, MACs) of a model at imgsz."""
-    from ..models.info import data_dependent_note, format_info, model_info
-
-    if cfg.weights:
-        meta = trained_meta(cfg.weights, "segment")
-        name, kwargs, imgsz = meta["model"], dict(meta["model_kwargs"]), cfg.imgsz or meta["imgsz"]
-    else:
-        name, imgsz = cfg.model, cfg.imgsz or 256
-        kwargs = {"num_classes": cfg.num_classes or 21, **model_kwargs(cfg)}
-        if model_kind(name) == "instance":
-            kwargs["imgsz"] = imgsz
-    model = create_model(name, "segment", **kwargs).eval()
-    result = model_info(model, imgsz)
-    if cfg.verbose:
-        log(f"{name} at {imgsz}x{imgsz}, {kwargs['num_classes']} classes")
-        log(format_info(result))
-        if note := data_dependent_note(model):
-            log(note)
-    return result
-
