@@ -118,6 +118,7 @@ class TrainConfig:
     save_period: int = opt(0, "also keep epochN.safetensors every N epochs (0: off)", range="[0, inf)")
     # evaluation and prediction
     weights: str = opt("", "trained weights (.safetensors) for val and predict")
+    vid_stride: int = opt(1, "predict: run on every Nth frame of a video or camera", range="[1, inf)")
     source: str = opt("", "predict: an image, a folder or a glob")
     split: str = opt("val", "val: which split to evaluate", ("train", "val", "test"))
     num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)",

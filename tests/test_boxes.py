@@ -89,3 +89,14 @@ def test_nms_same_class_different_class_agnostic_and_max_det():
     assert nms(boxes, scores, None, 0.5, 100).tolist() == [1, 2]
     assert nms(boxes, scores, differ, 0.5, 2).tolist() == [1, 0]
     assert nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5, 10).shape == (0,)
+
+
+def test_pairwise_iou_is_torchvisions_but_zero_for_two_empty_boxes():
+    import torchvision
+
+    torch.manual_seed(0)
+    a, b = torch.rand(5, 2) * 10, torch.rand(7, 2) * 10
+    a, b = torch.cat([a, a + torch.rand(5, 2) * 5], 1), torch.cat([b, b + torch.rand(7, 2) * 5], 1)
+    assert torch.equal(box_iou(a, b), torchvision.ops.box_iou(a, b))
+    empty = torch.zeros(1, 4)
+    assert torchvision.ops.box_iou(empty, empty).isnan().all() and box_iou(empty, empty).item() == 0

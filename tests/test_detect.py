@@ -1,17 +1,26 @@
 """Detection end to end through the CLI on a small YOLO-format copy of the synthetic scenes."""
 
 import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import foveal
 from foveal.data.detection import DetectionData, ImageAnnotations
+from foveal.data.formats import load_detection_data
 from foveal.data.formats.yolo import write_yolo
+from foveal.data.stream import Frame, stream_fps
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.errors import FovealError
-from foveal.data.stream import stream_fps
+from foveal.report.draw import draw_boxes
+from foveal.tasks.detect import DetectConfig
+from foveal.tasks.detect_predict import DetectPredictor
 
 from .conftest import run_cli
 
@@ -32,7 +41,8 @@ def yolo_data(tmp_path_factory):
 def trained(yolo_data, tmp_path_factory, request):
     project = tmp_path_factory.mktemp("runs")
     result = run_cli("detect", "train", f"data={yolo_data}", "model=yolo_n", "imgsz=96", "epochs=2", "batch=8",
-                     "close_mosaic=1", f"amp={request.param}", f"project={project}", "name=e2e")
+                     "close_mosaic=1", f"amp={request.param}", f"project={project}", "name=e2e",
+                     "threads=1", "workers=0")
     assert result.returncode == 0, result.stderr[-3000:]
     return project, result
 
@@ -56,6 +66,21 @@ def test_val_reproduces_the_training_metrics(trained, yolo_data):
     header, values = rows[0].split(","), [r.split(",") for r in rows[1:]]
     best_row = max(values, key=lambda r: float(r[header.index("map")]))
     assert again.metrics["map"] == pytest.approx(float(best_row[header.index("map")]), abs=1e-9)
+
+
+def test_val_scores_every_image_of_data_given_as_one_set(trained, yolo_data, tmp_path):
+    from foveal.data.formats.coco import write_coco
+
+    project, _ = trained
+    best = project / "detect" / "e2e" / "best.safetensors"
+    val_items = load_detection_data(str(yolo_data)).splits["val"]
+    write_coco(DetectionData(list(SHAPE_CLASSES), {"instances_val": val_items}), tmp_path / "coco")
+    data = f"coco:{tmp_path / 'coco' / 'instances_val.json'},{tmp_path / 'coco' / 'instances_val'}"
+    whole = foveal.val("detect", weights=best, data=data, project=tmp_path, verbose=False)
+    assert len(whole.details["detections"]) == len(val_items) == 8  # not a held-back 20% of them
+    # the same images as the training run's val split: the same numbers
+    again = foveal.val("detect", weights=best, project=tmp_path, verbose=False)
+    assert whole.metrics["map"] == pytest.approx(again.metrics["map"], abs=1e-9)
 
 
 def test_predict_images_and_video(trained, yolo_data, tmp_path):
@@ -128,3 +153,109 @@ def test_bad_label_is_one_line_with_file_and_line(yolo_data, tmp_path):
         assert len(line) == 1 and f"{bad.name}:{len(original.splitlines()) + 1}" in line[0], result.stderr
     finally:
         bad.write_text(original)
+
+
+def boxes_by_file(detections: list[dict]) -> dict:
+    """{image stem: (N, 4) xyxy boxes} of predictions.json entries, in their order."""
+    found = defaultdict(list)
+    for d in detections:
+        x, y, w, h = d["bbox"]
+        found[Path(d["file_name"]).stem].append([x, y, x + w, y + h])
+    return {stem: np.array(boxes) for stem, boxes in found.items()}
+
+
+def test_save_txt_labels_read_back_as_yolo_data(trained, yolo_data, tmp_path):
+    project, _ = trained
+    best, images = project / "detect" / "e2e" / "best.safetensors", yolo_data.parent / "images" / "val"
+    options = dict(weights=best, source=images, conf=0.01, save=False, save_txt=True, project=tmp_path,
+                   verbose=False, threads=1)
+    detections = foveal.predict("detect", name="plain", **options)
+    assert detections, "the tiny model should find something at conf=0.01"
+    # the predicted labels beside their images in the YOLO layout, read back by foveal's reader (strict)
+    labels = tmp_path / "readback" / "labels"
+    labels.mkdir(parents=True)
+    os.symlink(images, tmp_path / "readback" / "images")
+    for txt in (tmp_path / "detect" / "plain" / "labels").glob("*.txt"):
+        (labels / txt.name).write_text(txt.read_text())
+    (tmp_path / "readback" / "data.yaml").write_text(f"train: images\nnames: {list(SHAPE_CLASSES)}\n")
+    data = load_detection_data(str(tmp_path / "readback" / "data.yaml"), strict=True, val_fraction=0)
+    read = {Path(item.image).stem: item for item in data.splits["train"]}
+    expected = boxes_by_file(detections)
+    assert set(read) == {p.stem for p in images.iterdir()}
+    for stem, item in read.items():
+        # 6 decimals of 96 px, and predictions.json's 2 decimals
+        np.testing.assert_allclose(item.boxes.reshape(-1, 4), expected.get(stem, np.zeros((0, 4))), atol=0.02)
+    assert sorted(int(d["category_id"]) for d in detections) == sorted(
+        label for item in read.values() for label in item.labels.tolist())
+
+    detections = foveal.predict("detect", name="conf", save_conf=True, **options)
+    lines = [line.split() for stem in sorted({Path(d["file_name"]).stem for d in detections})
+             for line in (tmp_path / "detect" / "conf" / "labels" / f"{stem}.txt").read_text().splitlines()]
+    ordered = sorted(detections, key=lambda d: (Path(d["file_name"]).stem, d["image_id"]))
+    assert len(lines) == len(ordered) and all(len(fields) == 6 for fields in lines)
+    np.testing.assert_allclose([float(fields[5]) for fields in lines], [d["score"] for d in ordered], atol=1e-5)
+
+
+class FixedDetector(torch.nn.Module):
+    """Three boxes in a 64x64 input: 'a' and 'b' on one object (IoU 0.82), 'c' apart."""
+
+    def forward(self, x):
+        return [{"boxes": torch.tensor([[0.0, 0, 20, 20], [1, 1, 21, 21], [40, 40, 60, 60]]),
+                 "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([0, 1, 2])}]
+
+
+def fixed_predictor(tmp_path, **options) -> DetectPredictor:
+    task = SimpleNamespace(cfg=DetectConfig(**options))
+    predictor = DetectPredictor(task, FixedDetector(), {"classes": ["a", "b", "c"], "imgsz": 64}, torch.device("cpu"))
+    predictor.run_dir = tmp_path
+    return predictor
+
+
+@pytest.mark.parametrize("options, kept", [
+    ({}, [0, 1, 2]),
+    ({"agnostic_nms": True}, [0, 2]),  # 'b' lies on 'a', which scores higher
+    ({"classes": "b,2"}, [1, 2]),
+    ({"classes": "[0, 1]"}, [0, 1]),  # a YAML or Python list, as the config turns it into text
+    ({"classes": "b,c", "agnostic_nms": True}, [1, 2]),  # filtered before NMS: 'a' suppresses nothing
+])
+def test_predict_classes_and_agnostic_nms(tmp_path, options, kept):
+    det = fixed_predictor(tmp_path, **options).infer(np.zeros((64, 64, 3), np.uint8))
+    assert det["labels"].tolist() == kept
+
+
+def test_predict_unknown_class_is_one_line(tmp_path):
+    with pytest.raises(FovealError, match=r"^classes: 'dog' is not a class of these weights \(0..2: a, b, c\)$"):
+        fixed_predictor(tmp_path, classes="0,dog")
+    with pytest.raises(FovealError, match=r"^classes: '3' is not"):
+        fixed_predictor(tmp_path, classes="3")
+
+
+def test_predict_hide_labels_draws_bare_boxes(tmp_path):
+    pixels = np.full((64, 64, 3), 90, np.uint8)
+    predictor = fixed_predictor(tmp_path, hide_labels=True)
+    det = predictor.infer(pixels)
+    drawn, _ = predictor.annotate(Frame("x.png", None, pixels, None), det)
+    assert np.array_equal(drawn, draw_boxes(pixels, det["boxes"], det["labels"], ["a", "b", "c"], captions=False))
+    assert not np.array_equal(drawn, draw_boxes(pixels, det["boxes"], det["labels"], ["a", "b", "c"]))
+
+
+def test_predict_hide_conf_draws_class_names_only(tmp_path):
+    pixels = np.full((64, 64, 3), 90, np.uint8)
+    predictor = fixed_predictor(tmp_path, hide_conf=True)
+    det = predictor.infer(pixels)
+    drawn, _ = predictor.annotate(Frame("x.png", None, pixels, None), det)
+    assert np.array_equal(drawn, draw_boxes(pixels, det["boxes"], det["labels"], ["a", "b", "c"]))
+    assert not np.array_equal(drawn, draw_boxes(pixels, det["boxes"], det["labels"], ["a", "b", "c"], det["scores"]))
+
+
+def test_video_stride_predicts_every_nth_frame_at_the_source_speed(tmp_path):
+    from foveal.data.stream import frames
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 64))
+    for k in range(5):
+        writer.write(np.full((64, 64, 3), 40 * k, np.uint8))
+    writer.release()
+    every_other = list(frames(str(video), 2))
+    assert [f.index for f in every_other] == [0, 2, 4] and every_other[0].fps == 5.0
+    assert abs(int(every_other[1].pixels.mean()) - 80) < 8  # really the source's third frame

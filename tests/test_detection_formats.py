@@ -117,6 +117,18 @@ def test_yolo_small_overshoot_is_clipped(yolo_set):
     np.testing.assert_allclose(box, [0, 9, 40, 21], atol=1e-4)
 
 
+def test_yolo_export_rounding_is_clipped_but_far_outside_is_a_bad_label(yolo_set):
+    # a.png is 40x30. x1 = 0.7515 - 0.2515 = 0.5, x2 = 1.003 (20, 40.12 px); y1 = -0.002, y2 = 0.4 (-0.06, 12 px)
+    write(yolo_set.parent / "labels/train/a.txt", "0 0.7515 0.199 0.503 0.402\n")
+    box = load_detection_data(str(yolo_set), strict=True).splits["train"][0].boxes[0]
+    np.testing.assert_allclose(box, [20, 0, 40, 12], atol=1e-4)
+    write(yolo_set.parent / "labels/train/a.txt", "0 0.5 0.5 0.5 0.4\n0 1.0 0.5 1.0 0.4\n")  # x2 = 1.5
+    one_line_error(str(yolo_set), "a.txt:2: box x1,y1,x2,y2 = 20, 9, 60, 21 px lies outside the 40x30 image")
+    skipped_warning(str(yolo_set), 1, "a.txt:2")
+    write(yolo_set.parent / "labels/train/a.txt", "0 1.002 0.5 0.002 0.4\n")  # within the slack, but empty once clipped
+    one_line_error(str(yolo_set), "a.txt:1: box has zero or negative size")
+
+
 @pytest.mark.parametrize("file, text, expected", [
     ("a.txt", "0 0.5 0.5 0.5\n", "a.txt:1: expected 5 fields 'class cx cy w h', found 4"),
     ("a.txt", "0 0.5 0.5 0.5 0.4\n0 0.5 x 0.5 0.4\n", "a.txt:2: 'x' is not a number"),
@@ -251,7 +263,8 @@ def test_voc_reader_one_based_and_difficult(voc_set):
     assert data.classes == ["cat", "dog"]
     a, bg = data.splits["train"]
     np.testing.assert_allclose(a.boxes, [[10, 9, 30, 21], [0, 0, 40, 5]])  # x1 = xmin - 1, x2 = xmax
-    assert a.labels.tolist() == [1, 0] and a.crowd.tolist() == [False, True]  # difficult -> crowd
+    assert a.labels.tolist() == [1, 0] and a.crowd.tolist() == [False, False]  # difficult is not crowd
+    assert a.difficult.tolist() == [False, True]
     assert len(bg.labels) == 0 and (bg.width, bg.height) == (40, 30)  # size read from the image
 
 
@@ -371,3 +384,33 @@ def test_coco_and_voc_sizes_must_match_the_pixels(coco_set, voc_set, tmp_path):
     assert [Path(item.image).name for item in skipped_warning(coco_set, 1, expected).splits["train"]] == ["b.png"]
     truncate(tmp_path / "JPEGImages/a.png")
     assert len(skipped_warning(voc_set, 1, "JPEGImages/a.png: not a readable image").splits["train"]) == 1
+
+
+def test_coco_area_is_kept_and_written_back(coco_set, tmp_path):
+    annotations = coco_document()["annotations"]
+    annotations[0]["area"] = 150.5  # as COCO's segment areas: not the box's 20 x 12 = 240
+    write(tmp_path / "ann.json", json.dumps(coco_document(annotations=annotations)))
+    a = read_detection_data(coco_set).splits["train"][0]
+    assert a.areas.dtype == np.float64 and a.areas.tolist() == [150.5, 27.5]  # no area: the box's 5 x 5.5
+    convert(coco_set, f"coco:{tmp_path / 'again'}")
+    written = json.loads((tmp_path / "again/train.json").read_text())["annotations"]
+    assert [(w["area"], w["iscrowd"]) for w in written] == [(150.5, 0), (27.5, 1)]
+    convert(coco_set, f"voc:{tmp_path / 'voc'}")  # VOC keeps no area, and marks the crowd region difficult
+    convert(f"voc:{tmp_path / 'voc'}", f"coco:{tmp_path / 'back'}")
+    written = json.loads((tmp_path / "back/train.json").read_text())["annotations"]
+    assert sorted((w["area"], w["iscrowd"]) for w in written) == [(27.5, 1), (240, 0)]
+    for area, expected in [(-1, "annotation id 1: area -1 is negative"),
+                           ("big", "annotation id 1: area: 'big' is not a number")]:
+        annotations[0]["area"] = area
+        write(tmp_path / "ann.json", json.dumps(coco_document(annotations=annotations)))
+        one_line_error(coco_set, expected)
+
+
+def test_voc_difficult_round_trip_and_to_coco(voc_set, tmp_path):
+    convert(voc_set, f"voc:{tmp_path / 'again'}")
+    a = read_detection_data(f"voc:{tmp_path / 'again'}").splits["train"][0]
+    assert a.difficult.tolist() == [False, True] and a.crowd.tolist() == [False, False]
+    assert "<difficult>1</difficult>" in (tmp_path / "again/Annotations/a.xml").read_text()
+    convert(voc_set, f"coco:{tmp_path / 'coco'}")  # COCO has no difficult flag: iscrowd, as mmdetection writes it
+    written = json.loads((tmp_path / "coco/train.json").read_text())["annotations"]
+    assert [(w["category_id"], w["iscrowd"]) for w in written] == [(2, 0), (1, 1)]

@@ -8,7 +8,7 @@ from torchvision.ops import box_iou
 import foveal
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.models.detect import yolo
-from foveal.models.detect.yolo_loss import assign_targets
+from foveal.models.detect.yolo_loss import YOLOLoss, assign_targets
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -151,3 +151,24 @@ def test_learns_to_detect_the_scenes_it_trains_on():
 
 
 STEPS = 60
+
+
+def test_a_collapsed_prediction_gives_finite_assignment_and_gradients():
+    # a flat predicted box (zero height) and a zero-area one, against a real box and a padding row: the
+    # assignment's IoU would be 0/0 and torchvision's CIoU loss NaN in the gradient without foveal.ops' guards
+    points, strides = yolo.anchor_grid([(8, 8)], (8,), "cpu")
+    pred_boxes = torch.cat([points - strides, points + strides], 1)[None].clone()  # (1, 64, 4)
+    pred_boxes[0, :, 3] = pred_boxes[0, :, 1]  # every prediction flat
+    pred_boxes[0, 0] = 0  # and one of no area at all, like the padding row below
+    gt_boxes = torch.tensor([[[4.0, 4.0, 44.0, 44.0], [0.0, 0.0, 0.0, 0.0]]])
+    result = assign_targets(torch.full((1, 64, 2), 0.5), pred_boxes, points, gt_boxes, torch.tensor([[1, 0]]),
+                            torch.tensor([[True, False]]))
+    assert torch.isfinite(result.scores).all() and result.foreground.any()
+
+    box_logits = torch.zeros(1, 64, 4, 16, requires_grad=True)
+    flat_pred = pred_boxes.clone().requires_grad_(True)
+    losses = YOLOLoss()(torch.zeros(1, 64, 2, requires_grad=True), box_logits, flat_pred, points, strides,
+                        [{"boxes": gt_boxes[0, :1], "labels": torch.tensor([1])}])
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert torch.isfinite(flat_pred.grad).all() and torch.isfinite(box_logits.grad).all()

@@ -187,7 +187,7 @@ def readable_splits(splits: dict[str, LabelledImages], classes: list[str], val_f
     bad = find_unreadable([path for split in splits.values() for path in split.paths], strict, root / CHECK_CACHE)
     splits = {name: split.subset(i for i, path in enumerate(split.paths) if path not in bad)
               for name, split in splits.items()}
-    if "val" not in splits:
+    if "val" not in splits and val_fraction > 0:  # 0: each set as given (`val` scores one set whole)
         train, val = split_indices(splits["train"].labels, val_fraction, classes, where)
         splits["train"], splits["val"] = splits["train"].subset(train), splits["train"].subset(val)
     return splits
@@ -239,7 +239,7 @@ def csv_data(path: Path, val_fraction: float, strict: bool) -> ClassifyData:
     by_split = {}
     for image, label, split in rows:
         by_split.setdefault(split, {}).setdefault(label, []).append(image)
-    if "train" not in by_split:
+    if "train" not in by_split and val_fraction > 0:
         raise FovealError(f"{path}: no train rows (every row's split is {' or '.join(sorted(by_split))}); "
                           f"mark the rows to train on 'train', or leave their split empty")
     splits = {s: labelled_files(by_split[s], classes) for s in sorted(by_split, key=("train", "val", "test").index)}

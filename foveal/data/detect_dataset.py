@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, mosaic, random_affine
-from .detection import DetectionData, ImageAnnotations
+from .detection import DetectionData, ImageAnnotations, unscored
 from .images import read_pixels
 
 
@@ -44,10 +44,11 @@ class DetectionDataset(Dataset):
         return len(self.items)
 
     def load(self, i: int):
-        """(image, boxes, labels) of item i, crowd boxes left out."""
+        """(image, boxes, labels) of item i; crowd and VOC difficult objects are left out of training
+        (as Ultralytics and mmdetection do: a box that is not to be found should not be learned either)."""
         item = self.items[i]
         image = read_rgb(item)
-        keep = ~item.crowd if len(item.crowd) else np.ones(len(item.labels), bool)
+        keep = ~unscored(item)
         return image, item.boxes[keep].astype(np.float32), item.labels[keep]
 
     def __getitem__(self, i: int):

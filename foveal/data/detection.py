@@ -2,6 +2,12 @@
 
 Boxes are always absolute pixel corners x1, y1, x2, y2 (float32) with x2 = x1 + width, as COCO's
 x, y, w, h without any "+1"; labels index `classes`.
+
+Two kinds of object are left out of the score, by different rules (foveal/metrics/detection.py):
+`crowd` regions (COCO's iscrowd) absorb any number of detections lying mostly inside them, while a
+`difficult` object (VOC's flag) is matched by plain IoU like any object, and the detection matched
+to it counts neither way. `areas` keeps COCO's own `area` per object (for COCO data the segment's
+area, not w * h), which COCO's small/medium/large ranges are judged by.
 """
 
 from dataclasses import dataclass, field
@@ -20,12 +26,22 @@ class ImageAnnotations:
     pixels: np.ndarray | None = None  # (H, W, 3) uint8 for in-memory images
     masks: np.ndarray | None = None  # (N, H, W) bool instance masks, when the source has them
     segments: list | None = None  # per object, COCO segmentation in pixels: polygons [[x1, y1, ...], ...] or RLE
+    difficult: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))  # (N,) VOC difficult; empty: none
+    areas: np.ndarray | None = None  # (N,) float64 COCO `area` per object; None: the box area (formats without one)
 
 
 @dataclass
 class DetectionData:
     classes: list[str]
     splits: dict[str, list[ImageAnnotations]]  # "train", "val", maybe "test"
+
+
+def unscored(item: ImageAnnotations) -> np.ndarray:
+    """(N,) bool: the objects evaluation leaves out, crowd or difficult (a format that marks only one kind
+    writes both as that one)."""
+    count = len(item.labels)
+    crowd = item.crowd if len(item.crowd) else np.zeros(count, bool)
+    return crowd | (item.difficult if len(item.difficult) else np.zeros(count, bool))
 
 
 def instance_masks(item: ImageAnnotations) -> np.ndarray:

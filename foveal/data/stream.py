@@ -60,8 +60,10 @@ def open_capture(source: str) -> cv2.VideoCapture:
     return capture
 
 
-def stream_frames(capture: cv2.VideoCapture, name: str):
-    fps = stream_fps(capture)
+def stream_frames(capture: cv2.VideoCapture, name: str, stride: int = 1):
+    """Every `stride`th frame, numbered as in the source; the skipped ones are grabbed, not decoded, and
+    the frame rate divided by `stride`, so that a written video plays at the source's speed."""
+    fps = stream_fps(capture) / stride
     try:
         index = 0
         while True:
@@ -69,7 +71,9 @@ def stream_frames(capture: cv2.VideoCapture, name: str):
             if not ok:
                 return
             yield Frame(name, index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps)
-            index += 1
+            for _ in range(stride - 1):
+                capture.grab()
+            index += stride
     finally:
         capture.release()
 
@@ -85,15 +89,15 @@ def image_frames(paths: list[Path]):
         yield Frame(str(path), None, pixels, None)
 
 
-def frames(source: str):
-    """Frames of a camera index, a video file, or images (a file, folder or glob).
+def frames(source: str, video_stride: int = 1):
+    """Frames of a camera index, a video file (every `video_stride`th), or images (a file, folder or glob).
 
     The source is opened here, not on the first frame, so a missing file or camera fails before
     any output is written.
     """
     if is_stream(source):
         name = f"camera{source}" if source.isdigit() else Path(source).stem
-        return stream_frames(open_capture(source), name)
+        return stream_frames(open_capture(source), name, video_stride)
     return image_frames(resolve_source(source))
 
 

@@ -34,9 +34,11 @@ def validate(task_class, cfg, log=print):
     """Score trained weights on cfg.split; writes runs/<task>/valN with metrics.json and report.html."""
     task, model, meta, device = trained_task(task_class, cfg, "val")
     task.setup(data_meta=meta)
-    task.eval_split = cfg.split
     cfg = task.cfg
-    loader = DataLoader(task.dataset(cfg.split, train=False), batch_size=cfg.batch, collate_fn=task.collate,
+    splits = task.data.splits
+    # data given as one set (a COCO file, a class folder) is scored whole, whatever split= says
+    task.eval_split = cfg.split if cfg.split in splits or len(splits) != 1 else next(iter(splits))
+    loader = DataLoader(task.dataset(task.eval_split, train=False), batch_size=cfg.batch, collate_fn=task.collate,
                         num_workers=data_workers(cfg, task, DistInfo()))
     result = evaluate(task, model, loader, device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
@@ -54,9 +56,9 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     task, model, meta, device = trained_task(task_class, cfg, "predict")
     if not cfg.source:
         raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
-    source = frames(cfg.source)  # opened before the run folder exists: a bad source leaves nothing behind
-    run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
-    predictor = task.predictor(model, meta, device, run_dir)
+    source = frames(cfg.source, cfg.vid_stride)  # opened, and the options checked, before the run folder exists:
+    predictor = task.predictor(model, meta, device)  # a bad source or option leaves nothing behind
+    run_dir = predictor.run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
                                              predictor.results, cfg.save, cfg.verbose, log)
     summary = predictor.finish()

@@ -52,14 +52,19 @@ def _check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
 
 
 def _ground_truth(gt: ImageAnnotations, num_classes: int, index: int):
-    """(boxes (N, 4) float64, labels (N,), crowd (N,)) of one image, checked."""
+    """(boxes (N, 4) float64, labels (N,), crowd (N,), difficult (N,), areas (N,) float64) of one image,
+    checked; areas are ImageAnnotations.areas, or the boxes' where it is None."""
     boxes, labels = _numpy(gt.boxes, np.float64, (-1, 4)), _numpy(gt.labels, np.int64).reshape(-1)
     crowd = _numpy(gt.crowd, bool).reshape(-1) if len(gt.crowd) else np.zeros(len(labels), bool)
-    if not len(boxes) == len(labels) == len(crowd):
-        raise FovealError(f"image {index} ({gt.image}) has {len(boxes)} boxes, {len(labels)} labels and "
-                          f"{len(crowd)} crowd flags; they must match")
+    difficult = _numpy(gt.difficult, bool).reshape(-1) if len(gt.difficult) else np.zeros(len(labels), bool)
+    areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) if gt.areas is None
+             else _numpy(gt.areas, np.float64).reshape(-1))
+    counts = {"boxes": len(boxes), "crowd flags": len(crowd), "difficult flags": len(difficult), "areas": len(areas)}
+    if any(count != len(labels) for count in counts.values()):
+        raise FovealError(f"image {index} ({gt.image}) has {len(labels)} labels but "
+                          + ", ".join(f"{count} {name}" for name, count in counts.items()) + "; they must match")
     _check_labels(labels, num_classes, f"ground truth of image {index} ({gt.image})")
-    return boxes, labels, crowd
+    return boxes, labels, crowd, difficult, areas
 
 
 def _detections(det: dict, num_classes: int, index: int):
@@ -114,21 +119,30 @@ def _coco_dicts(ground_truth, detections, classes, iou_type="bbox") -> tuple[dic
     images, annotations, results = [], [], []
     for i, (gt, det) in enumerate(zip(ground_truth, detections), start=1):
         images.append({"id": i, "width": int(gt.width), "height": int(gt.height)})
-        boxes, labels, crowd = _ground_truth(gt, len(classes), i - 1)
-        truths = [{"image_id": i, "category_id": label + 1, "bbox": box, "area": box[2] * box[3], "iscrowd": int(c)}
-                  for box, label, c in zip(_xywh(boxes), labels.tolist(), crowd.tolist())]
+        boxes, labels, crowd, difficult, areas = _ground_truth(gt, len(classes), i - 1)
+        truths = [{"image_id": i, "category_id": label + 1, "bbox": box, "area": area, "iscrowd": int(c)}
+                  for box, label, c, area in zip(_xywh(boxes), labels.tolist(), crowd.tolist(), areas.tolist())]
         det_boxes, scores, det_labels = _detections(det, len(classes), i - 1)
         found = [{"image_id": i, "category_id": label + 1, "score": score}
                  for score, label in zip(scores.tolist(), det_labels.tolist())]
         if iou_type == "segm":
-            _add_masks(truths, gt.masks, gt, f"ground truth of image {i - 1} ({gt.image})")
+            _add_masks(truths, gt.masks, gt, f"ground truth of image {i - 1} ({gt.image})")  # area: pixel count
+            if gt.areas is not None:  # but COCO's own area where known: pycocotools reads it in segm too
+                for truth, area in zip(truths, areas.tolist()):
+                    truth["area"] = area
             # no 'bbox' on mask results: COCO's loadRes would then take a detection's area from its
             # box instead of its mask (detectron2 drops it for the same reason)
             _add_masks(found, det.get("masks"), gt, f"detections of image {i - 1}")
         else:
             for result, box in zip(found, _xywh(det_boxes)):
                 result["bbox"] = box
-        for truth in truths:
+        for truth, hard in zip(truths, difficult.tolist()):
+            if hard:
+                # VOC's difficult rule, in COCOeval's terms: a ground truth outside the area range is still
+                # matched by plain IoU, and the detections matched to it are ignored, not false positives;
+                # nor is it counted as one to find. Area -1 is outside every range. COCO's `ignore` key
+                # cannot carry this: pycocotools and faster-coco-eval both overwrite it with iscrowd.
+                truth["area"] = -1.0
             annotations.append({"id": len(annotations) + 1, **truth})
         results.extend(found)
     categories = [{"id": c + 1, "name": name} for c, name in enumerate(classes)]
@@ -147,11 +161,18 @@ def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], 
 
     detections[i] belongs to ground_truth[i] and holds boxes (K, 4) xyxy pixels, scores (K,) and
     labels (K,) indexing `classes` (torch tensors or numpy). Crowd objects are COCO's iscrowd regions.
-    iou_type "bbox" matches boxes; ground-truth areas are w * h of the box.
+    Difficult objects follow VOC's rule: a detection matched to one (by IoU) is neither a true nor a
+    false positive, and they are not counted among the objects to find. COCO's matching stays, where
+    VOC's devkit differs: a detection takes the free object of highest IoU among the non-difficult
+    ones over the threshold, and a difficult one only when there is none (VOC: the object of highest
+    IoU of all), and a difficult object takes one detection, so a second one is a false positive
+    (VOC ignores every detection whose best object is difficult).
+    iou_type "bbox" matches boxes; a ground truth's area, for the small/medium/large ranges, is
+    ImageAnnotations.areas (COCO's own `area`, the segment's for COCO data) where given, else w * h.
     iou_type "segm" matches instance masks, as COCOeval(iouType="segm"): the ground truth's come from
     ImageAnnotations.masks (N, H, W) and detections[i]["masks"] is (K, H, W) bool or 0/1 (tensor or
-    numpy) at the image's original size; every area, for the small/medium/large ranges, is the
-    mask's pixel count. verbose prints COCO's usual summary table.
+    numpy) at the image's original size; areas are the masks' pixel counts, the ground truth's
+    ImageAnnotations.areas where given. verbose prints COCO's usual summary table.
     """
     from faster_coco_eval import COCO, COCOeval_faster  # imported here: only evaluation needs it
 
@@ -196,18 +217,19 @@ def detection_confusion_matrix(ground_truth: list[ImageAnnotations], detections:
     Per image, detections with score >= conf_threshold are matched to ground truth of any class
     greedily: (ground truth, detection) pairs with IoU >= iou_threshold are taken from the highest
     IoU down (ties by ground-truth, then detection index), each box used at most once, as Ultralytics does (it uses IoU >
-    threshold and a transposed matrix). Crowd ground truths are never counted; an unmatched
-    detection covering a crowd region (intersection / detection area >= iou_threshold, as COCO) is
-    ignored rather than counted as a false positive.
+    threshold and a transposed matrix). Crowd and difficult ground truths are never counted; an
+    unmatched detection covering a crowd region (intersection / detection area >= iou_threshold, as
+    COCO) or overlapping a difficult object (IoU >= iou_threshold, as VOC) is ignored rather than
+    counted as a false positive.
     """
     matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
     if len(detections) != len(ground_truth):
         raise FovealError(f"{len(detections)} detection entries for {len(ground_truth)} images; need one per image")
     for i, (gt, det) in enumerate(zip(ground_truth, detections)):
-        gt_boxes, gt_labels, crowd = _ground_truth(gt, num_classes, i)
+        gt_boxes, gt_labels, crowd, difficult, _ = _ground_truth(gt, num_classes, i)
         det_boxes, scores, det_labels = _detections(det, num_classes, i)
         det_boxes, det_labels = det_boxes[scores >= conf_threshold], det_labels[scores >= conf_threshold]
-        real_boxes, real_labels = gt_boxes[~crowd], gt_labels[~crowd]
+        real_boxes, real_labels = gt_boxes[~crowd & ~difficult], gt_labels[~crowd & ~difficult]
         iou = box_iou(torch.from_numpy(real_boxes), torch.from_numpy(det_boxes)).numpy()  # (G, D)
         g_idx, d_idx = np.nonzero(iou >= iou_threshold)
         order = np.argsort(-iou[g_idx, d_idx], kind="stable")
@@ -217,6 +239,8 @@ def detection_confusion_matrix(ground_truth: list[ImageAnnotations], detections:
                 gt_used[g] = det_used[d] = True
                 matrix[real_labels[g], det_labels[d]] += 1
         np.add.at(matrix[:, num_classes], real_labels[~gt_used], 1)
-        false_positive = ~det_used & ~_covered_by_crowd(det_boxes, gt_boxes[crowd], iou_threshold)
+        on_difficult = (box_iou(torch.from_numpy(gt_boxes[difficult]), torch.from_numpy(det_boxes)).numpy()
+                        >= iou_threshold).any(0)  # (D,)
+        false_positive = ~det_used & ~on_difficult & ~_covered_by_crowd(det_boxes, gt_boxes[crowd], iou_threshold)
         np.add.at(matrix[num_classes], det_labels[false_positive], 1)
     return matrix

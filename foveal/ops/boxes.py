@@ -13,14 +13,15 @@ import math
 import torch
 import torchvision.ops as tv
 from torch import Tensor
-from torchvision.ops import box_area, box_iou, complete_box_iou, distance_box_iou, generalized_box_iou
+from torchvision.ops import box_area, complete_box_iou, distance_box_iou, generalized_box_iou
 
 from foveal.errors import FovealError, did_you_mean
 
 __all__ = ["BOX_FORMATS", "convert_boxes", "normalize_boxes", "denormalize_boxes", "clip_boxes", "box_area",
-           "box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou", "nms"]
+           "box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou", "nms", "NMS_IOU"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+NMS_IOU = 0.7  # foveal's one default NMS threshold for detection (Ultralytics validates yolo models at 0.7)
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
 
@@ -56,6 +57,20 @@ def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
     x = boxes[..., 0::2].clamp(0, width)  # (N, 2): x1, x2
     y = boxes[..., 1::2].clamp(0, height)
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(N, M) IoU of every xyxy box of a (N, 4) with every box of b (M, 4).
+
+    Equal to torchvision's box_iou, except where both boxes have no area (a collapsed prediction
+    against a zero padding row): torchvision's gives 0 / 0 = NaN there, this gives 0.
+    """
+    top_left = torch.max(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(-1)  # (N, M)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    empty = union <= 0
+    return torch.where(empty, torch.zeros_like(inter), inter / union.masked_fill(empty, 1))
 
 
 def aligned_iou(a: Tensor, b: Tensor, kind: str = "iou", eps: float = 1e-7) -> Tensor:

@@ -13,14 +13,16 @@ def class_colour(index: int) -> tuple[int, int, int]:
 
 
 def draw_boxes(image: np.ndarray, boxes, labels, classes: list[str], scores=None, colour=None,
-               line_width: int = 2) -> np.ndarray:
-    """A copy of (H, W, 3) uint8 RGB `image` with xyxy boxes and 'class score' captions."""
+               line_width: int = 2, captions: bool = True) -> np.ndarray:
+    """A copy of (H, W, 3) uint8 RGB `image` with xyxy boxes and (unless not `captions`) 'class score' captions."""
     out = np.ascontiguousarray(image).copy()
     font_scale = max(0.35, line_width / 5)
     for i, (box, label) in enumerate(zip(np.asarray(boxes, np.float32), np.asarray(labels))):
         c = colour or class_colour(int(label))
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), c, line_width, cv2.LINE_AA)
+        if not captions:
+            continue
         text = classes[int(label)] + (f" {float(scores[i]):.2f}" if scores is not None else "")
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         top = y1 - th - base if y1 - th - base >= 0 else y1

@@ -41,8 +41,9 @@ class Predictor:
     (saved as predictions.json) and returns (the image to save or None, a one-line summary).
     """
 
-    def __init__(self, task: "Task", model: nn.Module, meta: dict, device: torch.device, run_dir: Path):
-        self.task, self.cfg, self.model, self.meta, self.device, self.run_dir = task, task.cfg, model, meta, device, run_dir
+    def __init__(self, task: "Task", model: nn.Module, meta: dict, device: torch.device):
+        self.task, self.cfg, self.model, self.meta, self.device = task, task.cfg, model, meta, device
+        self.run_dir: Path | None = None  # set by the engine once every option has been checked here
         self.classes, self.imgsz = meta["classes"], meta["imgsz"]
         self.results: list[dict] = []
 
@@ -76,8 +77,13 @@ class Task:
 
     @classmethod
     def trained_config(cls, cfg: TrainConfig, meta: dict) -> TrainConfig:
-        """cfg with what trained weights fix (architecture, input size, their data unless cfg names other)."""
-        return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=cfg.data or meta.get("data", ""))
+        """cfg with what trained weights fix (architecture, input size), and the data to score: the
+        training run's own val split, or data the user names as given (a single set whole: no share
+        of it is held back, val_fraction=0)."""
+        if cfg.data:
+            return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], val_fraction=0.0)
+        return replace(cfg, model=meta["model"], imgsz=meta["imgsz"], data=meta.get("data", ""),
+                       val_fraction=meta.get("config", {}).get("val_fraction", cfg.val_fraction))
 
     @classmethod
     def model_for_info(cls, cfg: TrainConfig) -> tuple[str, dict, int]:
@@ -88,7 +94,8 @@ class Task:
         """Post-processing attributes of the model for `mode` (val or predict), e.g. a detector's conf."""
         return {}
 
-    def predictor(self, model: nn.Module, meta: dict, device: torch.device, run_dir: Path) -> Predictor:
+    def predictor(self, model: nn.Module, meta: dict, device: torch.device) -> Predictor:
+        """The Predictor of trained `model`; it refuses bad predict options (one line) as it is made."""
         raise NotImplementedError
 
     # data and model
@@ -121,7 +128,8 @@ class Task:
     def in_memory(self) -> bool:
         """True when the data is already decoded in RAM (its items hold `pixels`, as the synthetic
         scenes do): worker processes would only add overhead."""
-        return all(getattr(item, "pixels", None) is not None for item in self.split_items("train")[:1])
+        items = next(iter(self.data.splits.values()), [])  # any split: `val` data may have no train split
+        return all(getattr(item, "pixels", None) is not None for item in items[:1])
 
     def on_epoch_start(self, epoch: int):
         """Called before each training epoch (0-based), e.g. to turn an augmentation off late."""

@@ -55,7 +55,7 @@ class ClassifyTask(Task):
         self.hflip = cfg.hflip if cfg.hflip >= 0 else (0.0 if self.data.flip_changes_class else 0.5)
 
     def in_memory(self) -> bool:
-        return self.data.splits["train"].in_memory
+        return next(iter(self.data.splits.values())).in_memory
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
@@ -93,8 +93,8 @@ class ClassifyTask(Task):
         write_classify_report(run_dir, f"classify {self.cfg.model} on {self.cfg.data} ({self.eval_split})", history,
                               result, self.classes, self.data.splits[self.eval_split], self.curve_groups)
 
-    def predictor(self, model, meta, device, run_dir):
-        return ClassifyPredictor(self, model, meta, device, run_dir)
+    def predictor(self, model, meta, device):
+        return ClassifyPredictor(self, model, meta, device)
 
     @classmethod
     def model_for_info(cls, cfg):

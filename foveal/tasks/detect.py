@@ -9,6 +9,7 @@ from ..config import TrainConfig, opt
 from ..data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
 from ..data.detection import DetectionData
 from ..errors import FovealError
+from ..ops.boxes import NMS_IOU
 from ..registry import get_model_entry
 from .boxes import BoxEvaluator, BoxTask
 
@@ -25,7 +26,7 @@ class DetectConfig(TrainConfig):
     weight_decay: float = opt(0.05, "weight decay (not applied to biases and norm layers)")
     warmup_epochs: float = opt(1.0, "linear warm-up length in epochs (fractions allowed)")
     conf: float = opt(-1.0, "confidence threshold (-1: 0.001 for val, 0.25 for predict)", range="[0, 1] or -1")
-    iou: float = opt(0.6, "IoU threshold of non-maximum suppression", range="[0, 1]")
+    iou: float = opt(NMS_IOU, "IoU threshold of non-maximum suppression", range="[0, 1]")
     max_det: int = opt(300, "most detections kept per image", range="[1, inf)")
     mosaic: float = opt(1.0, "probability of a 4-image mosaic in training", range="[0, 1]")
     close_mosaic: int = opt(5, "turn mosaic off for the last N epochs", range="[0, inf)")
@@ -37,7 +38,12 @@ class DetectConfig(TrainConfig):
     hsv_s: float = opt(0.7, "saturation jitter (fraction)", range="[0, 1]")
     hsv_v: float = opt(0.4, "value (brightness) jitter (fraction)", range="[0, 1]")
     save: bool = opt(True, "predict: write annotated images or video")
-    save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h conf)")
+    save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised)")
+    save_conf: bool = opt(False, "predict: add each box's confidence to its save_txt line (a 6th field)")
+    classes: str = opt("", "predict: keep only these classes, a comma list of indices or names (e.g. 0,2)")
+    agnostic_nms: bool = opt(False, "predict: non-maximum suppression across classes (one box per object)")
+    hide_conf: bool = opt(False, "predict: leave the confidence out of the drawn captions")
+    hide_labels: bool = opt(False, "predict: draw the boxes without captions (no class, no confidence)")
     line_width: int = opt(2, "predict: box line width in pixels", range="[1, inf)")
     src: str = opt("", "convert: source, e.g. voc:Annotations/,JPEGImages/ or data.yaml")
     dst: str = opt("", "convert: destination, e.g. yolo:out/, coco:out/ or voc:out/")
@@ -82,10 +88,10 @@ class DetectTask(BoxTask):
         if train is not None:
             train.mosaic_enabled = epoch < self.cfg.epochs - self.cfg.close_mosaic
 
-    def predictor(self, model, meta, device, run_dir):
+    def predictor(self, model, meta, device):
         from .detect_predict import DetectPredictor
 
-        return DetectPredictor(self, model, meta, device, run_dir)
+        return DetectPredictor(self, model, meta, device)
 
     @classmethod
     def model_for_info(cls, cfg):

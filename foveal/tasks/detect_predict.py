@@ -2,6 +2,7 @@
 
 Each frame (data/stream.py) is letterboxed, detected, its boxes mapped back to the frame, drawn
 and written; results go to predictions.json (COCO results format) and optionally YOLO txt.
+`classes=` and `agnostic_nms=` act on each frame's detections after the model's own post-processing.
 """
 
 import numpy as np
@@ -9,7 +10,9 @@ import torch
 
 from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
+from ..errors import FovealError
 from ..files import write_text
+from ..ops.boxes import nms
 from ..report.draw import draw_boxes
 from .base import Predictor
 
@@ -26,12 +29,33 @@ def detect_frame(model, frame: np.ndarray, imgsz: int, device) -> dict:
     return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy()}
 
 
-def yolo_lines(det: dict, width: int, height: int) -> str:
+def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
+    """Label-file lines `class cx cy w h` normalised to [0, 1], which YOLO readers (foveal's, Ultralytics')
+    read back; save_conf adds the score as a 6th field, as Ultralytics' save_conf does."""
     lines = []
     for (x1, y1, x2, y2), score, label in zip(det["boxes"], det["scores"], det["labels"]):
         lines.append(f"{label} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {score:.5f}")
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}" + (f" {score:.5f}" if save_conf else ""))
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def class_ids(text: str, classes: list[str]) -> np.ndarray | None:
+    """The class indices a `classes=` comma list names (indices or names), or None for an empty list (all).
+    Brackets and quotes are dropped: a YAML or Python list [0, 2] arrives here as the text "[0, 2]"."""
+    ids, entries = [], [part.strip(" '\"") for part in text.strip().strip("[]").split(",")]
+    for entry in filter(None, entries):
+        if entry in classes:
+            ids.append(classes.index(entry))
+        elif entry.isdigit() and int(entry) < len(classes):
+            ids.append(int(entry))
+        else:
+            raise FovealError(f"classes: {entry!r} is not a class of these weights "
+                              f"(0..{len(classes) - 1}: {', '.join(classes)})")
+    return np.array(ids, np.int64) if ids else None
+
+
+def subset(det: dict, keep) -> dict:
+    return {key: value[keep] for key, value in det.items()}
 
 
 class DetectPredictor(Predictor):
@@ -42,9 +66,18 @@ class DetectPredictor(Predictor):
         super().__init__(*args)
         self.model.to(memory_format=torch.channels_last)
         self.frame_ids = {}
+        self.class_ids = class_ids(self.cfg.classes, self.classes)
 
     def infer(self, pixels):
-        return detect_frame(self.model, pixels, self.imgsz, self.device)
+        cfg = self.cfg
+        det = detect_frame(self.model, pixels, self.imgsz, self.device)
+        if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)
+            det = subset(det, np.isin(det["labels"], self.class_ids))
+        if cfg.agnostic_nms:  # the model's NMS is per class: this drops boxes of other classes on the same object
+            keep = nms(torch.from_numpy(det["boxes"]).float(), torch.from_numpy(det["scores"]).float(), None,
+                       cfg.iou, cfg.max_det)
+            det = subset(det, keep.numpy())
+        return det
 
     def annotate(self, frame, det):
         cfg, classes = self.cfg, self.classes
@@ -58,9 +91,9 @@ class DetectPredictor(Predictor):
         if cfg.save_txt:
             (self.run_dir / "labels").mkdir(exist_ok=True)
             write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",
-                       yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0]))
-        drawn = draw_boxes(frame.pixels, det["boxes"], det["labels"], classes, det["scores"],
-                           line_width=cfg.line_width) if cfg.save else None
+                       yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0], cfg.save_conf))
+        drawn = draw_boxes(frame.pixels, det["boxes"], det["labels"], classes, None if cfg.hide_conf else det["scores"],
+                           line_width=cfg.line_width, captions=not cfg.hide_labels) if cfg.save else None
         return drawn, f"{len(det['labels'])} detections"
 
     def finish(self):

@@ -156,10 +156,10 @@ class SegmentTask(Task):
         return {**super().weights_meta(), "kind": "semantic", "sigmoid": self.sigmoid, "mean": MEAN, "std": STD,
                 "binary_masks": self.cfg.binary_masks}
 
-    def predictor(self, model, meta, device, run_dir):
+    def predictor(self, model, meta, device):
         from .segment_predict import SemanticPredictor
 
-        return SemanticPredictor(self, model, meta, device, run_dir)
+        return SemanticPredictor(self, model, meta, device)
 
     @classmethod
     def model_for_info(cls, cfg):

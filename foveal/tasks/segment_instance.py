@@ -33,10 +33,10 @@ class InstanceSegmentTask(BoxTask):
     def weights_meta(self) -> dict:
         return {**super().weights_meta(), "kind": "instance"}
 
-    def predictor(self, model, meta, device, run_dir):
+    def predictor(self, model, meta, device):
         from .segment_predict import InstancePredictor
 
-        return InstancePredictor(self, model, meta, device, run_dir)
+        return InstancePredictor(self, model, meta, device)
 
     def new_evaluator(self):
         return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)

@@ -34,7 +34,7 @@ from PIL import Image
 
 from ...errors import FovealError
 from ...files import atomic_write, read_text  # noqa: F401  (read_text: for the readers here)
-from ..detection import DetectionData, ImageAnnotations
+from ..detection import DetectionData, ImageAnnotations, unscored
 from ..images import CHECK_CACHE, check_images, image_size as displayed_size
 
 SPLITS = ("train", "val", "test")
@@ -248,7 +248,7 @@ def convert(src: str, dst: str, strict: bool = True, val_fraction: float = 0.0, 
     write(data, out, link=link)
     items = [item for split in data.splits.values() for item in split]
     boxes = sum(len(item.labels) for item in items)
-    dropped = sum(int(item.crowd.sum()) for item in items) if kind == "yolo" else 0
+    dropped = sum(int(unscored(item).sum()) for item in items) if kind == "yolo" else 0
     note = f" ({dropped} crowd/difficult boxes left out: YOLO cannot mark them)" if dropped else ""
     return (f"wrote {len(items)} images, {boxes - dropped} boxes, {len(data.classes)} classes "
             f"as {name} to {folder.strip()}{note}")

@@ -1,9 +1,11 @@
 """COCO detection JSON: `images` (id, file_name, width, height), `annotations` (id, image_id,
-category_id, bbox = x, y, w, h in pixels, iscrowd) and `categories` (id, name).
+category_id, bbox = x, y, w, h in pixels, iscrowd, area) and `categories` (id, name).
 
 Category ids may be any integers: the classes are the category names in the order of sorted id
 (COCO's 80 classes with ids 1..90 become 0..79), written back with ids 1..C. `file_name` is relative
 to the images folder; width and height are taken from the JSON (read from the image when absent).
+Each annotation's `area` is kept (ImageAnnotations.areas; the box's area where it is absent): COCO's
+small/medium/large ranges use it, and in COCO's own files it is the segment's area, not w * h.
 
 With segments=True each annotation's `segmentation` is read too, as COCO stores it in pixels:
 polygons [[x1, y1, x2, y2, ...], ...] or run-length encoding {size: [height, width], counts}, the
@@ -13,13 +15,14 @@ of one or two points (COCO 2017 has a few) have no area and are dropped, as dete
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import FovealError
 from ...files import write_json
-from ..detection import DetectionData, ImageAnnotations, instance_masks
+from ..detection import DetectionData, ImageAnnotations, instance_masks, unscored
 from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable,
                number, place_image, read_text)
 
@@ -91,7 +94,7 @@ def _categories(document: dict, path: Path) -> list[tuple[int, str]]:
 
 def _read_set(document: dict, path: Path, images: Path, index: dict, problems: Problems, segments: bool) -> list:
     """The images of one JSON in file order; an image with a bad annotation is skipped (reported)."""
-    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd, segments or None]
+    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd, segments or None, areas]
     for k, entry in enumerate(document["images"]):
         image_id = entry.get("id") if isinstance(entry, dict) else None
         try:
@@ -105,7 +108,7 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             width, height = entry.get("width"), entry.get("height")
             if not (isinstance(width, int | float) and isinstance(height, int | float) and width > 0 and height > 0):
                 width, height = image_size(file)
-            entries[image_id] = [file, int(width), int(height), [], [], [], [] if segments else None]
+            entries[image_id] = [file, int(width), int(height), [], [], [], [] if segments else None, []]
         except BadLabel as e:
             problems.add(str(e))
             skipped.add(image_id if isinstance(image_id, int | str) else None)
@@ -119,7 +122,7 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
         try:
             if image_id not in entries:
                 raise BadLabel(f"{place}: unknown image_id {image_id!r}")
-            _, width, height, boxes, labels, crowd, outlines = entries[image_id]
+            _, width, height, boxes, labels, crowd, outlines, areas = entries[image_id]
             if not isinstance(category_id, int) or category_id not in index:
                 raise BadLabel(f"{place}: unknown category_id {category_id!r}")
             bbox = annotation.get("bbox")
@@ -127,16 +130,21 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
                 raise BadLabel(f"{place}: bbox must be [x, y, width, height], found {bbox!r}")
             x, y, w, h = (number(v, place) for v in bbox)
             box = fit_box([x, y, x + w, y + h], width, height, BOX_SLACK_PIXELS, place)
+            area = annotation.get("area")
+            area = (box[2] - box[0]) * (box[3] - box[1]) if area is None else number(area, f"{place}: area")
+            if area < 0:
+                raise BadLabel(f"{place}: area {area:g} is negative")
             if outlines is not None:
                 outlines.append(segmentation(annotation.get("segmentation"), width, height, place))
             boxes.append(box)
             labels.append(index[category_id])
             crowd.append(bool(annotation.get("iscrowd", 0)))
+            areas.append(area)
         except BadLabel as e:
             problems.add(str(e))
             if entries.pop(image_id, None) is not None:
                 skipped.add(image_id)
-    return [annotated(*entry) for entry in entries.values()]
+    return [replace(annotated(*entry[:-1]), areas=np.array(entry[-1], np.float64)) for entry in entries.values()]
 
 
 def segmentation(value, width: int, height: int, place: str) -> list | dict:
@@ -211,8 +219,10 @@ def rle_counts(text: str) -> list[int] | None:
 def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
     """folder/<split>.json (category ids 1..C, image ids 1..N) with the images in folder/<split>/.
 
-    Objects with outlines (`segments`, or `masks` written as compressed RLE) keep them, with the
-    mask's pixel count as `area`, as COCO's own files have; boxes only get the box area.
+    Objects with outlines (`segments`, or `masks` written as compressed RLE) keep them. `area` is the
+    one read from COCO (ImageAnnotations.areas), else the mask's pixel count, as COCO's own files
+    have, else the box area. COCO has no difficult flag: difficult objects are written as iscrowd,
+    as mmdetection's VOC-to-COCO converter does, which every COCO tool leaves out of the score.
     """
     folder = Path(folder)
     categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(data.classes)]
@@ -222,15 +232,16 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
         for image_id, item in enumerate(items, 1):
             name = place_image(item, image_id, folder / split, taken, link)
             images.append({"id": image_id, "file_name": name, "width": item.width, "height": item.height})
-            outlines = _outlines(item)
-            for k, ((x1, y1, x2, y2), label, crowd) in enumerate(zip(item.boxes.tolist(), item.labels.tolist(),
-                                                                     item.crowd.tolist())):
+            outlines, ignored = _outlines(item), unscored(item)
+            for k, ((x1, y1, x2, y2), label) in enumerate(zip(item.boxes.tolist(), item.labels.tolist())):
                 w, h = x2 - x1, y2 - y1
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
                                     "bbox": [round(v, 4) for v in (x1, y1, w, h)], "area": round(w * h, 4),
-                                    "iscrowd": int(crowd)})
+                                    "iscrowd": int(ignored[k])})
                 if outlines is not None:
                     annotations[-1].update(segmentation=outlines[0][k], area=outlines[1][k])
+                if item.areas is not None:  # the area read from COCO: a round trip keeps its size ranges
+                    annotations[-1]["area"] = float(item.areas[k])
         document = {"images": images, "annotations": annotations, "categories": categories}
         write_json(folder / f"{split}.json", document, indent=None)
     return folder

@@ -4,18 +4,23 @@
 VOC pixel coordinates are 1-based and inclusive (a box over the first 10 pixel columns has xmin=1,
 xmax=10), foveal's are 0-based edges with x2 = x1 + width: so x1 = xmin - 1, x2 = xmax (y alike),
 and back when writing. Boxes may overshoot the image by 1 px (0-based tools write xmin=0); they are
-clipped. `difficult` objects become crowd, which evaluation ignores as COCO ignores crowd regions,
-and are written back as difficult. The classes are the sorted names found, unless a list is given
-(then other names are bad labels); VOC files keep no class list, so class order is not preserved.
+clipped. `difficult` objects keep their flag (ImageAnnotations.difficult), which evaluation treats
+by VOC's rule: a detection matched to one counts neither as a true nor as a false positive, and it
+is not among the objects to find. COCO's crowd regions are written as difficult, the nearest VOC
+has. The classes are the sorted names found, unless a list is given (then other names are bad
+labels); VOC files keep no class list, so class order is not preserved.
 """
 
 import glob
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from ...errors import FovealError, did_you_mean
 from ...files import atomic_write, write_text
-from ..detection import DetectionData, ImageAnnotations
+from ..detection import DetectionData, ImageAnnotations, unscored
 from ..images import is_image
 from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable,
                number, place_image, read_text)
@@ -52,8 +57,9 @@ def read_voc(sets: dict[str, tuple[list[Path], Path]], classes: list[str] | None
     if classes is None:
         classes = sorted({name for items in parsed.values() for *_, objects in items for name, _, _ in objects})
     index = {name: i for i, name in enumerate(classes)}
-    splits = {split: [annotated(image, width, height, [box for _, box, _ in objects],
-                                [index[name] for name, _, _ in objects], [hard for *_, hard in objects])
+    splits = {split: [replace(annotated(image, width, height, [box for _, box, _ in objects],
+                                        [index[name] for name, _, _ in objects], [False] * len(objects)),
+                              difficult=np.array([hard for *_, hard in objects], bool))
                       for image, width, height, objects in items] for split, items in parsed.items()}
     splits = keep_readable(splits, problems, absolute(next(iter(sets.values()))[1]).parent)  # the VOC root
     problems.warn()
@@ -124,10 +130,10 @@ def _annotation(item: ImageAnnotations, name: str, classes: list[str]) -> ET.Ele
     size = ET.SubElement(root, "size")
     for key, value in (("width", item.width), ("height", item.height), ("depth", 3)):
         ET.SubElement(size, key).text = str(value)
-    for (x1, y1, x2, y2), label, crowd in zip(item.boxes.tolist(), item.labels.tolist(), item.crowd.tolist()):
+    for (x1, y1, x2, y2), label, hard in zip(item.boxes.tolist(), item.labels.tolist(), unscored(item).tolist()):
         element = ET.SubElement(root, "object")
         ET.SubElement(element, "name").text = classes[label]
-        ET.SubElement(element, "difficult").text = str(int(crowd))
+        ET.SubElement(element, "difficult").text = str(int(hard))
         box = ET.SubElement(element, "bndbox")
         for corner, value in zip(CORNERS, (x1 + 1, y1 + 1, x2, y2)):  # back to 1-based inclusive
             ET.SubElement(box, corner).text = f"{value:.4f}".rstrip("0").rstrip(".")  # integers stay integers

@@ -8,7 +8,8 @@ list or {id: name}; `nc`, optional but must agree. The labels of .../images/.../
 .../labels/.../x.txt (the last `images` folder of the path becomes `labels`; with none, beside the
 image), with cx, cy, w, h normalised to [0, 1] by the image size after EXIF rotation, as Ultralytics
 does; polygon points are normalised alike. An image without a label file has no objects. Boxes and
-polygons may overshoot the image by 1e-3 of its larger side; they are clipped.
+polygons may overshoot the image by 1% of its larger side (export tools' rounding); they are clipped
+to it, as Ultralytics clips them. Farther out, or empty once clipped, is a bad label.
 
 A detection read takes a polygon's bounding box, as Ultralytics does; a segmentation read
 (segments=True) keeps the polygon, in pixels, as the object's COCO-style segment, and a box line
@@ -23,12 +24,12 @@ import yaml
 
 from ...errors import FovealError
 from ...files import write_text
-from ..detection import DetectionData, ImageAnnotations
+from ..detection import DetectionData, ImageAnnotations, unscored
 from ..images import list_images
 from . import (SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable, number, place_image,
                read_text)
 
-SLACK = 1e-3  # normalised overshoot that is clipped rather than reported
+SLACK = 0.01  # normalised overshoot that is clipped: export tools round by far less (6 px at 640), wrong labels more
 LABELLING_TOOL_FILES = {"classes.txt"}  # labelImg writes its class list among the labels
 
 
@@ -186,7 +187,7 @@ def _polygon(values: np.ndarray, width: int, height: int) -> tuple[list[float], 
 def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:
     """folder/images/<split>/, folder/labels/<split>/*.txt and folder/data.yaml (returned).
 
-    YOLO has no crowd flag, so crowd (VOC difficult) boxes are left out, as Ultralytics' converters do.
+    YOLO has no crowd or difficult flag, so those boxes are left out, as Ultralytics' converters do.
     data.yaml has no `path`: readers then take the yaml's folder as the root, Ultralytics included.
     """
     folder = Path(folder)
@@ -197,8 +198,9 @@ def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:
         for index, item in enumerate(items):
             name = place_image(item, index, folder / "images" / split, taken, link)
             lines = []
-            for (x1, y1, x2, y2), label, crowd in zip(item.boxes.tolist(), item.labels.tolist(), item.crowd.tolist()):
-                if not crowd:
+            for (x1, y1, x2, y2), label, left_out in zip(item.boxes.tolist(), item.labels.tolist(),
+                                                         unscored(item).tolist()):
+                if not left_out:
                     cx, cy = (x1 + x2) / 2 / item.width, (y1 + y2) / 2 / item.height
                     w, h = (x2 - x1) / item.width, (y2 - y1) / item.height
                     lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")

@@ -22,11 +22,12 @@ from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
+from ...ops.boxes import NMS_IOU
 from ...registry import register_model
 
 
 class TorchvisionDetector(nn.Module):
-    def __init__(self, model: nn.Module, background_label: bool, conf: float = 0.001, iou: float = 0.6,
+    def __init__(self, model: nn.Module, background_label: bool, conf: float = 0.001, iou: float = NMS_IOU,
                  max_det: int = 300):
         super().__init__()
         self.model = model

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms
 
+from ...ops.boxes import NMS_IOU
 from ...registry import register_model
 from .yolo_loss import YOLOLoss
 
@@ -215,7 +216,7 @@ class YOLO(nn.Module):
     """
 
     def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
-                 reg_max: int = 16, loss: YOLOLoss | None = None, conf: float = 0.001, iou: float = 0.7,
+                 reg_max: int = 16, loss: YOLOLoss | None = None, conf: float = 0.001, iou: float = NMS_IOU,
                  max_det: int = 300):
         super().__init__()
         widths = [_divisible(min(c, max_channels) * width) for c in (64, 128, 256, 512, 1024)]

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou, complete_box_iou_loss
+from ...ops.boxes import aligned_iou, box_iou
 
 
 class Assignment(NamedTuple):
@@ -143,7 +143,7 @@ class YOLOLoss:
         cls = F.binary_cross_entropy_with_logits(cls_logits, target.scores, reduction="sum") / score_sum
         fg = target.foreground  # (B, A)
         weight = target.scores.sum(-1)[fg]  # (P,) target score of each positive
-        box = (complete_box_iou_loss(pred_boxes[fg], target.boxes[fg], reduction="none") * weight).sum()
+        box = ((1 - aligned_iou(pred_boxes[fg], target.boxes[fg], "ciou")) * weight).sum()
 
         # DFL target: the ground truth's left, top, right, bottom distances from the anchor, in strides.
         points = anchor_points.expand(len(fg), -1, -1)[fg]  # (P, 2)
