@@ -1,14 +1,15 @@
 # make demo: set up .venv, train a detector on the synthetic scenes, evaluate it, predict on images and
 # a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
-# classifier on the digits.  make test: the test suite.
+# classifier on the digits.  make test: the test suite. The demos train with amp=off: with amp=auto a
+# CPU with native bf16 would train in bf16, and the README's figures would depend on the CPU.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/classify/demo
 DETECT := runs/detect/demo
-DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=0.5 close_mosaic=3 scale=0.25
+DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=0.5 close_mosaic=3 scale=0.25 amp=off
 SEGMENT := runs/segment/demo
-SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20
+SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20 amp=off
 
 .PHONY: install demo demo-segment demo-classify test bench clean
 
@@ -36,7 +37,7 @@ demo-segment: install
 	@echo "report: $(SEGMENT)/report.html   overlays: runs/segment/demo-images/ and runs/segment/demo-video/scenes.mp4"
 
 demo-classify: install
-	$(BIN)/foveal classify train data=digits model=simple_cnn name=demo exist_ok=true
+	$(BIN)/foveal classify train data=digits model=simple_cnn amp=off name=demo exist_ok=true
 	$(BIN)/foveal classify val weights=$(DEMO)/best.safetensors name=demo-val exist_ok=true
 	$(BIN)/python examples/write_digit_images.py $(DEMO)/samples 8
 	$(BIN)/foveal classify predict weights=$(DEMO)/best.safetensors source=$(DEMO)/samples topk=3 name=demo-predict exist_ok=true
