@@ -41,15 +41,33 @@ def test_affine_and_flip_move_boxes_with_pixels(seed):
         assert np.allclose(red_extent(flipped), flipped_boxes[0], atol=1.5)
 
 
-def test_mosaic_boxes_stay_on_their_objects():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("seed", range(4))
+def test_mosaic_boxes_stay_on_their_objects(seed):
+    rng = np.random.default_rng(seed)
     samples = [red_square_image(box=(10 + 5 * k, 10, 30 + 5 * k, 35)) for k in range(4)]
-    canvas, boxes, labels = mosaic(samples, 64, rng)
-    assert canvas.shape == (128, 128, 3) and len(boxes) == len(labels) >= 1
+    out, boxes, labels = mosaic(samples, 64, rng, scale=0.3, translate=0.1, degrees=0)
+    assert out.shape == (64, 64, 3) and len(boxes) == len(labels) >= 1
     for box in boxes:
         x1, y1, x2, y2 = box.round().astype(int)
-        patch = canvas[y1:y2, x1:x2]
+        patch = out[y1:y2, x1:x2]
         assert (patch[..., 0] > 200).mean() > 0.8  # the box covers red pixels
+
+
+def test_mosaic_keeps_the_objects_scale():
+    # the objects a mosaic epoch trains on are as large as those of a plain epoch (and of evaluation),
+    # not half as large: the mean side of whole (unclipped) objects, each image one 24 px square at
+    # one of four places, with and without mosaic within 10% (it was 0.5x)
+    items = [ImageAnnotations("", 128, 128, *red_square_image(128, 128, (x, y, x + 24, y + 24))[1:], np.zeros(1, bool),
+                              red_square_image(128, 128, (x, y, x + 24, y + 24))[0])
+             for x in (20, 80) for y in (20, 80)]
+    sides = {}
+    for chance in (0.0, 1.0):
+        dataset = DetectionDataset(items, 128, Augment(mosaic=chance, scale=0.25, translate=0.1, hflip=0))
+        torch.manual_seed(0)
+        boxes = torch.cat([dataset[i % len(items)][1]["boxes"] for i in range(400)])
+        whole = (boxes[:, :2] > 0.5).all(1) & (boxes[:, 2:] < 127.5).all(1)
+        sides[chance] = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[whole].sqrt().mean().item()
+    assert abs(sides[0.0] / 24 - 1) < 0.10 and abs(sides[1.0] / sides[0.0] - 1) < 0.10, sides
 
 
 def test_dataset_targets_and_collate():

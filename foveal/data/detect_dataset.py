@@ -62,11 +62,11 @@ class DetectionDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's seeding
             if self.mosaic_enabled and rng.random() < aug.mosaic:
                 picks = [i, *rng.integers(0, len(self), 3)]
-                image, boxes, labels = mosaic([self.load(int(k)) for k in picks], size, rng)
+                image, boxes, labels = mosaic([self.load(int(k)) for k in picks], size, rng, aug.scale,
+                                              aug.translate, aug.degrees)
             else:
-                image, boxes, labels = self.load(i)
-            image, boxes, labels = random_affine(image, boxes, labels, size, rng, aug.scale, aug.translate,
-                                                 aug.degrees)
+                image, boxes, labels = random_affine(*self.load(i), size, rng, aug.scale, aug.translate,
+                                                     aug.degrees)
             image = hsv_jitter(image, rng, aug.hsv_h, aug.hsv_s, aug.hsv_v)
             if rng.random() < aug.hflip:
                 image, boxes = horizontal_flip(image, boxes)

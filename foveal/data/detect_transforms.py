@@ -29,40 +29,40 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     return out, scale, (pad_x, pad_y)
 
 
-def mosaic(samples: list, size: int, rng: np.random.Generator):
-    """Four (image, boxes, labels) samples tiled around a random centre of a 2size x 2size canvas."""
-    canvas = np.full((2 * size, 2 * size, 3), PAD_VALUE, np.uint8)
-    xc, yc = (int(v) for v in rng.uniform(0.5 * size, 1.5 * size, 2))
+def mosaic(samples: list, size: int, rng: np.random.Generator, scale=0.5, translate=0.1, degrees=0.0):
+    """Four (image, boxes, labels) samples tiled around a random centre of a 2size x 2size mosaic, of
+    which a randomly scaled, rotated and shifted size x size window around the middle is the output.
+
+    Each tile is fitted to `size` (its longer side) and warped straight into the output, one resampling;
+    the window keeps the tiles' scale, so objects are as large as without mosaic on average (U(1 +-
+    scale) only), unlike shrinking the whole 2size mosaic into the output (0.5x).
+    """
+    xc, yc = rng.uniform(0.5 * size, 1.5 * size, 2)  # where the four tiles meet
+    window = np.vstack([random_affine_matrix(2 * size, 2 * size, size, rng, scale, translate, degrees, fit=False),
+                        [0, 0, 1]])  # (3, 3): mosaic -> output
+    out = np.full((size, size, 3), PAD_VALUE, np.uint8)
     all_boxes, all_labels = [], []
     for k, (image, boxes, labels) in enumerate(samples):
-        image, scale, _ = letterbox_fit(image, size)
         h, w = image.shape[:2]
-        x0 = xc - w if k in (0, 2) else xc  # quadrants: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
-        y0 = yc - h if k in (0, 1) else yc
-        cx1, cy1, cx2, cy2 = max(x0, 0), max(y0, 0), min(x0 + w, 2 * size), min(y0 + h, 2 * size)
-        canvas[cy1:cy2, cx1:cx2] = image[cy1 - y0:cy2 - y0, cx1 - x0:cx2 - x0]
-        all_boxes.append(boxes * scale + np.array([x0, y0, x0, y0], np.float32))
+        fit = size / max(h, w)
+        x0 = xc - w * fit if k in (0, 2) else xc  # quadrants: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
+        y0 = yc - h * fit if k in (0, 1) else yc
+        matrix = (window @ np.array([[fit, 0, x0], [0, fit, y0], [0, 0, 1]]))[:2]  # tile -> output
+        # BORDER_TRANSPARENT: only the tile's own pixels are written, the other tiles' stay
+        cv2.warpAffine(image, matrix, (size, size), dst=out, flags=cv2.INTER_AREA if fit < 1 else cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_TRANSPARENT)
+        all_boxes.append(warp_boxes(boxes, matrix))
         all_labels.append(labels)
     boxes = np.concatenate(all_boxes).astype(np.float32)
-    labels = np.concatenate(all_labels)
-    boxes, labels = clip_and_filter(boxes, labels, 2 * size, 2 * size, boxes.copy())
-    return canvas, boxes, labels
+    return (out, *clip_and_filter(boxes, np.concatenate(all_labels), size, size, boxes.copy()))
 
 
-def letterbox_fit(image: np.ndarray, size: int) -> tuple[np.ndarray, float, None]:
-    """Resize so the longer side is `size` (no padding)."""
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    if scale != 1:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return image, scale, None
-
-
-def random_affine_matrix(height: int, width: int, out_size: int, rng, scale=0.5, translate=0.1, degrees=0.0):
-    """(2, 3) matrix that fits the image to an out_size square, then scales by 1 +- scale, rotates by
-    +- degrees (about the centre) and shifts by +- translate of out_size."""
-    s = rng.uniform(1 - scale, 1 + scale) * out_size / max(height, width)
+def random_affine_matrix(height: int, width: int, out_size: int, rng, scale=0.5, translate=0.1, degrees=0.0,
+                         fit: bool = True):
+    """(2, 3) matrix that fits the image to an out_size square (unless not `fit`: pixels keep their size
+    and the output is a window on the image's middle), then scales by 1 +- scale, rotates by +- degrees
+    (about the centre) and shifts by +- translate of out_size."""
+    s = rng.uniform(1 - scale, 1 + scale) * (out_size / max(height, width) if fit else 1.0)
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-degrees, degrees), s)
     matrix[:, 2] += np.array([out_size / 2 - width / 2, out_size / 2 - height / 2])  # centre to output centre
     matrix[:, 2] += rng.uniform(-translate, translate, 2) * out_size
@@ -75,11 +75,16 @@ def random_affine(image, boxes, labels, out_size: int, rng, scale=0.5, translate
     out = cv2.warpAffine(image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
     if len(boxes) == 0:
         return out, boxes, labels
-    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)  # (4N, 2)
+    warped = warp_boxes(boxes, matrix)
+    return (out, *clip_and_filter(warped, labels, out_size, out_size, warped.copy()))
+
+
+def warp_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy boxes through a (2, 3) affine matrix: the box around their four moved corners."""
+    corners = boxes.reshape(-1, 4)[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)  # (4N, 2)
     moved = (np.c_[corners, np.ones(len(corners))] @ matrix.T).reshape(-1, 8)
     xs, ys = moved[:, 0::2], moved[:, 1::2]
-    warped = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], 1).astype(np.float32)
-    return (out, *clip_and_filter(warped, labels, out_size, out_size, warped.copy()))
+    return np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], 1).astype(np.float32)
 
 
 def clip_and_filter(boxes, labels, width, height, unclipped, min_size=2.0, min_visible=0.25):
