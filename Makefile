@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/classify/demo
 DETECT := runs/detect/demo
-DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=0.5 close_mosaic=3 scale=0.25 amp=off
+DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=1.0 close_mosaic=3 scale=0.5 amp=off
 SEGMENT := runs/segment/demo
 SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20 amp=off
 
