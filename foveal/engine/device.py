@@ -19,10 +19,10 @@ def available_cores() -> int:
 def select_device(name: str = "auto", local_rank: int = 0, distributed: bool = False) -> torch.device:
     """cuda, then mps, then cpu; or the one named. Under torchrun (`distributed`) each process takes
     its local rank's GPU, so `cuda:N` (one GPU for every process) is refused there."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
-        device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                              "mps" if name == "auto" and torch.backends.mps.is_available() else
-                              "cpu" if name == "auto" else name)
+        device = torch.device(name)
     except RuntimeError:
         raise FovealError(f"device: expected auto, cpu, cuda, cuda:N or mps, got '{name}'") from None
     if device.type == "cuda" and not torch.cuda.is_available():

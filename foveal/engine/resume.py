@@ -31,9 +31,8 @@ def prepare_resume(cfg, given: set[str] | None = None):
     merged = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed if k in RESUME_CHANGES},
                                  resume=str(state_file.parent))
     if state.get("stopped_early") and "patience" not in changed:
-        saved_patience = saved.patience
         raise FovealError(f"resume: {state_file.parent} stopped early at epoch {state['epoch']} (no better val metric "
-                          f"in {saved_patience} epochs); pass patience=0 or a larger patience to train on")
+                          f"in {saved.patience} epochs); pass patience=0 or a larger patience to train on")
     if state["epoch"] >= merged.epochs:
         raise FovealError(f"resume: {state_file.parent} already finished {state['epoch']} epochs; "
                           f"pass epochs=N with N > {state['epoch']} to train longer")

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -42,7 +41,7 @@ class Predictor:
     """
 
     def __init__(self, task: "Task", model: nn.Module, meta: dict, device: torch.device):
-        self.task, self.cfg, self.model, self.meta, self.device = task, task.cfg, model, meta, device
+        self.cfg, self.model, self.meta, self.device = task.cfg, model, meta, device
         self.run_dir: Path | None = None  # set by the engine once every option has been checked here
         self.classes, self.imgsz = meta["classes"], meta["imgsz"]
         self.results: list[dict] = []

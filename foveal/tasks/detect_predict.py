@@ -64,7 +64,6 @@ class DetectPredictor(Predictor):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self.model.to(memory_format=torch.channels_last)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
 

@@ -96,10 +96,6 @@ class SemanticPredictor(Predictor):
     """Per frame: an overlay, a palette PNG of class indices, and the pixel count and outline polygons of
     each class (predictions.json)."""
 
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.model.to(memory_format=torch.channels_last)
-
     def infer(self, pixels):
         cfg = self.cfg
         tile = cfg.tile == "true" or (cfg.tile == "auto" and max(pixels.shape[:2]) > 1.5 * self.imgsz)
@@ -127,10 +123,6 @@ class SemanticPredictor(Predictor):
 
 class InstancePredictor(Predictor):
     """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.model.to(memory_format=torch.channels_last)
 
     def infer(self, pixels):
         return instance_frame(self.model, pixels, self.imgsz, self.device, self.cfg.threshold)
