@@ -15,24 +15,44 @@ models a second table gives the milliseconds spent in backbone + FPN, RPN and Ro
 proposals per image; `--rpn-top-n 150` measures the setting torchvision tuned its `_320_fpn`
 variant with (the default is the model's own: 1000 for fasterrcnn_mobilenet_v3_large_fpn).
 
+A third table times what `val` and `predict` do to run yolo_n faster, each against the way it ran
+before, in the same run (median ms per image, batch 1, a 4:3 frame at --imgsz):
+
+  fusion       Conv+BatchNorm folded (YOLO.fuse) / unfused
+  rectangular  letterboxed to 320 x 256 (multiples of 32) / to the 320 x 320 square
+  inference    torch.inference_mode / torch.no_grad
+  grid cache   the anchor grid built once per input size / built at every call
+  all four     val's and predict's model call now / before
+
+With --loader, a fourth table: yolo_n training images per second on a YOLO data set in files (64
+scenes, augmented as `train` does), for data-loading worker processes 0, 1, 2 (each also kept across
+epochs: persistent), 3 epochs each, worker start-up included; ratios against 0 workers.
+
 Goal in the README: yolo_n at 320 px runs in real time on 2 CPU cores (>= 25 frames/s).
 Run by hand, never in CI:
 
     .venv/bin/python benchmarks/detect_speed.py
+    .venv/bin/python benchmarks/detect_speed.py --models yolo_n --repeats 100
+    .venv/bin/python benchmarks/detect_speed.py --models yolo_n --loader
     .venv/bin/python benchmarks/detect_speed.py --models yolo_n yolo_s --imgsz 320 --threads 2
     .venv/bin/python benchmarks/detect_speed.py --models fasterrcnn_mobilenet_v3_large_fpn --rpn-top-n 150
 """
 
 import argparse
+import copy
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import foveal
+from foveal.data.detect_transforms import letterbox
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
+from foveal.models.detect import yolo
 
 
 def scene_batch(scenes, imgsz):
@@ -41,16 +61,83 @@ def scene_batch(scenes, imgsz):
     return images.contiguous(memory_format=torch.channels_last), targets
 
 
+def timed(call, repeats: int) -> float:
+    """Median seconds of call() over `repeats` calls after 3 of warm-up."""
+    times = []
+    for i in range(repeats + 3):
+        started = time.perf_counter()
+        call()
+        if i >= 3:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def latency(model, image, repeats: int) -> float:
     model.eval()
-    times = []
     with torch.inference_mode():
-        for i in range(repeats + 3):
-            started = time.perf_counter()
-            model(image)
-            if i >= 3:  # warm-up
-                times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        return timed(lambda: model(image), repeats)
+
+
+def yolo_inference_changes(imgsz: int, repeats: int) -> list[tuple[str, float, float]]:
+    """(change, ms before, ms after) for each speed change of yolo_n's val/predict path, and all together."""
+    model = foveal.create_model("yolo_n", num_classes=len(SHAPE_CLASSES), imgsz=imgsz, conf=0.25).eval()
+    model.to(memory_format=torch.channels_last)
+    fused = copy.deepcopy(model).fuse()
+    frame = make_scene_set(1, (imgsz * 3 // 4, imgsz), seed=0, min_objects=3)[0].image  # 4:3
+    square, rect = (torch.from_numpy(letterbox(frame, imgsz, stride)[0]).permute(2, 0, 1)[None].float().div(255)
+                    .contiguous(memory_format=torch.channels_last) for stride in (0, 32))
+
+    def run(net, image, context, fresh_grid=False):
+        def call():
+            if fresh_grid:
+                yolo.cached_anchor_grid.cache_clear()
+            with context():
+                net(image)
+        return timed(call, repeats) * 1000
+
+    rows = [("Conv+BN fusion", run(model, square, torch.inference_mode), run(fused, square, torch.inference_mode)),
+            (f"rectangular letterbox ({imgsz}x{rect.shape[2]} for {imgsz}x{imgsz})",
+             run(model, square, torch.inference_mode), run(model, rect, torch.inference_mode)),
+            ("inference_mode (for no_grad)", run(model, square, torch.no_grad), run(model, square, torch.inference_mode)),
+            ("anchor grid once per size", run(model, square, torch.inference_mode, fresh_grid=True),
+             run(model, square, torch.inference_mode)),
+            ("all four", run(model, square, torch.no_grad, fresh_grid=True), run(fused, rect, torch.inference_mode))]
+    return rows
+
+
+def loader_rates(imgsz: int, batch: int, epochs: int = 3) -> list[tuple[str, float]]:
+    """(setting, training images/s) of yolo_n on file data for several DataLoader worker settings."""
+    from foveal.data.detect_dataset import Augment, DetectionDataset, collate
+    from foveal.data.detection import DetectionData, ImageAnnotations
+    from foveal.data.formats.yolo import read_yolo, write_yolo
+
+    with tempfile.TemporaryDirectory() as folder:
+        scenes = make_scene_set(64, imgsz, seed=1, min_objects=1)
+        items = [ImageAnnotations("", imgsz, imgsz, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image)
+                 for s in scenes]
+        data = read_yolo(write_yolo(DetectionData(list(SHAPE_CLASSES), {"train": items}), Path(folder)))
+        dataset = DetectionDataset(data.splits["train"], imgsz, Augment())
+        rates = []
+        for workers, persistent in ((0, False), (1, False), (1, True), (2, False), (2, True)):
+            torch.manual_seed(0)
+            model = foveal.create_model("yolo_n", num_classes=len(SHAPE_CLASSES), imgsz=imgsz).train()
+            model.to(memory_format=torch.channels_last)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                                 collate_fn=collate, persistent_workers=persistent, drop_last=True)
+            started, count = time.perf_counter(), 0
+            for _ in range(epochs):
+                for images, targets in loader:
+                    loss = sum(model(images.float().div(255).contiguous(memory_format=torch.channels_last),
+                                     targets).values())
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    count += len(images)
+            rates.append((f"{workers} workers{', persistent' if persistent else ''}",
+                          count / (time.perf_counter() - started)))
+            del loader
+        return rates
 
 
 def two_stage(model):
@@ -110,6 +197,7 @@ def main():
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--rpn-top-n", type=int, default=0,
                         help="two-stage models: RPN proposals kept after NMS at test time (0: the model's own)")
+    parser.add_argument("--loader", action="store_true", help="also time yolo_n training for data-loader worker counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -131,6 +219,18 @@ def main():
             breakdowns.append((name, rcnn.rpn.post_nms_top_n(), *stage_times(rcnn, model, images[:1], args.repeats)))
         rate = train_rate(model, images, targets, args.train_steps)
         print(f"{name:<36} {seconds * 1000:>10.1f} {1 / seconds:>9.1f} {rate:>12.1f}")
+    if "yolo_n" in args.models:
+        print(f"\nyolo_n in val and predict: each change against the way it ran before (ms per image, batch 1, "
+              f"a 4:3 frame at {args.imgsz})")
+        print(f"{'change':<52} {'before':>7} {'after':>7} {'after/before':>12}")
+        for name, before, after in yolo_inference_changes(args.imgsz, args.repeats):
+            print(f"{name:<52} {before:>7.1f} {after:>7.1f} {after / before:>12.2f}")
+    if args.loader:
+        print(f"\nyolo_n training on files, {args.threads} torch threads, batch {args.batch}: data-loading workers")
+        print(f"{'setting':<24} {'img/s':>7} {'/ 0 workers':>11}")
+        rates = loader_rates(args.imgsz, args.batch)
+        for name, rate in rates:
+            print(f"{name:<24} {rate:>7.1f} {rate / rates[0][1]:>11.2f}")
     if breakdowns:
         print("\ntwo-stage latency by part (ms, median), untrained weights")
         print(f"{'model':<36} {'backbone':>8} {'rpn':>6} {'roi_heads':>9} {'proposals':>9} {'top-n':>6}")

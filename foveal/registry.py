@@ -12,7 +12,8 @@ class ModelEntry:
     task: str  # "classify", "detect", "segment", ...
     builder: Callable  # builder(num_classes=..., **kwargs) -> nn.Module
     family: str  # "foveal" for our own models, "torchvision", ...
-    kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models
+    kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models,
+    # "fixed_size" for detectors that resize every input to their own square (SSD)
 
 
 _MODELS: dict[str, ModelEntry] = {}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from foveal.data.detect_dataset import Augment, DetectionDataset, collate
-from foveal.data.detect_transforms import horizontal_flip, letterbox, mosaic, random_affine
+from foveal.data.detect_transforms import horizontal_flip, letterbox, letterbox_shape, mosaic, random_affine
 from foveal.data.detection import ImageAnnotations
 
 RED = np.array([255, 0, 0], np.uint8)
@@ -28,6 +28,28 @@ def test_letterbox_scale_and_padding():
     out, scale, (pad_x, pad_y) = letterbox(image, 50)
     assert out.shape == (50, 50, 3) and scale == 0.5 and (pad_x, pad_y) == (0, 10)
     assert np.allclose(red_extent(out), boxes[0] * scale + [pad_x, pad_y, pad_x, pad_y], atol=1)
+
+
+def test_rectangular_letterbox_pads_to_multiples_of_the_stride_only():
+    image, boxes, _ = red_square_image()  # 60 x 100
+    out, scale, (pad_x, pad_y) = letterbox(image, 96, stride=32)
+    assert out.shape == (64, 96, 3) and scale == 0.96 and (pad_x, pad_y) == (0, 3)  # 58 rows, padded to 64
+    assert np.allclose(red_extent(out), boxes[0] * scale + [pad_x, pad_y, pad_x, pad_y], atol=1)
+    out, scale, pad = letterbox(np.zeros((100, 150, 3), np.uint8), 128, stride=32)
+    assert out.shape == (96, 128, 3) and pad == (0, 5)  # 85 rows: 96, not 128
+    assert letterbox_shape(100, 150, 128, 32) == (96, 128) and letterbox_shape(100, 150, 128) == (128, 128)
+
+
+def test_shape_batches_group_images_of_one_letterboxed_shape():
+    sizes = [(150, 100), (100, 150), (150, 100), (150, 100), (128, 128), (151, 100)]  # width, height
+    items = [ImageAnnotations("", w, h, pixels=np.zeros((h, w, 3), np.uint8)) for w, h in sizes]
+    dataset = DetectionDataset(items, 128, stride=32)
+    batches = dataset.shape_batches(2)
+    assert sorted(i for batch in batches for i in batch) == list(range(6)) and max(map(len, batches)) == 2
+    for batch in batches:
+        shapes = {tuple(dataset[i][0].shape) for i in batch}
+        assert len(shapes) == 1, (batch, shapes)  # what the data recorded is what letterbox makes
+    assert sorted(map(sorted, batches)) == [[0, 2], [1], [3, 5], [4]]
 
 
 @pytest.mark.parametrize("seed", range(5))

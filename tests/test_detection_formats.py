@@ -1,6 +1,7 @@
 """YOLO / COCO / VOC readers and writers on tiny hand-made data sets, with hand-computed boxes."""
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -414,3 +415,93 @@ def test_voc_difficult_round_trip_and_to_coco(voc_set, tmp_path):
     convert(voc_set, f"coco:{tmp_path / 'coco'}")  # COCO has no difficult flag: iscrowd, as mmdetection writes it
     written = json.loads((tmp_path / "coco/train.json").read_text())["annotations"]
     assert [(w["category_id"], w["iscrowd"]) for w in written] == [(2, 0), (1, 1)]
+
+
+def same_data(first, second):
+    assert first.classes == second.classes
+    assert {k: len(v) for k, v in first.splits.items()} == {k: len(v) for k, v in second.splits.items()}
+    for a, b in zip((x for items in first.splits.values() for x in items),
+                    (x for items in second.splits.values() for x in items)):
+        assert (a.image, a.width, a.height, a.segments) == (b.image, b.width, b.height, b.segments)
+        for name in ("boxes", "labels", "crowd"):
+            assert getattr(a, name).dtype == getattr(b, name).dtype
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def refuse_to_parse(monkeypatch):
+    from foveal.data.formats import yolo
+
+    def refuse(*args):
+        raise AssertionError("parsed again although the cache holds it")
+
+    monkeypatch.setattr(yolo, "_parse_image", refuse)
+
+
+def read_recording_warnings(yolo_set: Path, segments: bool):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = read_detection_data(str(yolo_set), strict=False, segments=segments)
+    return data, [str(w.message) for w in caught]
+
+
+def test_yolo_second_read_comes_from_the_label_cache(yolo_set, monkeypatch):
+    from foveal.data.formats import yolo
+
+    write(yolo_set.parent / "labels/train/b.txt", "2 0.1 0.1 0.3 0.3 0.2 0.3\n")  # a polygon
+    for segments in (False, True):  # with segments, the box lines of a.png and c.png are bad labels
+        first, first_warnings = read_recording_warnings(yolo_set, segments)
+        with monkeypatch.context() as patched:
+            refuse_to_parse(patched)
+            second, second_warnings = read_recording_warnings(yolo_set, segments)
+        same_data(first, second)
+        assert second_warnings == first_warnings and len(first_warnings) == segments
+    assert first.splits["train"][0].segments == [[[2, 2, 6, 6, 4, 6]]]
+    assert (yolo_set.parent / yolo.LABEL_CACHE).is_file()  # beside data.yaml
+
+
+def test_yolo_label_cache_notices_changed_added_and_removed_label_files(yolo_set):
+    read_detection_data(str(yolo_set))
+    a_labels = write(yolo_set.parent / "labels/train/a.txt", "1 0.5 0.5 0.5 0.4\n0 0.25 0.5 0.5 1.0\n")
+    changed = a_labels.stat().st_mtime_ns + 10**9  # the same size: only the time tells
+    os.utime(a_labels, ns=(changed, changed))
+    write(yolo_set.parent / "labels/train/bg.txt", "2 0.5 0.5 0.25 0.25\n")
+    (yolo_set.parent / "labels/train/b.txt").unlink()
+    a, b, bg = read_detection_data(str(yolo_set)).splits["train"]
+    assert (a.labels.tolist(), b.labels.tolist(), bg.labels.tolist()) == ([1, 0], [], [2])
+    np.testing.assert_allclose(bg.boxes, EXPECTED["b"][0])
+
+
+def test_yolo_label_cache_keeps_reporting_a_bad_label(yolo_set, monkeypatch):
+    write(yolo_set.parent / "labels/train/a.txt", "3 0.5 0.5 0.5 0.4\n")
+    one_line_error(str(yolo_set), "a.txt:1: class 3 is not one of 0..2")
+    with monkeypatch.context() as patched:
+        refuse_to_parse(patched)  # the error was cached although strict stopped the read there
+        one_line_error(str(yolo_set), "a.txt:1: class 3 is not one of 0..2")
+    skipped_warning(str(yolo_set), 1, "a.txt:1: class 3")  # reads the images after a.png too
+    refuse_to_parse(monkeypatch)
+    skipped_warning(str(yolo_set), 1, "a.txt:1: class 3")
+
+
+@pytest.mark.parametrize("damage", ['{"version": 1, "ima', "[1, 2]", '{"version": 1, "images": {"KEY": 7}}',
+                                    '{"version": 1, "images": {"KEY": [1]}}'])
+def test_yolo_damaged_label_cache_is_rebuilt(yolo_set, damage):
+    from foveal.data.formats import yolo
+
+    first = read_detection_data(str(yolo_set))
+    cache = yolo_set.parent / yolo.LABEL_CACHE
+    cache.write_text(damage.replace("KEY", json.dumps(first.splits["train"][0].image)[1:-1]))
+    same_data(first, read_detection_data(str(yolo_set)))
+    assert json.loads(cache.read_text())["version"] == yolo.LABEL_CACHE_VERSION
+
+
+def test_yolo_label_cache_in_a_folder_that_cannot_be_written(yolo_set, monkeypatch):
+    from foveal.data import images
+    from foveal.data.formats import yolo
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(images, "write_json", refuse)  # chmod would not stop root
+    first = read_detection_data(str(yolo_set))
+    same_data(first, read_detection_data(str(yolo_set)))
+    assert not (yolo_set.parent / yolo.LABEL_CACHE).exists()

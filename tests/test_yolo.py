@@ -140,14 +140,17 @@ def test_learns_to_detect_the_scenes_it_trains_on():
     model.eval()
     with torch.inference_mode():
         outputs = model(images)
-    found = total = 0
+    found = total = right = confident_total = 0
     for out, target in zip(outputs, targets):
         confident = out["scores"] > 0.3
         iou = box_iou(target["boxes"], out["boxes"][confident])  # (N, K)
-        same_class = target["labels"][:, None] == out["labels"][confident][None]
-        found += ((iou > 0.5) & same_class).any(1).sum().item()
+        hit = (iou > 0.5) & (target["labels"][:, None] == out["labels"][confident][None])
+        found += hit.any(1).sum().item()  # recall: objects with a right box
         total += len(target["labels"])
+        right += hit.any(0).sum().item()  # precision: boxes on a right object (a box on everything fails)
+        confident_total += int(confident.sum())
     assert found >= 0.75 * total, f"{found} of {total} objects found"
+    assert right >= 0.75 * confident_total, f"{right} of {confident_total} confident boxes are right"
 
 
 STEPS = 60
@@ -172,3 +175,31 @@ def test_a_collapsed_prediction_gives_finite_assignment_and_gradients():
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
     assert torch.isfinite(flat_pred.grad).all() and torch.isfinite(box_logits.grad).all()
+
+
+def test_fused_model_gives_the_same_outputs_and_the_grid_is_built_once():
+    torch.manual_seed(0)
+    model = yolo.yolo_n(num_classes=3)
+    for module in model.modules():  # statistics unlike a fresh BatchNorm's, so that folding them matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    with pytest.raises(ValueError, match="eval"):
+        yolo.yolo_n(num_classes=3).fuse()
+    model.eval()
+    images = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode():
+        expected = model.forward_raw(images)
+        fused = model.fuse()
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        for a, b in zip(expected, fused.forward_raw(images)):
+            torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+        yolo.cached_anchor_grid.cache_clear()
+        fused(images)
+        fused(images)
+    assert yolo.cached_anchor_grid.cache_info().misses == 1 and yolo.cached_anchor_grid.cache_info().hits == 1
+    # outside inference mode a grid of its own: autograd refuses tensors made in inference mode
+    trained = yolo.yolo_n(num_classes=3)
+    sum(trained(images, _targets(([[4, 4, 30, 30]], [0]), ([], []))).values()).backward()
+    assert yolo.cached_anchor_grid.cache_info().misses == 2

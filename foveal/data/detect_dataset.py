@@ -1,12 +1,13 @@
 """The detection Dataset: letterboxed (and in training, augmented) images with their boxes."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, mosaic, random_affine
+from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, letterbox_shape, mosaic, random_affine
 from .detection import DetectionData, ImageAnnotations, unscored
 from .images import read_pixels
 
@@ -34,10 +35,14 @@ class DetectionDataset(Dataset):
     """Sample i: (uint8 (3, S, S) image, target dict). The target holds `boxes` (N, 4) xyxy and
     `labels` (N,) in the letterboxed frame, plus `index`, `scale` and `pad` to map predictions back
     to the original image (p_original = (p - pad) / scale). Unreadable images were dropped (or refused)
-    when the data was read, so every item here has pixels."""
+    when the data was read, so every item here has pixels.
 
-    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None):
-        self.items, self.imgsz, self.augment = items, imgsz, augment
+    Without augmentation and with `stride`, images are letterboxed only to multiples of the stride
+    (S' x S'' <= S x S); shape_batches() then groups images of one shape into each batch.
+    """
+
+    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None, stride: int = 0):
+        self.items, self.imgsz, self.augment, self.stride = items, imgsz, augment, stride
         self.mosaic_enabled = True  # switched off for the last epochs (close_mosaic)
 
     def __len__(self):
@@ -56,7 +61,7 @@ class DetectionDataset(Dataset):
         scale, pad = 1.0, (0, 0)
         if aug is None:
             image, boxes, labels = self.load(i)
-            image, scale, pad = letterbox(image, size)
+            image, scale, pad = letterbox(image, size, self.stride)
             boxes = boxes * scale + np.array([*pad, *pad], np.float32)
         else:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's seeding
@@ -74,6 +79,15 @@ class DetectionDataset(Dataset):
                   "labels": torch.from_numpy(np.asarray(labels, np.int64)).reshape(-1),
                   "index": i, "scale": scale, "pad": torch.tensor(pad, dtype=torch.float32)}
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
+
+
+    def shape_batches(self, batch: int) -> list[list[int]]:
+        """Indices in batches of at most `batch` whose letterboxed shapes agree (from the sizes the data
+        recorded, no image read): each image is then scored at its own shape, whatever the batch size."""
+        groups = defaultdict(list)
+        for i, item in enumerate(self.items):
+            groups[letterbox_shape(item.height, item.width, self.imgsz, self.stride)].append(i)
+        return [indices[k:k + batch] for indices in groups.values() for k in range(0, len(indices), batch)]
 
 
 def collate(samples):

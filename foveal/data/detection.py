@@ -11,6 +11,7 @@ area, not w * h), which COCO's small/medium/large ranges are judged by.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -28,12 +29,23 @@ class ImageAnnotations:
     segments: list | None = None  # per object, COCO segmentation in pixels: polygons [[x1, y1, ...], ...] or RLE
     difficult: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))  # (N,) VOC difficult; empty: none
     areas: np.ndarray | None = None  # (N,) float64 COCO `area` per object; None: the box area (formats without one)
+    image_id: int | str | None = None  # the source's id of the image (COCO's); None: none (see result_image_id)
 
 
 @dataclass
 class DetectionData:
     classes: list[str]
     splits: dict[str, list[ImageAnnotations]]  # "train", "val", maybe "test"
+    category_ids: list[int] | None = None  # the source's id of each class (COCO's category ids); None: the index
+
+
+def result_image_id(item: ImageAnnotations, index: int) -> int | str:
+    """The image_id a COCO results file gives `item`: the source's own id (COCO data), else the file's stem
+    (a number when it is one, as in COCO's file names and Ultralytics' results), else the index."""
+    if item.image_id is not None:
+        return item.image_id
+    stem = Path(item.image).stem
+    return int(stem) if stem.isdigit() else stem or index
 
 
 def unscored(item: ImageAnnotations) -> np.ndarray:

@@ -186,18 +186,19 @@ def file_stamp(path: Path) -> list[int] | None:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def read_check_cache(cache: Path) -> dict:
-    """{absolute path: [size, mtime_ns, [width, height] or problem]}; empty when missing, damaged or outdated."""
+def read_check_cache(cache: Path, version: int = CHECK_CACHE_VERSION) -> dict:
+    """{absolute path: [size, mtime_ns, [width, height] or problem]} (or, for another cache file in this
+    form, its own entries); empty when missing, damaged or of another version."""
     try:
         content = json.loads(Path(cache).read_text(encoding="utf-8"))
-        return dict(content["images"]) if content.get("version") == CHECK_CACHE_VERSION else {}
+        return dict(content["images"]) if content.get("version") == version else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
-def write_check_cache(cache: Path, entries: dict):
+def write_check_cache(cache: Path, entries: dict, version: int = CHECK_CACHE_VERSION):
     try:
-        write_json(cache, {"version": CHECK_CACHE_VERSION, "images": entries}, indent=None)
+        write_json(cache, {"version": version, "images": entries}, indent=None)
     except OSError:  # a read-only folder: check again next time rather than fail
         pass
 

@@ -7,8 +7,6 @@ here once.
 
 import contextlib
 
-from torch.utils.data import DataLoader
-
 from ..data.stream import frames, run_stream
 from ..errors import FovealError
 from ..files import write_json
@@ -16,7 +14,7 @@ from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
-from .trainer import data_workers, evaluate
+from .trainer import data_workers, evaluate, make_loader
 
 
 def trained_task(task_class, cfg, mode: str):
@@ -38,8 +36,7 @@ def validate(task_class, cfg, log=print):
     splits = task.data.splits
     # data given as one set (a COCO file, a class folder) is scored whole, whatever split= says
     task.eval_split = cfg.split if cfg.split in splits or len(splits) != 1 else next(iter(splits))
-    loader = DataLoader(task.dataset(task.eval_split, train=False), batch_size=cfg.batch, collate_fn=task.collate,
-                        num_workers=data_workers(cfg, task, DistInfo()))
+    loader = make_loader(task, task.eval_split, False, cfg, device, DistInfo(), data_workers(cfg, task, DistInfo()))
     result = evaluate(task, model, loader, device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
     write_json(run_dir / "metrics.json", result.metrics)
@@ -56,8 +53,9 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     task, model, meta, device = trained_task(task_class, cfg, "predict")
     if not cfg.source:
         raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
-    source = frames(cfg.source, cfg.vid_stride)  # opened, and the options checked, before the run folder exists:
-    predictor = task.predictor(model, meta, device)  # a bad source or option leaves nothing behind
+    # the source opened and the options checked before the run folder exists: bad input leaves nothing behind
+    source = frames(cfg.source, cfg.vid_stride)
+    predictor = task.predictor(task.inference_model(model), meta, device)
     run_dir = predictor.run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
                                              predictor.results, cfg.save, cfg.verbose, log)
@@ -65,6 +63,8 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     if cfg.verbose:
         speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
         log(f"{'interrupted after ' if interrupted else ''}{count} images/frames, {summary}{speed}")
+        if count and any(predictor.seconds.values()):
+            log("per image: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
         log(f"results: {run_dir}")
     return predictor.results
 

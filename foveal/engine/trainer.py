@@ -92,14 +92,15 @@ def train_one_epoch(task, model, loader, optimizer, scheduler, device, amp_dtype
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(task, model, loader, device):
     """Run `model` over `loader` and let the task's evaluator score it.
 
     Always in full precision, whatever `amp` trained with: the metrics of an epoch, of the end of
     training and of `val` are then the same numbers on every machine (autocast's choice depends on it).
+    The model runs as task.inference_model makes it, in training as in `val`: the same numbers again.
     """
-    model.eval()
+    model = task.inference_model(model.eval())
     evaluator = task.new_evaluator()
     for batch in loader:
         batch = move_to(batch, device)
@@ -110,6 +111,9 @@ def evaluate(task, model, loader, device):
 
 def make_loader(task, split: str, train: bool, cfg, device, dist_info, workers: int) -> DataLoader:
     dataset = task.dataset(split, train)
+    if not train and hasattr(dataset, "shape_batches"):  # batches of one shape each (rectangular letterbox)
+        return DataLoader(dataset, batch_sampler=dataset.shape_batches(cfg.batch), num_workers=workers,
+                          collate_fn=task.collate, pin_memory=device.type == "cuda")
     sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.seed) if (train and dist_info.enabled) else None
     return DataLoader(dataset, batch_size=cfg.batch, shuffle=train and sampler is None, sampler=sampler,
                       num_workers=workers, collate_fn=task.collate, pin_memory=device.type == "cuda",

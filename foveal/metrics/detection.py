@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from foveal.data.detection import ImageAnnotations
+from foveal.data.detection import ImageAnnotations, result_image_id
 from foveal.errors import FovealError, did_you_mean
 from foveal.ops.boxes import box_area, box_iou
 
@@ -196,6 +196,21 @@ def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], 
         stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[:12])},
         per_class_ap=dict(zip(classes, ap)), per_class_ap50=dict(zip(classes, ap50)), precision=precision,
         recall_thresholds=np.asarray(evaluator.params.recThrs), iou_thresholds=np.asarray(evaluator.params.iouThrs))
+
+
+def coco_results(ground_truth: list[ImageAnnotations], detections: list[dict], classes: list[str],
+                 category_ids: list[int] | None = None) -> list[dict]:
+    """`detections` (as coco_evaluate takes them) in COCO's results format, one entry per box: the source's
+    image_id (result_image_id) and category_id (category_ids[label], else the label), bbox x, y, w, h in
+    pixels unrounded, score. pycocotools' loadRes reads it against the source's own JSON."""
+    ids = category_ids or list(range(len(classes)))
+    results = []
+    for i, (item, det) in enumerate(zip(ground_truth, detections)):
+        boxes, scores, labels = _detections(det, len(classes), i)
+        image_id = result_image_id(item, i)
+        results += [{"image_id": image_id, "category_id": ids[label], "bbox": box, "score": score}
+                    for box, score, label in zip(_xywh(boxes), scores.tolist(), labels.tolist())]
+    return results
 
 
 def _covered_by_crowd(boxes: np.ndarray, crowd_boxes: np.ndarray, threshold: float) -> np.ndarray:

@@ -4,6 +4,8 @@ The engine owns the loop, the optimizer, checkpoints, resume, devices and proces
 owns its data, models, loss, metrics and report, through the methods below.
 """
 
+import contextlib
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +35,9 @@ class Evaluator:
         raise NotImplementedError
 
 
+PHASES = ("preprocess", "inference", "postprocess")  # of a model call in predict, timed apart
+
+
 class Predictor:
     """What a task does with each frame in `predict` (engine/modes.py runs the frames through it).
 
@@ -45,6 +50,18 @@ class Predictor:
         self.run_dir: Path | None = None  # set by the engine once every option has been checked here
         self.classes, self.imgsz = meta["classes"], meta["imgsz"]
         self.results: list[dict] = []
+        self.seconds = dict.fromkeys(PHASES, 0.0)  # summed over the frames by `phase`
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Time a part of `infer` (one of PHASES); the engine reports the split per image."""
+        if self.device.type == "cuda":  # kernels run asynchronously: wait for them at each boundary
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[name] += time.perf_counter() - started
 
     def infer(self, pixels: np.ndarray):
         raise NotImplementedError
@@ -135,6 +152,11 @@ class Task:
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
+
+    def inference_model(self, model: nn.Module) -> nn.Module:
+        """The eval-mode `model` as evaluation and prediction run it (a fused copy for models that fold
+        their BatchNorms); `model` itself is left as it is, as training goes on with it."""
+        return model
 
     def head(self, model: nn.Module) -> list[str]:
         """Parameter-name prefixes of the part that depends on the classes (for freeze and backbone_lr)."""

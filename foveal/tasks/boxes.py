@@ -5,6 +5,8 @@ Their models follow one contract (uint8 images scaled to [0, 1] in; a loss dict 
 evaluators map each image's boxes back from the letterboxed frame before COCO evaluation.
 """
 
+import copy
+
 import torch
 
 from ..data.detect_dataset import collate
@@ -25,6 +27,9 @@ class BoxTask(Task):
     def inference_options(self, mode: str) -> dict:
         conf = self.cfg.conf if self.cfg.conf >= 0 else (0.25 if mode == "predict" else 0.001)
         return {"conf": conf, "iou": self.cfg.iou, "max_det": self.cfg.max_det}
+
+    def inference_model(self, model):
+        return copy.deepcopy(model).fuse() if hasattr(model, "fuse") else model
 
     def head(self, model):
         return prefixes_outside_backbone(model)

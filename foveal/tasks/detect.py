@@ -9,6 +9,7 @@ from ..config import TrainConfig, opt
 from ..data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
 from ..data.detection import DetectionData
 from ..errors import FovealError
+from ..files import write_json
 from ..ops.boxes import NMS_IOU
 from ..registry import get_model_entry
 from .boxes import BoxEvaluator, BoxTask
@@ -45,6 +46,9 @@ class DetectConfig(TrainConfig):
     hide_conf: bool = opt(False, "predict: leave the confidence out of the drawn captions")
     hide_labels: bool = opt(False, "predict: draw the boxes without captions (no class, no confidence)")
     line_width: int = opt(2, "predict: box line width in pixels", range="[1, inf)")
+    save_crop: bool = opt(False, "predict: also write each detected object as an image, crops/<class>/<name>.jpg")
+    save_json: bool = opt(False, "val (and the end of train): also write predictions.json, COCO results with the "
+                                 "data's own image and category ids, which pycocotools reads")
     src: str = opt("", "convert: source, e.g. voc:Annotations/,JPEGImages/ or data.yaml")
     dst: str = opt("", "convert: destination, e.g. yolo:out/, coco:out/ or voc:out/")
     segments: bool = opt(False, "convert: keep object outlines (COCO polygons/RLE, YOLO polygons) in a coco: dst")
@@ -74,14 +78,21 @@ class DetectTask(BoxTask):
         self.imgsz = cfg.imgsz or 320
         if self.imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {self.imgsz}")
+        self.stride = self.rect_stride(cfg.model)
         self.datasets = {}
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
         augment = Augment(cfg.mosaic, cfg.scale, cfg.translate, cfg.degrees, cfg.hflip, cfg.hsv_h, cfg.hsv_s,
                           cfg.hsv_v) if train else None
-        self.datasets[split] = DetectionDataset(self.split_items(split), self.imgsz, augment)
+        self.datasets[split] = DetectionDataset(self.split_items(split), self.imgsz, augment, self.stride)
         return self.datasets[split]
+
+    @staticmethod
+    def rect_stride(model: str) -> int:
+        """Evaluation and prediction letterbox to multiples of 32 (not to a square), except for models
+        that resize every input to their own fixed square (SSD)."""
+        return 0 if get_model_entry(model, "detect").kind == "fixed_size" else 32
 
     def on_epoch_start(self, epoch: int):
         train = self.datasets.get("train")
@@ -104,8 +115,13 @@ class DetectTask(BoxTask):
     def write_report(self, run_dir, history, result, model):
         from .detect_report import write_detect_report
 
-        write_detect_report(run_dir, f"detect {self.cfg.model} on {self.cfg.data}", history, result, self.classes,
-                            self.data.splits[self.eval_split])
+        items = self.data.splits[self.eval_split]
+        write_detect_report(run_dir, f"detect {self.cfg.model} on {self.cfg.data}", history, result, self.classes, items)
+        if self.cfg.save_json:
+            from ..metrics.detection import coco_results
+
+            write_json(run_dir / "predictions.json", coco_results(items, result.details["detections"], self.classes,
+                                                                  self.data.category_ids))
 
 
 # ---- a mode only detection has (train, val, predict and info: the engine) ----------------------------

@@ -1,32 +1,30 @@
 """Detection on images, folders, globs, video files and cameras, with annotated output and JSON/TXT.
 
-Each frame (data/stream.py) is letterboxed, detected, its boxes mapped back to the frame, drawn
-and written; results go to predictions.json (COCO results format) and optionally YOLO txt.
+Each frame (data/stream.py) is letterboxed (to multiples of 32, not a square, except for SSD),
+detected, its boxes mapped back to the frame, drawn and written; results go to predictions.json (COCO
+results format, with file and frame), optionally YOLO txt and one image per detected object.
 `classes=` and `agnostic_nms=` act on each frame's detections after the model's own post-processing.
 """
 
+import cv2
 import numpy as np
 import torch
 
 from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
 from ..errors import FovealError
-from ..files import write_text
+from ..files import write_bytes, write_text
 from ..ops.boxes import nms
 from ..report.draw import draw_boxes
 from .base import Predictor
 
 
-@torch.inference_mode()
-def detect_frame(model, frame: np.ndarray, imgsz: int, device) -> dict:
-    """Detections of one (H, W, 3) RGB frame in its own pixel coordinates (numpy arrays)."""
-    boxed, scale, (pad_x, pad_y) = letterbox(frame, imgsz)
-    x = torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None].float().div_(255)
-    out = model(x.contiguous(memory_format=torch.channels_last))[0]
-    boxes = (out["boxes"].float().cpu().numpy() - [pad_x, pad_y, pad_x, pad_y]) / scale
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, frame.shape[1])
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, frame.shape[0])
-    return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy()}
+def to_frame(boxes: np.ndarray, scale: float, pad, width: int, height: int) -> np.ndarray:
+    """(K, 4) xyxy boxes of a letterboxed image back in the original frame's pixels, clipped to it."""
+    boxes = (boxes - [pad[0], pad[1], pad[0], pad[1]]) / scale
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    return boxes
 
 
 def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
@@ -58,24 +56,53 @@ def subset(det: dict, keep) -> dict:
     return {key: value[keep] for key, value in det.items()}
 
 
+def save_crops(pixels: np.ndarray, det: dict, classes: list[str], folder, stem: str):
+    """Each detected box of the RGB frame as folder/<class>/<stem>_<k>.jpg, k its rank in the frame's detections."""
+    height, width = pixels.shape[:2]
+    for k, (box, label) in enumerate(zip(det["boxes"], det["labels"])):
+        x1, y1 = (min(int(v), limit - 1) for v, limit in zip(box[:2], (width, height)))  # at least one pixel
+        x2, y2 = (max(int(np.ceil(v)), start + 1) for v, start in zip(box[2:], (x1, y1)))
+        (folder / classes[int(label)]).mkdir(parents=True, exist_ok=True)
+        crop = cv2.cvtColor(pixels[y1:y2, x1:x2], cv2.COLOR_RGB2BGR)
+        write_bytes(folder / classes[int(label)] / f"{stem}_{k}.jpg", cv2.imencode(".jpg", crop)[1].tobytes())
+
+
 class DetectPredictor(Predictor):
     """Boxes of each image or frame: drawn, in predictions.json (COCO results with file and frame), and
     with save_txt=true as YOLO label files."""
 
-    def __init__(self, *args):
-        super().__init__(*args)
+    def __init__(self, task, model, meta, device):
+        super().__init__(task, model, meta, device)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
+        self.stride = task.rect_stride(meta["model"])
+        # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
+        self.split = hasattr(model, "forward_raw") and hasattr(model, "postprocess")
 
+    @torch.inference_mode()
     def infer(self, pixels):
-        cfg = self.cfg
-        det = detect_frame(self.model, pixels, self.imgsz, self.device)
-        if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)
-            det = subset(det, np.isin(det["labels"], self.class_ids))
-        if cfg.agnostic_nms:  # the model's NMS is per class: this drops boxes of other classes on the same object
-            keep = nms(torch.from_numpy(det["boxes"]).float(), torch.from_numpy(det["scores"]).float(), None,
-                       cfg.iou, cfg.max_det)
-            det = subset(det, keep.numpy())
+        """Detections of one (H, W, 3) RGB frame in its own pixel coordinates (numpy arrays)."""
+        cfg, model = self.cfg, self.model
+        with self.phase("preprocess"):
+            boxed, scale, pad = letterbox(pixels, self.imgsz, self.stride)
+            x = torch.from_numpy(boxed).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.phase("inference"):
+            if self.split:
+                cls_logits, _, boxes, _, _ = model.decode(model.forward_raw(x))
+            else:
+                out = model(x)[0]
+        with self.phase("postprocess"):
+            if self.split:
+                out = model.postprocess(cls_logits.sigmoid(), boxes, x.shape[-2:])[0]
+            det = {"boxes": to_frame(out["boxes"].float().cpu().numpy(), scale, pad, pixels.shape[1], pixels.shape[0]),
+                   "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy()}
+            if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)
+                det = subset(det, np.isin(det["labels"], self.class_ids))
+            if cfg.agnostic_nms:  # the model's NMS is per class: this drops boxes of other classes on the same object
+                keep = nms(torch.from_numpy(det["boxes"]).float(), torch.from_numpy(det["scores"]).float(), None,
+                           cfg.iou, cfg.max_det)
+                det = subset(det, keep.numpy())
         return det
 
     def annotate(self, frame, det):
@@ -87,6 +114,8 @@ class DetectPredictor(Predictor):
                                  "category_id": int(label), "category": classes[int(label)],
                                  "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                                  "score": round(float(score), 5)})
+        if cfg.save_crop:
+            save_crops(frame.pixels, det, classes, self.run_dir / "crops", frame_stem(frame))
         if cfg.save_txt:
             (self.run_dir / "labels").mkdir(exist_ok=True)
             write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",

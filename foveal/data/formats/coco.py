@@ -60,7 +60,7 @@ def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True, segments:
         splits[split] = _read_set(document, json_path, images, index, problems, segments)
     splits = keep_readable(splits, problems, absolute(next(iter(sets.values()))[0]).parent)  # beside the JSON
     problems.warn()
-    return DetectionData([name for _, name in categories], splits)
+    return DetectionData([name for _, name in categories], splits, [category_id for category_id, _ in categories])
 
 
 def _load(path: Path, images: Path) -> dict:
@@ -144,7 +144,8 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             problems.add(str(e))
             if entries.pop(image_id, None) is not None:
                 skipped.add(image_id)
-    return [replace(annotated(*entry[:-1]), areas=np.array(entry[-1], np.float64)) for entry in entries.values()]
+    return [replace(annotated(*entry[:-1]), areas=np.array(entry[-1], np.float64), image_id=image_id)
+            for image_id, entry in entries.items()]
 
 
 def segmentation(value, width: int, height: int, place: str) -> list | dict:

@@ -14,6 +14,10 @@ to it, as Ultralytics clips them. Farther out, or empty once clipped, is a bad l
 A detection read takes a polygon's bounding box, as Ultralytics does; a segmentation read
 (segments=True) keeps the polygon, in pixels, as the object's COCO-style segment, and a box line
 there is a bad label (it has no outline to learn).
+
+What each image's header and label file give (its size, boxes and polygons, or the bad label's message)
+is kept in .foveal-label-cache.json beside the yaml file, as Ultralytics keeps its labels.cache: a second
+read opens neither while the size and modification time of both image and label file are unchanged.
 """
 
 import os
@@ -25,12 +29,14 @@ import yaml
 from ...errors import FovealError
 from ...files import write_text
 from ..detection import DetectionData, ImageAnnotations, unscored
-from ..images import list_images
+from ..images import file_stamp, list_images, read_check_cache, write_check_cache
 from . import (SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable, number, place_image,
                read_text)
 
 SLACK = 0.01  # normalised overshoot that is clipped: export tools round by far less (6 px at 640), wrong labels more
 LABELLING_TOOL_FILES = {"classes.txt"}  # labelImg writes its class list among the labels
+LABEL_CACHE = ".foveal-label-cache.json"  # beside data.yaml and images.CHECK_CACHE, in the same form
+LABEL_CACHE_VERSION = 1
 
 
 def label_path(image: Path) -> Path:
@@ -50,11 +56,18 @@ def read_yolo(yaml_path, strict: bool = True, segments: bool = False) -> Detecti
     if config.get("train") is None:
         raise FovealError(f"{yaml_path}: no 'train' key (a folder of images or a .txt list of them)")
     problems, splits = Problems(strict), {}
-    for split in SPLITS:
-        if config.get(split) is not None:
-            images = _split_images(config[split], root, f"{yaml_path}: {split}", problems)
-            splits[split] = [item for image in images
-                             for item in [_read_image(image, len(classes), problems, segments)] if item is not None]
+    cache = yaml_path.parent / LABEL_CACHE
+    entries = read_check_cache(cache, LABEL_CACHE_VERSION)
+    before = dict(entries)  # shares the entries' values, so comparing it afterwards is cheap
+    try:
+        for split in SPLITS:
+            if config.get(split) is not None:
+                images = _split_images(config[split], root, f"{yaml_path}: {split}", problems)
+                splits[split] = [item for image in images for item in
+                                 [_read_image(image, len(classes), problems, segments, entries)] if item is not None]
+    finally:  # also when strict stops at a bad label: what was read before it need not be read again
+        if entries != before:
+            write_check_cache(cache, entries, LABEL_CACHE_VERSION)
     splits = keep_readable(splits, problems, yaml_path.parent)
     problems.warn()
     return DetectionData(classes, splits)
@@ -124,8 +137,25 @@ def _report_stray_labels(folder: Path, images: list[Path], problems: Problems):
             problems.add(f"{path}: label file without an image (none called {path.stem}.* under {folder})")
 
 
-def _read_image(image: Path, class_count: int, problems: Problems, segments: bool = False) -> ImageAnnotations | None:
-    """One image and its label file, or None (reported) when the image or a label line is bad."""
+def _read_image(image: Path, class_count: int, problems: Problems, segments: bool,
+                cache: dict) -> ImageAnnotations | None:
+    """One image and its label file, or None (reported) when the image or a label line is bad.
+
+    cache: {image path: [image stamp, label stamp, class_count, segments, what _parse_image gave]}; an
+    entry is used while all four agree (a label file added, changed or removed changes its stamp)."""
+    stamp = [file_stamp(image), file_stamp(label_path(image)), class_count, segments]
+    entry = cache.get(str(image))
+    if not isinstance(entry, list) or len(entry) != 5 or entry[:4] != stamp:  # not a 5-list: a damaged cache
+        entry = cache[str(image)] = [*stamp, _parse_image(image, class_count, segments)]
+    if isinstance(entry[4], str):
+        problems.add(entry[4])
+        return None
+    width, height, boxes, labels, polygons = entry[4]
+    return annotated(image, width, height, boxes, labels, [False] * len(labels), polygons)
+
+
+def _parse_image(image: Path, class_count: int, segments: bool) -> list | str:
+    """[width, height, boxes, labels, polygons or None] in pixels (JSON-ready), or the bad label's message."""
     path = label_path(image)
     try:
         width, height = image_size(image)
@@ -151,9 +181,8 @@ def _read_image(image: Path, class_count: int, problems: Problems, segments: boo
             boxes.append(fit_box(box, width, height, SLACK * max(width, height), place))
             labels.append(int(label))
     except BadLabel as e:
-        problems.add(str(e))
-        return None
-    return annotated(image, width, height, boxes, labels, [False] * len(labels), polygons if segments else None)
+        return str(e)
+    return [width, height, boxes, labels, polygons if segments else None]
 
 
 def _field_count_problem(count: int, segments: bool) -> str:

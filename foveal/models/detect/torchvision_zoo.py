@@ -54,11 +54,11 @@ def _size_kwargs(imgsz: int) -> dict:
     return {"min_size": imgsz, "max_size": imgsz}
 
 
-def _register(name, build, background_label):
+def _register(name, build, background_label, kind=""):
     def builder(num_classes: int, imgsz: int = 320, **kwargs):
         return TorchvisionDetector(build(num_classes + background_label, imgsz), background_label, **kwargs)
 
-    register_model("detect", name, family="torchvision")(builder)
+    register_model("detect", name, family="torchvision", kind=kind)(builder)
 
 
 def _torchvision(builder_name: str):
@@ -91,5 +91,5 @@ for _name in ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrc
     _register(_name, _torchvision(_name), True)
 for _name in ("retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn"):
     _register(_name, _torchvision(_name), False)
-_register("ssd300_vgg16", _ssd300, True)
-_register("ssdlite320_mobilenet_v3_large", _ssdlite, True)
+_register("ssd300_vgg16", _ssd300, True, kind="fixed_size")  # they resize every input to their own square
+_register("ssdlite320_mobilenet_v3_large", _ssdlite, True, kind="fixed_size")

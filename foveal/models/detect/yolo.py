@@ -21,10 +21,12 @@ best MAX_CANDIDATES of them, class-aware NMS at `iou`, then the top `max_det`. I
 W) in [0, 1] with H, W multiples of 32, not normalised: the stem's BatchNorm absorbs scale and offset.
 """
 
+import functools
 import math
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import batched_nms
 
 from ...ops.boxes import NMS_IOU
@@ -190,6 +192,13 @@ class DecoupledHead(nn.Module):
         return [torch.cat([box(x), cls(x)], 1) for x, box, cls in zip(features, self.box_branches, self.cls_branches)]
 
 
+@functools.lru_cache(maxsize=32)
+def cached_anchor_grid(sizes: tuple, strides: tuple, device: torch.device, inference: bool):
+    """anchor_grid, built once per input size (and device; tensors made in inference mode are kept apart:
+    autograd refuses them). Callers must not change the tensors in place."""
+    return anchor_grid(sizes, strides, device)
+
+
 def anchor_grid(sizes: list[tuple[int, int]], strides, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres of every level, row-major, level after level: (A, 2) x, y pixels and (A, 1) strides."""
     points, point_strides = [], []
@@ -240,7 +249,8 @@ class YOLO(nn.Module):
         flat = torch.cat([level.flatten(2) for level in raw], 2).transpose(1, 2)  # (B, A, 4R + C)
         box_logits = flat[..., :4 * self.reg_max].reshape(batch, -1, 4, self.reg_max)
         cls_logits = flat[..., 4 * self.reg_max:]
-        points, strides = anchor_grid([level.shape[-2:] for level in raw], self.strides, flat.device)
+        points, strides = cached_anchor_grid(tuple(tuple(level.shape[-2:]) for level in raw), tuple(self.strides),
+                                             flat.device, torch.is_inference_mode_enabled())
         distances = box_logits.softmax(-1) @ self.bins * strides  # (B, A, 4) pixels: left, top, right, bottom
         boxes = torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
         return cls_logits, box_logits, boxes, points, strides
@@ -253,6 +263,20 @@ class YOLO(nn.Module):
                 raise ValueError("YOLO needs targets in training mode; call model.eval() to predict")
             return self.loss(cls_logits, box_logits, boxes, points, strides, targets)
         return self.postprocess(cls_logits.sigmoid(), boxes, images.shape[-2:])
+
+    def fuse(self) -> "YOLO":
+        """Fold each BatchNorm into the convolution before it (for evaluation: frozen statistics); the
+        same outputs to rounding, one pass over the activations fewer per layer."""
+        if self.training:
+            raise ValueError("fuse() folds frozen BatchNorm statistics: call model.eval() first")
+        for module in self.modules():
+            if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
+                channels_last = module.conv.weight.is_contiguous(memory_format=torch.channels_last)
+                module.conv = fuse_conv_bn_eval(module.conv, module.bn)
+                if channels_last:
+                    module.conv.to(memory_format=torch.channels_last)
+                module.bn = nn.Identity()
+        return self
 
     def postprocess(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> list[dict]:
         """scores (B, A, C), boxes (B, A, 4) -> per image {boxes (K, 4), scores (K,), labels (K,)}."""
