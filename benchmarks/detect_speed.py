@@ -87,22 +87,32 @@ def yolo_inference_changes(imgsz: int, repeats: int) -> list[tuple[str, float, f
     square, rect = (torch.from_numpy(letterbox(frame, imgsz, stride)[0]).permute(2, 0, 1)[None].float().div(255)
                     .contiguous(memory_format=torch.channels_last) for stride in (0, 32))
 
-    def run(net, image, context, fresh_grid=False):
-        def call():
+    def call(net, image, context, fresh_grid=False):
+        def run():
             if fresh_grid:
                 yolo.cached_anchor_grid.cache_clear()
             with context():
                 net(image)
-        return timed(call, repeats) * 1000
+        return run
 
-    rows = [("Conv+BN fusion", run(model, square, torch.inference_mode), run(fused, square, torch.inference_mode)),
+    def compare(before, after):  # alternately, so that a drift of the machine's speed hits both alike
+        times = {before: [], after: []}
+        for i in range(repeats + 3):
+            for run in (before, after):
+                started = time.perf_counter()
+                run()
+                if i >= 3:
+                    times[run].append(time.perf_counter() - started)
+        return statistics.median(times[before]) * 1000, statistics.median(times[after]) * 1000
+
+    now = call(model, square, torch.inference_mode)
+    return [("Conv+BN fusion", *compare(now, call(fused, square, torch.inference_mode))),
             (f"rectangular letterbox ({imgsz}x{rect.shape[2]} for {imgsz}x{imgsz})",
-             run(model, square, torch.inference_mode), run(model, rect, torch.inference_mode)),
-            ("inference_mode (for no_grad)", run(model, square, torch.no_grad), run(model, square, torch.inference_mode)),
-            ("anchor grid once per size", run(model, square, torch.inference_mode, fresh_grid=True),
-             run(model, square, torch.inference_mode)),
-            ("all four", run(model, square, torch.no_grad, fresh_grid=True), run(fused, rect, torch.inference_mode))]
-    return rows
+             *compare(now, call(model, rect, torch.inference_mode))),
+            ("inference_mode (for no_grad)", *compare(call(model, square, torch.no_grad), now)),
+            ("anchor grid once per size", *compare(call(model, square, torch.inference_mode, fresh_grid=True), now)),
+            ("all four", *compare(call(model, square, torch.no_grad, fresh_grid=True),
+                                  call(fused, rect, torch.inference_mode)))]
 
 
 def loader_rates(imgsz: int, batch: int, epochs: int = 3) -> list[tuple[str, float]]:

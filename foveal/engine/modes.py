@@ -36,7 +36,8 @@ def validate(task_class, cfg, log=print):
     splits = task.data.splits
     # data given as one set (a COCO file, a class folder) is scored whole, whatever split= says
     task.eval_split = cfg.split if cfg.split in splits or len(splits) != 1 else next(iter(splits))
-    loader = make_loader(task, task.eval_split, False, cfg, device, DistInfo(), data_workers(cfg, task, DistInfo()))
+    loader = make_loader(task, task.eval_split, False, cfg, device, DistInfo(),
+                         data_workers(cfg, task, DistInfo(), device))
     result = evaluate(task, model, loader, device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
     write_json(run_dir / "metrics.json", result.metrics)
