@@ -35,11 +35,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import foveal
 from foveal.engine.device import configure_cpu, cpu_has_native_bf16
+from foveal.engine.distributed import DistInfo
+from foveal.engine.loaders import make_loader
 from foveal.engine.optim import build_scheduler
 from foveal.engine.trainer import evaluate, train_one_epoch
 from foveal.tasks.classify import ClassifyConfig, ClassifyTask
@@ -75,9 +76,8 @@ class Setup:
         self.tasks = {cl: ClassifyTask(dataclasses.replace(cfg, channels_last=cl)) for cl in (False, True)}
         for task in self.tasks.values():
             task.setup()
-        self.loader = DataLoader(self.tasks[False].dataset("train", True), batch_size=batch, shuffle=True,
-                                 collate_fn=self.tasks[False].collate, drop_last=True,
-                                 generator=torch.Generator())  # as foveal's make_loader builds it
+        self.loader = make_loader(self.tasks[False], "train", True, cfg, torch.device("cpu"), DistInfo(), 0)
+        self.loader.sampler.set_epoch(0, 0)
 
 
 def batches(loader, steps: int):
@@ -152,7 +152,7 @@ def measure_fit(setup: Setup, epochs: int, batch: int, threads: int) -> tuple[fl
     task = setup.tasks[False]
     torch.manual_seed(SEED)
     model = foveal.create_model(setup.model_name, num_classes=10, imgsz=setup.imgsz)
-    val_loader = DataLoader(task.dataset("val", False), batch_size=batch, collate_fn=task.collate)
+    val_loader = make_loader(task, "val", False, task.cfg, CPU, DistInfo(), 0)
     evaluations = []
     for _ in range(3):
         started = time.perf_counter()

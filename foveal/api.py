@@ -14,8 +14,9 @@ from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
 
 TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment"}
-MODES = ("train", "val", "predict", "info")  # every task has these; a task module may add more (MODES)
-ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info}  # the same for every task
+MODES = ("train", "val", "predict", "info", "export")  # every task has these; a task module may add more (MODES)
+ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info,
+                "export": modes.export}  # the same for every task
 
 
 def task_module(task: str):

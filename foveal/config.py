@@ -117,10 +117,12 @@ class TrainConfig:
     resume: str = opt("", "run folder (or its train_state.pt) to continue; `epochs=` may extend it")
     save_period: int = opt(0, "also keep epochN.safetensors every N epochs (0: off)", range="[0, inf)")
     # evaluation and prediction
-    weights: str = opt("", "trained weights (.safetensors) for val and predict")
+    weights: str = opt("", "trained weights (.safetensors, or .onnx from export) for val, predict and export")
     vid_stride: int = opt(1, "predict: run on every Nth frame of a video or camera", range="[1, inf)")
     source: str = opt("", "predict: an image, a folder or a glob")
     split: str = opt("val", "val: which split to evaluate", ("train", "val", "test"))
+    format: str = opt("onnx", "export: the file format", ("onnx",))
+    dynamic: bool = opt(False, "export: any batch size and any input size (multiples of 32) instead of (1, imgsz)")
     num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)",
                            range="[0, inf)")
     verbose: bool = opt(True, "print progress and results")

@@ -5,7 +5,9 @@ import json
 import subprocess
 import tempfile
 
+import numpy as np
 import pytest
+from PIL import Image
 from safetensors.torch import save_file
 
 import foveal.cli
@@ -127,6 +129,26 @@ def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digit
     run_folder = blocker / "runs" / "classify" / "exp"
     assert_one_line_error(below_a_file, f"project: cannot create the run folder {run_folder}: ")
     assert run_folders(tmp_path) == []
+
+
+def test_export_to_onnx_and_use_it_in_val_predict_and_info(digits_weights, tmp_path):
+    weights = tmp_path / "digits.safetensors"
+    weights.write_bytes(digits_weights.read_bytes())
+    result = run_cli("classify", "export", f"weights={weights}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 x 3 x 8 x 8" in result.stdout
+    onnx_file = tmp_path / "digits.onnx"
+    tops = [foveal.val("classify", weights=w, project=tmp_path, verbose=False).metrics for w in (weights, onnx_file)]
+    assert tops[1]["top1"] == pytest.approx(tops[0]["top1"], abs=1e-3) and tops[0]["top1"] > 0.5
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(image)
+    guesses = [foveal.predict("classify", weights=w, source=image, project=tmp_path, verbose=False)[0]["top"]
+               for w in (weights, onnx_file)]
+    assert [g["class"] for g in guesses[0]] == [g["class"] for g in guesses[1]]
+    np.testing.assert_allclose([g["score"] for g in guesses[1]], [g["score"] for g in guesses[0]], atol=1e-4)
+    assert foveal.info("classify", weights=onnx_file, verbose=False)  # the metadata travels in the file
+    again = run_cli("classify", "export", f"weights={onnx_file}")
+    assert again.returncode == 2 and "already exported" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_weights_of_another_task_or_class_count(tmp_path, colour_folder, digits_weights):

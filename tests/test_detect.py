@@ -49,6 +49,18 @@ def trained(yolo_data, tmp_path_factory, request):
     return project, result
 
 
+def test_training_is_the_same_with_and_without_loader_workers(yolo_data, tmp_path):
+    # each item is augmented from (seed, epoch, index), whichever process loads it; persistent workers
+    # still learn the epoch (mosaic is off in the second one: close_mosaic=1)
+    histories = [foveal.train("detect", data=str(yolo_data), model="yolo_n", imgsz=96, epochs=2, batch=8,
+                              close_mosaic=1, amp="off", workers=workers, threads=1, project=tmp_path,
+                              name=f"workers{workers}", verbose=False).history for workers in (0, 2)]
+    for history in histories:
+        for row in history:
+            row.pop("seconds")
+    assert histories[0] == histories[1]
+
+
 def test_train_writes_the_run_folder(trained):
     project, result = trained
     run = project / "detect" / "e2e"
@@ -328,7 +340,7 @@ def test_learns_through_the_engine_and_val_writes_coco_results(wide_coco, tmp_pa
                      f"project={tmp_path}", "name=val")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "detect" / "val" / "metrics.json").read_text())
-    assert metrics["map50"] > 0.9  # measured 0.99; without NMS 0.73, boxes left in the letterboxed frame 0.20
+    assert metrics["map50"] > 0.7  # measured 0.81, 0.94, 0.99 with seeds 0, 1, 2; an untrained model 0.00
 
     # the results file, read by pycocotools against the source's own JSON, scores the same
     results = json.loads((tmp_path / "detect" / "val" / "predictions.json").read_text())
@@ -337,10 +349,23 @@ def test_learns_through_the_engine_and_val_writes_coco_results(wide_coco, tmp_pa
     stats = coco_stats(annotations, results)
     assert stats[0] == pytest.approx(metrics["map"], abs=1e-9) and stats[1] == pytest.approx(metrics["map50"], abs=1e-9)
 
-    # what the margin guards against: the same model without NMS, and its boxes left in the letterboxed frame
+    # what the margins guard against: the same model without NMS (measured 0.21-0.24 lower), and its boxes
+    # left in the letterboxed frame (0.20)
     without_nms = foveal.val("detect", weights=best, data=f"coco:{annotations},{images}", iou=1.0, project=tmp_path,
                              verbose=False)
-    assert without_nms.metrics["map50"] < 0.9
+    assert without_nms.metrics["map50"] < metrics["map50"] - 0.1
+    # exported to ONNX (any batch and size: val's rectangular batches), the same numbers and boxes
+    result = run_cli("detect", "export", f"weights={best}", "dynamic=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    exported = foveal.val("detect", weights=best.with_suffix(".onnx"), data=f"coco:{annotations},{images}",
+                          project=tmp_path, verbose=False)
+    assert exported.metrics["map"] == pytest.approx(metrics["map"], abs=1e-3)
+    image = next(images.iterdir())
+    found = [foveal.predict("detect", weights=w, source=image, project=tmp_path, verbose=False, save=False)
+             for w in (best, best.with_suffix(".onnx"))]
+    assert [d["category_id"] for d in found[0]] == [d["category_id"] for d in found[1]] and found[0]
+    np.testing.assert_allclose([d["bbox"] for d in found[1]], [d["bbox"] for d in found[0]], rtol=1e-3, atol=0.02)
+
     scale, pad_y = 128 / 150, 5  # 100 x 150 -> 85 x 128, padded to 96 x 128
     for r in results:
         x, y, w, h = r["bbox"]

@@ -132,3 +132,20 @@ def test_an_image_broken_after_reading_stops_with_its_name_never_another_image(t
     with pytest.raises(FovealError, match=f"{tmp_path / 'a.png'}: not a readable image"):
         dataset[0]
     assert dataset[1][1]["index"] == 1
+
+
+def test_the_epoch_reaches_the_dataset_with_each_item_and_seeds_it():
+    from foveal.engine.loaders import EpochItems
+
+    items = [ImageAnnotations("", 64, 64, pixels=np.full((64, 64, 3), 40 * k, np.uint8)) for k in range(4)]
+    dataset = DetectionDataset(items, 64, Augment(mosaic=1.0), mosaic_epochs=2)
+    epochs = EpochItems(dataset, seed=0)
+    first = epochs[(1, 3)][0]
+    assert dataset.mosaic_enabled
+    torch.rand(5)  # the caller's RNG moves on, the item does not
+    assert torch.equal(epochs[(1, 3)][0], first) and not torch.equal(epochs[(0, 3)][0], first)
+    epochs[(2, 3)]
+    assert not dataset.mosaic_enabled  # close_mosaic: from epoch 2 on
+    state = torch.get_rng_state()
+    epochs[(2, 1)]
+    assert torch.equal(torch.get_rng_state(), state)  # in the main process dropout keeps its stream

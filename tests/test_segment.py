@@ -84,6 +84,24 @@ def test_val_reproduces_training_metrics(trained, mask_data):
         assert measured[key] == pytest.approx(best[key], abs=1e-9), key
 
 
+def test_onnx_export_scores_and_predicts_as_pytorch(trained, mask_data, request):
+    if request.node.callspec.params["trained"] != "off":
+        pytest.skip("one precision path is enough: the export is of the trained weights either way")
+    run_dir, data, project = trained
+    classes = f"classes={mask_data[0]}/classes.txt"
+    result = run_cli("segment", "export", f"weights={run_dir}/best.safetensors", "dynamic=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run_dir / "best.onnx").is_file() and "any batch" in result.stdout
+    scores = {weights: foveal.val("segment", weights=run_dir / weights, data=data, classes=classes.split("=")[1],
+                                  project=project, verbose=False).metrics for weights in ("best.safetensors", "best.onnx")}
+    for key in ("miou", "dice", "pixel_acc"):
+        assert scores["best.onnx"][key] == pytest.approx(scores["best.safetensors"][key], abs=1e-3), key
+    image = mask_data[0] / "val/images/000.png"
+    masks = [foveal.predict("segment", weights=run_dir / weights, source=image, project=project, verbose=False)
+             for weights in ("best.safetensors", "best.onnx")]
+    assert masks[0][0]["pixels"] == masks[1][0]["pixels"]
+
+
 def test_predict_writes_overlays_masks_and_polygons(trained, mask_data, tmp_path):
     run_dir, _, project = trained
     root, _ = mask_data

@@ -41,9 +41,15 @@ class DetectionDataset(Dataset):
     (S' x S'' <= S x S); shape_batches() then groups images of one shape into each batch.
     """
 
-    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None, stride: int = 0):
+    def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None, stride: int = 0,
+                 mosaic_epochs: int | None = None):
         self.items, self.imgsz, self.augment, self.stride = items, imgsz, augment, stride
-        self.mosaic_enabled = True  # switched off for the last epochs (close_mosaic)
+        self.mosaic_epochs = mosaic_epochs  # mosaic in the epochs before this one (close_mosaic); None: all
+        self.mosaic_enabled = True
+
+    def set_epoch(self, epoch: int):
+        """The engine says which epoch (0-based) the next items are for (engine/loaders.py)."""
+        self.mosaic_enabled = self.mosaic_epochs is None or epoch < self.mosaic_epochs
 
     def __len__(self):
         return len(self.items)

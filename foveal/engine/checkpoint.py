@@ -113,9 +113,15 @@ def check_trained_meta(weights, meta: dict, task: str):
 
 
 def trained_meta(weights, task: str) -> dict:
-    """The checked metadata of a foveal `task` weights file, without reading its tensors."""
+    """The checked metadata of a foveal `task` weights file (.safetensors or .onnx), without its tensors."""
     if not Path(weights).is_file():
         raise FovealError(f"weights: no such file: {weights}")
+    if Path(weights).suffix == ".onnx":
+        from .onnx import read_onnx_meta
+
+        meta = read_onnx_meta(weights)
+        check_trained_meta(weights, meta, task)
+        return meta
     try:
         meta = read_weights_meta(weights)
     except (SafetensorError, OSError, ValueError) as e:
@@ -130,6 +136,11 @@ def load_trained(weights, task: str, device: torch.device, **model_kwargs):
 
     if not weights:
         raise FovealError(f"weights: name a trained weights file, e.g. weights=runs/{task}/exp/best.safetensors")
+    if Path(weights).suffix == ".onnx":  # an exported graph, run by onnxruntime in the model's place
+        from .onnx import load_onnx
+
+        meta = trained_meta(weights, task)
+        return load_onnx(weights, meta, device), meta
     state, meta = load_weights(weights)
     check_trained_meta(weights, meta, task)
     model = create_model(meta["model"], task, **meta["model_kwargs"], **model_kwargs)

@@ -6,6 +6,9 @@ here once.
 """
 
 import contextlib
+from pathlib import Path
+
+import torch
 
 from ..data.stream import frames, run_stream
 from ..errors import FovealError
@@ -14,7 +17,8 @@ from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
-from .trainer import data_workers, evaluate, make_loader
+from .loaders import data_workers, make_loader
+from .trainer import evaluate
 
 
 def trained_task(task_class, cfg, mode: str):
@@ -68,6 +72,25 @@ def predict(task_class, cfg, log=print) -> list[dict]:
             log("per image: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
         log(f"results: {run_dir}")
     return predictor.results
+
+
+def export(task_class, cfg, log=print) -> Path:
+    """Write trained weights as cfg.format (ONNX) beside them: best.safetensors -> best.onnx."""
+    from .onnx import export_onnx
+
+    if Path(cfg.weights).suffix == ".onnx":
+        raise FovealError(f"weights: {cfg.weights} is already exported; name the .safetensors it came from")
+    configure_cpu(cfg.threads)
+    model, meta = load_trained(cfg.weights, task_class.name, torch.device("cpu"))
+    task = task_class.create(task_class.trained_config(cfg, meta))
+    imgsz = cfg.imgsz or meta["imgsz"]
+    task.check_export_size(imgsz)
+    path = export_onnx(task.inference_model(model).float(), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz,
+                       cfg.dynamic)
+    if cfg.verbose:
+        shape = "any batch, any size in multiples of 32" if cfg.dynamic else f"1 x 3 x {imgsz} x {imgsz}"
+        log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB; input {shape})")
+    return path
 
 
 def info(task_class, cfg, log=print):

@@ -1,7 +1,8 @@
 """The one training engine: `fit` runs any Task; `train_one_epoch` and `evaluate` are the loop.
 
 Resume is exact by construction: every epoch re-seeds the torch RNG and the data order from
-(seed, epoch), so an epoch re-run after a kill sees the same batches, augmentations and dropout.
+(seed, epoch), and each item's augmentation from (seed, epoch, index) (loaders.py), so an epoch re-run
+after a kill sees the same batches, augmentations and dropout.
 """
 
 import contextlib
@@ -16,7 +17,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..config import config_dict, save_config
@@ -24,6 +24,7 @@ from ..files import write_text
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
 from .device import autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
+from .loaders import data_workers, make_loader
 from .optim import build_optimizer, build_scheduler
 from .resume import prepare_resume
 from .runs import new_run_dir
@@ -107,34 +108,6 @@ def evaluate(task, model, loader, device):
         outputs = task.forward_eval(model, batch)
         evaluator.update(outputs, batch)
     return evaluator.compute()
-
-
-def make_loader(task, split: str, train: bool, cfg, device, dist_info, workers: int) -> DataLoader:
-    dataset = task.dataset(split, train)
-    if not train and hasattr(dataset, "shape_batches"):  # batches of one shape each (rectangular letterbox)
-        return DataLoader(dataset, batch_sampler=dataset.shape_batches(cfg.batch), num_workers=workers,
-                          collate_fn=task.collate, pin_memory=device.type == "cuda")
-    sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.seed) if (train and dist_info.enabled) else None
-    return DataLoader(dataset, batch_size=cfg.batch, shuffle=train and sampler is None, sampler=sampler,
-                      num_workers=workers, collate_fn=task.collate, pin_memory=device.type == "cuda",
-                      drop_last=train and len(dataset) > cfg.batch, generator=torch.Generator(),
-                      persistent_workers=False)  # fresh workers each epoch get seeds from (seed, epoch)
-
-
-def data_workers(cfg, task, dist_info, device) -> int:
-    """Data-loading processes (`workers=-1`): none for data already in memory; on a GPU, this process's
-    cores but one (the one feeding the GPU), at most 8; on the CPU, whose cores also train, one per 8
-    cores, the rest left to torch's threads. There a detection image costs about a fifth of its training
-    step in loading and augmenting, and on 2 cores yolo_n trains 1.6x faster with no worker than with 1
-    or 2 (benchmarks/detect_speed.py --loader); simple_cnn on 64 px PNG folders 1.15x."""
-    if cfg.workers >= 0:
-        return cfg.workers
-    if task.in_memory():
-        return 0
-    from .device import available_cores
-
-    cores = max(1, available_cores() // dist_info.local_world_size)
-    return min(8, cores - 1 if device.type != "cpu" else cores // 8)
 
 
 def write_metrics_csv(path: Path, history: list[dict]):
@@ -225,11 +198,8 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
             unfreeze(model)
             train_model = wrap_parallel(model, device, dist_info)  # DDP syncs only what needed gradients when wrapped
             log(f"epoch {epoch + 1}: unfreezing all layers")
-        task.on_epoch_start(epoch)
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))
-        train_loader.generator.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))  # dropout; the data: the loader
+        train_loader.sampler.set_epoch(epoch, epoch_seed(cfg.seed, epoch, dist_info.rank))
         started = time.perf_counter()
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                   disable=not (dist_info.is_main and cfg.verbose) or None, dynamic_ncols=True) as bar:

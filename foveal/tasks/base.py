@@ -147,11 +147,11 @@ class Task:
         items = next(iter(self.data.splits.values()), [])  # any split: `val` data may have no train split
         return all(getattr(item, "pixels", None) is not None for item in items[:1])
 
-    def on_epoch_start(self, epoch: int):
-        """Called before each training epoch (0-based), e.g. to turn an augmentation off late."""
-
     def build_model(self) -> nn.Module:
         raise NotImplementedError
+
+    def check_export_size(self, imgsz: int):
+        """Refuse (one line) an input size the task's models cannot take, before an export is traced."""
 
     def inference_model(self, model: nn.Module) -> nn.Module:
         """The eval-mode `model` as evaluation and prediction run it (a fused copy for models that fold

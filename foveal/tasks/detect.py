@@ -15,7 +15,7 @@ from ..registry import get_model_entry
 from .boxes import BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes",)
-MODES = ("train", "val", "predict", "info", "convert")
+MODES = ("train", "val", "predict", "info", "export", "convert")
 
 
 @dataclass
@@ -78,26 +78,25 @@ class DetectTask(BoxTask):
         self.imgsz = cfg.imgsz or 320
         if self.imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {self.imgsz}")
-        self.stride = self.rect_stride(cfg.model)
-        self.datasets = {}
+        self.stride = self.rect_stride(cfg.model, data_meta)
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
         augment = Augment(cfg.mosaic, cfg.scale, cfg.translate, cfg.degrees, cfg.hflip, cfg.hsv_h, cfg.hsv_s,
                           cfg.hsv_v) if train else None
-        self.datasets[split] = DetectionDataset(self.split_items(split), self.imgsz, augment, self.stride)
-        return self.datasets[split]
+        return DetectionDataset(self.split_items(split), self.imgsz, augment, self.stride,
+                                mosaic_epochs=cfg.epochs - cfg.close_mosaic)
 
     @staticmethod
-    def rect_stride(model: str) -> int:
+    def rect_stride(model: str, meta: dict | None = None) -> int:
         """Evaluation and prediction letterbox to multiples of 32 (not to a square), except for models
-        that resize every input to their own fixed square (SSD)."""
-        return 0 if get_model_entry(model, "detect").kind == "fixed_size" else 32
+        that resize every input to their own fixed square (SSD) and graphs exported at one size."""
+        fixed_graph = bool(meta and "onnx" in meta and not meta["onnx"]["dynamic"])
+        return 0 if fixed_graph or get_model_entry(model, "detect").kind == "fixed_size" else 32
 
-    def on_epoch_start(self, epoch: int):
-        train = self.datasets.get("train")
-        if train is not None:
-            train.mosaic_enabled = epoch < self.cfg.epochs - self.cfg.close_mosaic
+    def check_export_size(self, imgsz: int):
+        if imgsz % 32:
+            raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 
     def predictor(self, model, meta, device):
         from .detect_predict import DetectPredictor

@@ -75,9 +75,9 @@ class DetectPredictor(Predictor):
         super().__init__(task, model, meta, device)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
-        self.stride = task.rect_stride(meta["model"])
+        self.stride = task.rect_stride(meta["model"], meta)
         # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
-        self.split = hasattr(model, "forward_raw") and hasattr(model, "postprocess")
+        self.split = hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
 
     @torch.inference_mode()
     def infer(self, pixels):

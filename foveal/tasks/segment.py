@@ -21,7 +21,7 @@ from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
 
 EMBEDDED = ("shapes",)
-MODES = ("train", "val", "predict", "info")
+MODES = ("train", "val", "predict", "info", "export")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so pretrained encoders fit
 
 

@@ -237,6 +237,7 @@ class YOLO(nn.Module):
         self.num_classes, self.reg_max, self.strides = num_classes, reg_max, STRIDES
         self.loss = loss or YOLOLoss()
         self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.exported = None  # run_exported: images -> [boxes, scores] of an exported graph, in the network's place
 
     def forward_raw(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> per stride (8, 16, 32) raw (B, 4 * reg_max + num_classes, H/s, W/s) logits."""
@@ -249,20 +250,37 @@ class YOLO(nn.Module):
         flat = torch.cat([level.flatten(2) for level in raw], 2).transpose(1, 2)  # (B, A, 4R + C)
         box_logits = flat[..., :4 * self.reg_max].reshape(batch, -1, 4, self.reg_max)
         cls_logits = flat[..., 4 * self.reg_max:]
-        points, strides = cached_anchor_grid(tuple(tuple(level.shape[-2:]) for level in raw), tuple(self.strides),
-                                             flat.device, torch.is_inference_mode_enabled())
+        sizes = tuple(tuple(level.shape[-2:]) for level in raw)
+        if all(isinstance(n, int) for size in sizes for n in size):
+            points, strides = cached_anchor_grid(sizes, tuple(self.strides), flat.device,
+                                                 torch.is_inference_mode_enabled())
+        else:  # symbolic sizes: traced for export, where the grid becomes part of the graph
+            points, strides = anchor_grid(sizes, self.strides, flat.device)
         distances = box_logits.softmax(-1) @ self.bins * strides  # (B, A, 4) pixels: left, top, right, bottom
         boxes = torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
         return cls_logits, box_logits, boxes, points, strides
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
         """Training: {"box", "cls", "dfl"} losses (sum them). Eval: per image {boxes, scores, labels}."""
+        if self.exported is not None and not self.training:
+            boxes, scores = self.exported(images)
+            return self.postprocess(scores, boxes, images.shape[-2:])
         cls_logits, box_logits, boxes, points, strides = self.decode(self.forward_raw(images))
         if self.training:
             if targets is None:
                 raise ValueError("YOLO needs targets in training mode; call model.eval() to predict")
             return self.loss(cls_logits, box_logits, boxes, points, strides, targets)
         return self.postprocess(cls_logits.sigmoid(), boxes, images.shape[-2:])
+
+    def export_module(self) -> nn.Module:
+        """What ONNX export traces: images -> (boxes (B, A, 4) pixels, class scores (B, A, C)); the
+        post-processing (threshold, NMS) stays foveal's, as PyTorch runs it."""
+        return DecodedOutputs(self)
+
+    def run_exported(self, run) -> "YOLO":
+        """From now on, evaluate with `run` (images -> [boxes, scores] of an exported export_module)."""
+        self.exported = run
+        return self
 
     def fuse(self) -> "YOLO":
         """Fold each BatchNorm into the convolution before it (for evaluation: frozen statistics); the
@@ -294,6 +312,18 @@ class YOLO(nn.Module):
             keep = batched_nms(box, score, label, self.iou)[:self.max_det]
             results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
         return results
+
+
+class DecodedOutputs(nn.Module):
+    """A YOLO's boxes and class scores before post-processing (YOLO.export_module)."""
+
+    def __init__(self, yolo: YOLO):
+        super().__init__()
+        self.yolo = yolo
+
+    def forward(self, images):
+        cls_logits, _, boxes, _, _ = self.yolo.decode(self.yolo.forward_raw(images))
+        return boxes, cls_logits.sigmoid()
 
 
 @register_model("detect")
