@@ -2,6 +2,7 @@
 line plus an error.log (exit code 1) for bugs."""
 
 import json
+import re
 import subprocess
 import tempfile
 
@@ -64,6 +65,7 @@ def test_train_val_predict_info_through_the_cli(tmp_path, colour_folder):
     results = json.loads((tmp_path / "classify" / "predict" / "predictions.json").read_text())
     assert len(results) == 4 and len(results[0]["top"]) == 2
     assert sum(r["top"][0]["class"] == "red" for r in results) >= 3
+    assert re.search(r"per image: [\d.]+ ms preprocess, [\d.]+ ms inference, [\d.]+ ms postprocess", predict.stdout)
 
     info = run_cli("classify", "info", "model=resnet18", "imgsz=224")
     assert info.returncode == 0 and "11,689,512 parameters" in info.stdout and "1.814 GMACs" in info.stdout

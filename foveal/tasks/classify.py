@@ -112,11 +112,15 @@ class ClassifyPredictor(Predictor):
 
     @torch.inference_mode()
     def infer(self, pixels):
-        image = self.transform(torch.from_numpy(pixels).permute(2, 0, 1))[None].to(self.device)
-        if self.cfg.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        top = self.model(image).float().softmax(1)[0].topk(self.topk)
-        return [(self.classes[c], round(p, 6)) for p, c in zip(top.values.tolist(), top.indices.tolist())]
+        with self.phase("preprocess"):
+            image = self.transform(torch.from_numpy(pixels).permute(2, 0, 1))[None].to(self.device)
+            if self.cfg.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
+        with self.phase("inference"):
+            logits = self.model(image)
+        with self.phase("postprocess"):
+            top = logits.float().softmax(1)[0].topk(self.topk)
+            return [(self.classes[c], round(p, 6)) for p, c in zip(top.values.tolist(), top.indices.tolist())]
 
     def annotate(self, frame, top):
         self.results.append({"path": frame.name, "frame": frame.index,
