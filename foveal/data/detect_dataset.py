@@ -86,7 +86,6 @@ class DetectionDataset(Dataset):
                   "index": i, "scale": scale, "pad": torch.tensor(pad, dtype=torch.float32)}
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
 
-
     def shape_batches(self, batch: int) -> list[list[int]]:
         """Indices in batches of at most `batch` whose letterboxed shapes agree (from the sizes the data
         recorded, no image read): each image is then scored at its own shape, whatever the batch size."""

@@ -84,9 +84,8 @@ def export(task_class, cfg, log=print) -> Path:
     model, meta = load_trained(cfg.weights, task_class.name, torch.device("cpu"))
     task = task_class.create(task_class.trained_config(cfg, meta))
     imgsz = cfg.imgsz or meta["imgsz"]
-    task.check_export_size(imgsz)
-    path = export_onnx(task.inference_model(model).float(), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz,
-                       cfg.dynamic)
+    task.check_imgsz(imgsz)
+    path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic)
     if cfg.verbose:
         shape = "any batch, any size in multiples of 32" if cfg.dynamic else f"1 x 3 x {imgsz} x {imgsz}"
         log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB; input {shape})")

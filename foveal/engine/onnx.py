@@ -44,9 +44,8 @@ def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: b
     example = torch.rand(2 if dynamic else 1, 3, side, side)
     shapes = None
     if dynamic:
-        batch, rows, cols = torch.export.Dim("batch", max=1024), torch.export.Dim("rows", max=256), \
-            torch.export.Dim("cols", max=256)
-        shapes = ({0: batch, 2: STRIDE * rows, 3: STRIDE * cols},)  # by position: forward's name for it varies
+        rows, cols = torch.export.Dim("rows", max=256), torch.export.Dim("cols", max=256)  # in strides
+        shapes = ({0: torch.export.Dim("batch", max=1024), 2: STRIDE * rows, 3: STRIDE * cols},)  # by position: forward's name for it varies
     try:
         program = torch.onnx.export(module, (example.contiguous(memory_format=torch.channels_last),),
                                     dynamo=True, external_data=False, dynamic_shapes=shapes, verbose=False,

@@ -18,7 +18,8 @@ from torchvision.ops import box_area, complete_box_iou, distance_box_iou, genera
 from foveal.errors import FovealError, did_you_mean
 
 __all__ = ["BOX_FORMATS", "convert_boxes", "normalize_boxes", "denormalize_boxes", "clip_boxes", "box_area",
-           "box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou", "nms", "NMS_IOU"]
+           "box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou", "nms", "NMS_IOU",
+           "unletterbox_boxes"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 NMS_IOU = 0.7  # foveal's one default NMS threshold for detection (Ultralytics validates yolo models at 0.7)
@@ -57,6 +58,15 @@ def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
     x = boxes[..., 0::2].clamp(0, width)  # (N, 2): x1, x2
     y = boxes[..., 1::2].clamp(0, height)
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
+
+
+def unletterbox_boxes(boxes: Tensor, scale: float, pad, width: int, height: int) -> Tensor:
+    """(K, 4) xyxy boxes of a letterboxed image (p' = p * scale + pad) back in the original image's
+    pixels, clipped to its width x height."""
+    x_pad, y_pad = float(pad[0]), float(pad[1])
+    boxes = (boxes.float() - boxes.new_tensor([x_pad, y_pad, x_pad, y_pad])) / float(scale)
+    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
+                        boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], 1)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -150,8 +150,8 @@ class Task:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
-    def check_export_size(self, imgsz: int):
-        """Refuse (one line) an input size the task's models cannot take, before an export is traced."""
+    def check_imgsz(self, imgsz: int):
+        """Refuse (one line) an input size the task's models cannot take (setup, and export before tracing)."""
 
     def inference_model(self, model: nn.Module) -> nn.Module:
         """The eval-mode `model` as evaluation and prediction run it (a fused copy for models that fold

@@ -11,6 +11,7 @@ import torch
 
 from ..data.detect_dataset import collate
 from ..engine.transfer import prefixes_outside_backbone
+from ..ops.boxes import unletterbox_boxes
 from ..registry import create_model
 from .base import EvalResult, Evaluator, Task
 
@@ -57,11 +58,8 @@ class BoxEvaluator(Evaluator):
 
     def update(self, outputs, batch):
         for output, target in zip(outputs, batch[1]):
-            pad = target["pad"].to(output["boxes"].device)
             item = self.items[target["index"]]
-            boxes = (output["boxes"].float() - pad.repeat(2)) / target["scale"]
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, item.width)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, item.height)
+            boxes = unletterbox_boxes(output["boxes"], target["scale"], target["pad"].tolist(), item.width, item.height)
             self.detections[target["index"]] = {"boxes": boxes.cpu(), "scores": output["scores"].float().cpu(),
                                                 "labels": output["labels"].cpu()}
 

@@ -76,8 +76,7 @@ class DetectTask(BoxTask):
         get_model_entry(cfg.model, "detect")
         self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction), data_meta)
         self.imgsz = cfg.imgsz or 320
-        if self.imgsz % 32:
-            raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {self.imgsz}")
+        self.check_imgsz(self.imgsz)
         self.stride = self.rect_stride(cfg.model, data_meta)
 
     def dataset(self, split: str, train: bool):
@@ -94,7 +93,7 @@ class DetectTask(BoxTask):
         fixed_graph = bool(meta and "onnx" in meta and not meta["onnx"]["dynamic"])
         return 0 if fixed_graph or get_model_entry(model, "detect").kind == "fixed_size" else 32
 
-    def check_export_size(self, imgsz: int):
+    def check_imgsz(self, imgsz: int):
         if imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 

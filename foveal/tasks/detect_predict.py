@@ -14,17 +14,9 @@ from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
 from ..errors import FovealError
 from ..files import write_bytes, write_text
-from ..ops.boxes import nms
+from ..ops.boxes import nms, unletterbox_boxes
 from ..report.draw import draw_boxes
 from .base import Predictor
-
-
-def to_frame(boxes: np.ndarray, scale: float, pad, width: int, height: int) -> np.ndarray:
-    """(K, 4) xyxy boxes of a letterboxed image back in the original frame's pixels, clipped to it."""
-    boxes = (boxes - [pad[0], pad[1], pad[0], pad[1]]) / scale
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-    return boxes
 
 
 def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
@@ -95,8 +87,9 @@ class DetectPredictor(Predictor):
         with self.phase("postprocess"):
             if self.split:
                 out = model.postprocess(cls_logits.sigmoid(), boxes, x.shape[-2:])[0]
-            det = {"boxes": to_frame(out["boxes"].float().cpu().numpy(), scale, pad, pixels.shape[1], pixels.shape[0]),
-                   "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy()}
+            boxes = unletterbox_boxes(out["boxes"], scale, pad, pixels.shape[1], pixels.shape[0])
+            det = {"boxes": boxes.cpu().numpy(), "scores": out["scores"].float().cpu().numpy(),
+                   "labels": out["labels"].cpu().numpy()}
             if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)
                 det = subset(det, np.isin(det["labels"], self.class_ids))
             if cfg.agnostic_nms:  # the model's NMS is per class: this drops boxes of other classes on the same object

@@ -17,6 +17,7 @@ from PIL import Image
 from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
 from ..files import atomic_write
+from ..ops.boxes import unletterbox_boxes
 from ..report.draw import class_colour, draw_instances, overlay_classes
 from .base import Predictor
 from .segment import SegmentTask, logits_to_labels, unletterbox
@@ -76,9 +77,7 @@ def instance_frame(model, frame: np.ndarray, imgsz: int, device, threshold: floa
     x = torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None].float().div_(255)
     out = model(x.contiguous(memory_format=torch.channels_last))[0]
     height, width = frame.shape[:2]
-    boxes = (out["boxes"].float().cpu().numpy() - [pad[0], pad[1], pad[0], pad[1]]) / scale
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    boxes = unletterbox_boxes(out["boxes"], scale, pad, width, height).cpu().numpy()
     masks = unletterbox_masks(out["masks"], scale, pad, height, width, threshold).cpu().numpy()
     return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy(),
             "masks": masks}
