@@ -23,6 +23,7 @@ from .registry import list_models
 USAGE = f"""usage: foveal TASK MODE [key=value ...]     tasks: {', '.join(TASKS)}; modes: {', '.join(MODES)}
        foveal TASK help                         the keys of TASK, with types, defaults and meanings
        foveal models [TASK]                     the available architectures
+       foveal serve weights=W [port=8000]       trained weights behind an HTTP API and a web page
 
 examples:
   foveal classify train data=digits model=simple_cnn epochs=5
@@ -102,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foveal {__version__}")
         return 0
     try:
+        if argv[0] == "serve":
+            from .serve import serve
+
+            serve(parse_pairs(argv[1:]))
+            return 0
         if argv[0] == "models":
             print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))
             return 0

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny image folders made on the spot, and a quick training config."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from foveal.data.detection import DetectionData, ImageAnnotations
+from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 
 torch.set_flush_denormal(True)  # as foveal does whenever it trains or evaluates
 
@@ -47,6 +51,48 @@ def run_cli(*args, cwd=None, timeout=600):
 def cpu_without_bf16(monkeypatch):
     """amp=auto as on a CPU without native bf16, whatever this one has; tests that want bf16 say amp=bf16."""
     monkeypatch.setattr("foveal.engine.device.cpu_has_native_bf16", lambda: False)
+
+
+WIDE_CATEGORY_IDS = [3, 5, 9, 11, 17, 20]  # COCO-style ids that are neither 0..C-1 nor 1..C
+
+
+@pytest.fixture(scope="session")
+def wide_coco(tmp_path_factory):
+    """16 scenes of 100 x 150 px (letterboxed at 128: resized 0.853x and padded 5 px above and below) as
+    a COCO file whose image ids (1000 + 7k) and category ids (WIDE_CATEGORY_IDS) are the source's own."""
+    from foveal.data.formats.coco import write_coco
+
+    root = tmp_path_factory.mktemp("wide")
+    scenes = make_scene_set(16, (100, 150), seed=5, min_objects=1, max_objects=2, min_scale=0.3)
+    items = [ImageAnnotations("", 150, 100, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image) for s in scenes]
+    write_coco(DetectionData(list(SHAPE_CLASSES), {"train": items}), root)
+    document = json.loads((root / "train.json").read_text())
+    for image in document["images"]:
+        image["id"] = 1000 + 7 * image["id"]
+    for annotation in document["annotations"]:
+        annotation["image_id"] = 1000 + 7 * annotation["image_id"]
+        annotation["category_id"] = WIDE_CATEGORY_IDS[annotation["category_id"] - 1]
+    for category in document["categories"]:
+        category["id"] = WIDE_CATEGORY_IDS[category["id"] - 1]
+    (root / "train.json").write_text(json.dumps(document))
+    return root / "train.json", root / "train"
+
+
+@pytest.fixture(scope="session")
+def trained_detector(wide_coco, tmp_path_factory):
+    """(best.safetensors, COCO file, image folder) of a yolo_n trained 36 epochs on the wide scenes (about
+    40 s), exported beside itself as best.onnx (any batch and size); shared by the detect and serve tests."""
+    annotations, images = wide_coco
+    project = tmp_path_factory.mktemp("detector")
+    data = f"coco:{annotations},{images};{annotations},{images}"  # trained and scored on the same images
+    result = run_cli("detect", "train", f"data={data}", "model=yolo_n", "imgsz=128", "epochs=36", "batch=8",
+                     "lr=0.004", "weight_decay=0", "warmup_epochs=2", "mosaic=0", "scale=0", "translate=0", "hflip=0",
+                     "hsv_h=0", "hsv_s=0", "hsv_v=0", f"project={project}", "name=learn", "threads=2", "workers=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = project / "detect" / "learn" / "best.safetensors"
+    result = run_cli("detect", "export", f"weights={best}", "dynamic=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return best, annotations, images
 
 
 QUICK = dict(data="digits", model="simple_cnn", imgsz=16, batch=64, verbose=False, workers=0)

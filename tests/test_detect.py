@@ -24,7 +24,7 @@ from foveal.report.draw import draw_boxes
 from foveal.tasks.detect import DetectConfig, DetectTask
 from foveal.tasks.detect_predict import DetectPredictor
 
-from .conftest import run_cli
+from .conftest import WIDE_CATEGORY_IDS, run_cli
 
 
 def scenes_as_items(n, size, seed):
@@ -289,31 +289,6 @@ def test_video_stride_predicts_every_nth_frame_at_the_source_speed(tmp_path):
 
 # ---- learning through the engine, scored by `foveal detect val` on non-square images in COCO form ----------
 
-CATEGORY_IDS = [3, 5, 9, 11, 17, 20]  # COCO-style ids that are neither 0..C-1 nor 1..C
-
-
-@pytest.fixture(scope="module")
-def wide_coco(tmp_path_factory):
-    """16 scenes of 100 x 150 px (letterboxed at 128: resized 0.853x and padded 5 px above and below) as
-    a COCO file whose image ids (1000 + 7k) and category ids (CATEGORY_IDS) are the source's own."""
-    from foveal.data.formats.coco import write_coco
-
-    root = tmp_path_factory.mktemp("wide")
-    scenes = make_scene_set(16, (100, 150), seed=5, min_objects=1, max_objects=2, min_scale=0.3)
-    items = [ImageAnnotations("", 150, 100, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image) for s in scenes]
-    write_coco(DetectionData(list(SHAPE_CLASSES), {"train": items}), root)
-    document = json.loads((root / "train.json").read_text())
-    for image in document["images"]:
-        image["id"] = 1000 + 7 * image["id"]
-    for annotation in document["annotations"]:
-        annotation["image_id"] = 1000 + 7 * annotation["image_id"]
-        annotation["category_id"] = CATEGORY_IDS[annotation["category_id"] - 1]
-    for category in document["categories"]:
-        category["id"] = CATEGORY_IDS[category["id"] - 1]
-    (root / "train.json").write_text(json.dumps(document))
-    return root / "train.json", root / "train"
-
-
 def coco_stats(annotations: Path, results: list[dict]) -> np.ndarray:
     """pycocotools' 12 numbers for `results` against the COCO file `annotations`."""
     from pycocotools.coco import COCO
@@ -328,14 +303,8 @@ def coco_stats(annotations: Path, results: list[dict]) -> np.ndarray:
     return evaluation.stats
 
 
-def test_learns_through_the_engine_and_val_writes_coco_results(wide_coco, tmp_path):
-    annotations, images = wide_coco
-    data = f"coco:{annotations},{images};{annotations},{images}"  # trained and scored on the same images
-    result = run_cli("detect", "train", f"data={data}", "model=yolo_n", "imgsz=128", "epochs=36", "batch=8",
-                     "lr=0.004", "weight_decay=0", "warmup_epochs=2", "mosaic=0", "scale=0", "translate=0", "hflip=0",
-                     "hsv_h=0", "hsv_s=0", "hsv_v=0", f"project={tmp_path}", "name=learn", "threads=2", "workers=0")
-    assert result.returncode == 0, result.stderr[-3000:]
-    best = tmp_path / "detect" / "learn" / "best.safetensors"
+def test_learns_through_the_engine_and_val_writes_coco_results(trained_detector, tmp_path):
+    best, annotations, images = trained_detector
     result = run_cli("detect", "val", f"weights={best}", f"data=coco:{annotations},{images}", "save_json=true",
                      f"project={tmp_path}", "name=val")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -345,7 +314,7 @@ def test_learns_through_the_engine_and_val_writes_coco_results(wide_coco, tmp_pa
     # the results file, read by pycocotools against the source's own JSON, scores the same
     results = json.loads((tmp_path / "detect" / "val" / "predictions.json").read_text())
     assert {r["image_id"] for r in results} <= {1000 + 7 * k for k in range(1, 17)}
-    assert {r["category_id"] for r in results} <= set(CATEGORY_IDS)
+    assert {r["category_id"] for r in results} <= set(WIDE_CATEGORY_IDS)
     stats = coco_stats(annotations, results)
     assert stats[0] == pytest.approx(metrics["map"], abs=1e-9) and stats[1] == pytest.approx(metrics["map50"], abs=1e-9)
 
@@ -354,9 +323,7 @@ def test_learns_through_the_engine_and_val_writes_coco_results(wide_coco, tmp_pa
     without_nms = foveal.val("detect", weights=best, data=f"coco:{annotations},{images}", iou=1.0, project=tmp_path,
                              verbose=False)
     assert without_nms.metrics["map50"] < metrics["map50"] - 0.1
-    # exported to ONNX (any batch and size: val's rectangular batches), the same numbers and boxes
-    result = run_cli("detect", "export", f"weights={best}", "dynamic=true")
-    assert result.returncode == 0, result.stderr[-2000:]
+    # exported to ONNX by the fixture (any batch and size: val's rectangular batches), the same numbers and boxes
     exported = foveal.val("detect", weights=best.with_suffix(".onnx"), data=f"coco:{annotations},{images}",
                           project=tmp_path, verbose=False)
     assert exported.metrics["map"] == pytest.approx(metrics["map"], abs=1e-3)

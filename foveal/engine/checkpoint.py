@@ -112,22 +112,35 @@ def check_trained_meta(weights, meta: dict, task: str):
         raise FovealError(f"weights: {weights}: the foveal metadata has a malformed {', '.join(mistyped)}")
 
 
-def trained_meta(weights, task: str) -> dict:
-    """The checked metadata of a foveal `task` weights file (.safetensors or .onnx), without its tensors."""
+def file_meta(weights) -> dict:
+    """The foveal metadata of a weights file (.safetensors or .onnx; {} when it has none), unchecked."""
+    if not weights:
+        raise FovealError("weights: name a trained weights file, e.g. weights=runs/detect/exp/best.safetensors")
     if not Path(weights).is_file():
         raise FovealError(f"weights: no such file: {weights}")
     if Path(weights).suffix == ".onnx":
         from .onnx import read_onnx_meta
 
-        meta = read_onnx_meta(weights)
-        check_trained_meta(weights, meta, task)
-        return meta
+        return read_onnx_meta(weights)
     try:
-        meta = read_weights_meta(weights)
+        return read_weights_meta(weights)
     except (SafetensorError, OSError, ValueError) as e:
         raise FovealError(f"{weights}: not a valid safetensors file ({e})") from None
+
+
+def trained_meta(weights, task: str) -> dict:
+    """The checked metadata of a foveal `task` weights file (.safetensors or .onnx), without its tensors."""
+    meta = file_meta(weights)
     check_trained_meta(weights, meta, task)
     return meta
+
+
+def weights_task(weights) -> str:
+    """The task a foveal weights file was trained for (serve picks the task from it)."""
+    task = file_meta(weights).get("task")
+    if not isinstance(task, str) or not task:
+        raise FovealError(f"weights: {weights} holds no foveal weights (no task in its metadata)")
+    return task
 
 
 def load_trained(weights, task: str, device: torch.device, **model_kwargs):

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from ..config import TrainConfig, opt
 from ..data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
 from ..data.detection import DetectionData
+from ..data.polyps import polyps_detection_data
 from ..errors import FovealError
 from ..files import write_json
 from ..ops.boxes import NMS_IOU
 from ..registry import get_model_entry
 from .boxes import BoxEvaluator, BoxTask
 
-EMBEDDED = ("shapes",)
+EMBEDDED = ("shapes", "polyps")
 MODES = ("train", "val", "predict", "info", "export", "convert")
 
 
@@ -57,8 +58,11 @@ class DetectConfig(TrainConfig):
 def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionData:
     if data == "shapes":
         return shapes_detection_data()
+    if data == "polyps":
+        return polyps_detection_data()
     if not data:
-        raise FovealError("data: name a data set: shapes, a YOLO data.yaml, coco:ann.json,images/ or voc:...")
+        raise FovealError("data: name a data set: shapes, polyps, a YOLO data.yaml, coco:ann.json,images/, voc:... "
+                          "or masks:images/,masks/")
     from ..data.formats import load_detection_data
 
     return load_detection_data(data, strict=strict, val_fraction=val_fraction)

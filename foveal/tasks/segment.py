@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
+from ..data.polyps import polyps_segmentation_data
 from ..data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
 from ..data.segmentation import IGNORE_INDEX, read_labels, shapes_segmentation_data
 from ..engine.transfer import prefixes_outside_backbone
@@ -20,7 +21,7 @@ from ..errors import FovealError
 from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
 
-EMBEDDED = ("shapes",)
+EMBEDDED = ("shapes", "polyps")
 MODES = ("train", "val", "predict", "info", "export")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so pretrained encoders fit
 
@@ -86,10 +87,16 @@ def model_kwargs(cfg: SegmentConfig) -> dict:
 def load_segment_data(cfg: SegmentConfig, kind: str):
     if cfg.data == "shapes":
         return shapes_segmentation_data(instances=kind == "instance")
+    if cfg.data == "polyps":
+        return polyps_segmentation_data(instances=kind == "instance")
     if not cfg.data:
-        raise FovealError("data: name a data set: shapes, masks:IMAGES/,MASKS/, coco:ann.json,images/ "
+        raise FovealError("data: name a data set: shapes, polyps, masks:IMAGES/,MASKS/, coco:ann.json,images/ "
                           "or a YOLO segmentation data.yaml")
     from ..data.formats import load_segmentation_data
+    from ..data.formats.masks import is_mask_folder
+
+    if is_mask_folder(cfg.data):
+        cfg.binary_masks = True  # Kvasir-SEG's layout: the dataset, evaluator and config.yaml read masks as 0/255
 
     return load_segmentation_data(cfg.data, kind, cfg.classes, cfg.strict, cfg.val_fraction, cfg.binary_masks)
 
@@ -215,7 +222,7 @@ class SegmentTask(Task):
         from .segment_report import write_semantic_report
 
         write_semantic_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result,
-                              self.classes, self.data.splits[self.eval_split], self.curve_groups)
+                              self.classes, self.data.splits[self.eval_split], self.curve_groups, self.cfg.binary_masks)
 
 
 def logits_to_labels(logits: torch.Tensor, sigmoid: bool, threshold: float) -> torch.Tensor:

@@ -15,19 +15,19 @@ MIOU_NOTE = ("mIoU and mean Dice: one confusion matrix over every pixel of the s
              "predictions (background included; dice_fg leaves it out).")
 
 
-def semantic_grid(items, samples, num_classes: int) -> bytes:
+def semantic_grid(items, samples, num_classes: int, binary_masks: bool = False) -> bytes:
     """Rows of image | true mask | predicted mask for the first val images."""
     images, captions = [], []
     for index, predicted in samples:
         item = items[index]
         image = read_rgb(item)
-        images += [image, overlay_classes(image, read_labels(item, num_classes)), overlay_classes(image, predicted)]
+        images += [image, overlay_classes(image, read_labels(item, num_classes, binary_masks)), overlay_classes(image, predicted)]
         captions += [f"image {index}", "true", "predicted"]
     return image_grid(images, captions, columns=6)
 
 
 def write_semantic_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items,
-                          curve_groups):
+                          curve_groups, binary_masks: bool = False):
     semantic = result.details["semantic"]
     confusion = np.asarray(semantic.confusion)  # rows: true class, columns: predicted
     table = Table(["class", "IoU", "Dice", "true pixels", "predicted pixels"],
@@ -44,7 +44,7 @@ def write_semantic_report(run_dir: Path, title: str, history: list[dict], result
                                             "IoU per class")]),
         Section("validation images", ["each row: the image, its true mask, the predicted mask (class colours; "
                                       "dark grey: ignored pixels)",
-                                      semantic_grid(items, result.details["samples"], len(classes))]),
+                                      semantic_grid(items, result.details["samples"], len(classes), binary_masks)]),
     ]
     write_report(run_dir / "report.html", title, sections)
 

@@ -12,6 +12,8 @@ The `data=` forms. When only one set is given, a fixed-seed `val_fraction` of it
     voc:ANNOTATIONS/,IMAGES/[;VAL_ANNOTATIONS/,VAL_IMAGES/]  folders of XML files and of images, train;val
     voc:ROOT/                                                ROOT/Annotations/ + ROOT/JPEGImages/, split by
                                                              ROOT/ImageSets/Main/{train,val,test}.txt if there
+    masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/]            black-and-white masks, one box per blob (mask_boxes.py)
+    masks:ROOT/, or ROOT/ holding images/ + masks/           ROOT/ alone: the layout Kvasir-SEG comes in
 
 Bad labels raise a one-line FovealError naming the file and line (or annotation id, or XML object).
 With strict=False an image with any bad label is skipped whole, since keeping it with an object
@@ -179,7 +181,8 @@ def split_off_val(splits: dict, fraction: float) -> dict:
 from . import coco, voc, yolo  # noqa: E402  (after the helpers above, which these modules import)
 
 FORMS = ("path/to/data.yaml, a folder holding data.yaml, coco:ANNOTATIONS.json[,IMAGES/][;VAL.json[,IMAGES/]], "
-         "coco:FOLDER/, voc:ANNOTATIONS/,IMAGES/[;VAL_ANNOTATIONS/,VAL_IMAGES/] or voc:VOC_ROOT/")
+         "coco:FOLDER/, voc:ANNOTATIONS/,IMAGES/[;VAL_ANNOTATIONS/,VAL_IMAGES/], voc:VOC_ROOT/, "
+         "masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/] or a folder holding images/ + masks/ (black-and-white masks)")
 WRITERS = {"yolo": (yolo.write_yolo, "YOLO"), "coco": (coco.write_coco, "COCO"), "voc": (voc.write_voc, "VOC")}
 
 
@@ -198,6 +201,10 @@ def read_detection_data(data: str, strict: bool = True, segments: bool = False) 
     ImageAnnotations.segments; an object without one is then a bad label. VOC XML has none.
     """
     kind, _, rest = str(data).partition(":")
+    if kind == "masks" or kind not in ("yolo", "coco", "voc") and masks.is_mask_folder(data):
+        if segments:
+            raise FovealError(f"data={data}: boxes read from masks carry no outlines (segments=true)")
+        return mask_boxes.read_mask_boxes(rest if kind == "masks" else str(data), data, strict)
     if kind not in ("yolo", "coco", "voc"):  # a plain path (also C:\... on Windows)
         kind, rest = "yolo", str(data)
     texts = [[p.strip() for p in s.split(",")] for s in rest.split(";") if s.strip()]
@@ -255,3 +262,4 @@ def convert(src: str, dst: str, strict: bool = True, val_fraction: float = 0.0, 
 
 
 from .masks import load_segmentation_data  # noqa: E402, F401  (re-exported; masks.py uses the readers above)
+from . import mask_boxes, masks  # noqa: E402  (mask_boxes reads through masks.py)

@@ -5,8 +5,10 @@ The `data=` forms. When only one set is given, a fixed-seed `val_fraction` of it
     masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/[;TEST...]]   folders of images and of index masks
     masks:ROOT/                       ROOT/images/{train,val,test}/ + ROOT/masks/{train,val,test}/,
                                       or ROOT/images/ + ROOT/masks/ as one set
+    ROOT/                             the same folders without `masks:`, for black-and-white masks
+                                      (as Kvasir-SEG comes): read as with binary_masks=true
     coco:..., path/to/data.yaml       COCO polygons or RLE, YOLO polygons (forms as for detection)
-    shapes                            foveal's synthetic scenes with exact masks
+    shapes, polyps                    foveal's synthetic scenes (polyps: endoscopy frames) with exact masks
 
 An image and its mask share a file stem (a.jpg + a.png; sub/a.jpg + sub/a.png below the folders),
 or the mask's stem adds an ending such as `_mask` (ISIC, Carvana). A mask is an index PNG (grey or
@@ -29,6 +31,7 @@ from PIL import Image
 from ...errors import FovealError
 from ..detection import DetectionData
 from ..images import list_images
+from ..polyps import polyps_segmentation_data
 from ..segmentation import (BACKGROUND, IGNORE_INDEX, MaskedImage, SegmentationData, mask_mode_problem,
                             read_mask_file, semantic_from_instances, shapes_segmentation_data)
 from . import (SPLITS, BadLabel, Problems, absolute, image_size, keep_readable, read_detection_data, read_text,
@@ -36,8 +39,9 @@ from . import (SPLITS, BadLabel, Problems, absolute, image_size, keep_readable, 
 
 KINDS = ("semantic", "instance")
 FORMS = ("masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/], masks:ROOT/ (ROOT/images/ + ROOT/masks/), "
+         "ROOT/ (the same, black-and-white masks), "
          "coco:ANNOTATIONS.json[,IMAGES/][;VAL.json[,IMAGES/]], coco:FOLDER/, path/to/data.yaml "
-         "(YOLO polygons) or shapes")
+         "(YOLO polygons), shapes or polyps")
 MASK_NAME_ENDINGS = ("_mask", "_segmentation", "_label", "_gt")  # a.jpg + a_mask.png
 CLASS_LIST_FILE = "classes.txt"
 
@@ -54,7 +58,14 @@ def load_segmentation_data(data: str, kind: str, classes: str = "", strict: bool
         raise FovealError(f"kind={kind}: use one of {', '.join(KINDS)}")
     if str(data).strip() == "shapes":
         return shapes_segmentation_data(instances=kind == "instance")
+    if str(data).strip() == "polyps":
+        return polyps_segmentation_data(instances=kind == "instance")
     form, _, rest = str(data).partition(":")
+    if is_mask_folder(data):
+        if not _looks_black_and_white(absolute(data) / "masks"):
+            raise FovealError(f"data={data}: its masks hold class indices, and a plain folder is for black-and-white "
+                              f"masks; a folder of images and masks is read as masks:{data}; use {FORMS}")
+        form, rest, binary_masks = "masks", str(data), True
     if form == "masks":
         if kind == "instance":
             raise FovealError(f"data={data}: instance models need per-object annotations: COCO or YOLO polygons, "
@@ -70,6 +81,31 @@ def load_segmentation_data(data: str, kind: str, classes: str = "", strict: bool
         result = instances if kind == "instance" else semantic_from_instances(instances)
     result.splits = split_off_val(result.splits, val_fraction)
     return result
+
+
+def is_mask_folder(data: str) -> bool:
+    """True for a plain folder holding images/ and masks/ (and no data.yaml), as Kvasir-SEG comes: read
+    with black-and-white masks (0/255, JPEG noise included)."""
+    if not str(data).strip():
+        return False
+    path = absolute(data)
+    return (path / "images").is_dir() and (path / "masks").is_dir() and not (path / "data.yaml").is_file()
+
+
+def _looks_black_and_white(masks: Path, sample: int = 8) -> bool:
+    """Whether the first masks under `masks` are black and white rather than class indices: more of their
+    non-zero pixels over 127 than under (JPEG noise leaves a few grey ones at the edges; class indices are
+    all small but for the ignore value 255). Unreadable masks are left to the reader to report."""
+    dark = bright = 0
+    for path in list_images(masks)[:sample]:
+        try:
+            with Image.open(path) as image:
+                values = np.asarray(image.convert("L"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        dark += int(np.count_nonzero((values > 0) & (values < 128)))
+        bright += int(np.count_nonzero(values >= 128))
+    return bright >= dark
 
 
 def _check_annotation_source(data: str):

@@ -1,0 +1,285 @@
+"""The HTTP server: one trained model (.safetensors or .onnx) of any task behind a small JSON API.
+
+    GET  /              the web page (page.html): an image, a video file, the camera or the demo video
+    POST /predict       an image (multipart field `file`, or the raw body); ?conf= raises the threshold
+    GET  /health        {"status": "ok", "pending": N}
+    GET  /info          task, model, classes, imgsz, format, conf
+    GET  /video/info    the demo video (`video=`): frames, fps, size
+    GET  /video/frame/N its frame N as JPEG (the page sends it back to /predict, as a camera would)
+
+/predict answers with the entries predict writes to predictions.json for one image (detect: COCO
+results, bbox = x, y, w, h; segment: classes' pixels and polygons, or objects; classify: top-k), so
+the API and the files agree. The model runs one request at a time (it already uses every core); up
+to `queue` requests wait, past that 503 with Retry-After. Bodies past `max_upload_mb` get 413 before
+they are parsed; an unreadable upload gets 400 with one line.
+"""
+
+import dataclasses
+import io
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import build_config, fields_of, opt
+from ..data.images import decode, first_line
+from ..data.stream import Frame
+from ..errors import FovealError
+from ..tasks.base import PHASES
+
+ENV_KEY = "FOVEAL_SERVE"  # the command's key=value pairs as JSON, for worker processes (workers > 1)
+PAGE = Path(__file__).with_name("page.html")
+MAX_VIDEO_FRAMES = 1500  # demo video frames kept in memory as JPEG (about a minute)
+
+
+@dataclass
+class ServeConfig:
+    """The server's own keys; every other key goes to the task (conf, iou, topk, device, threads, ...)."""
+
+    host: str = opt("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    port: int = opt(8000, "TCP port", range="[1, 65535]")
+    workers: int = opt(1, "server processes, each with its own copy of the model", range="[1, 64]")
+    max_upload_mb: float = opt(20.0, "largest request body in MB; larger ones get 413", range="(0, inf)")
+    queue: int = opt(32, "requests waiting or running per process; past it 503 with Retry-After", range="[1, inf)")
+    video: str = opt("", "a video file the page can play with live results (the demo)")
+
+
+def split_options(pairs: dict) -> tuple[dict, dict]:
+    """(server keys, task keys) of the command's key=value pairs."""
+    server_keys = fields_of(ServeConfig)
+    return ({k: v for k, v in pairs.items() if k in server_keys},
+            {k: v for k, v in pairs.items() if k not in server_keys})
+
+
+def task_config(pairs: dict, workers: int):
+    """(task name, the task's config for serving): the task comes from the weights' metadata."""
+    from ..api import task_class
+    from ..engine.checkpoint import weights_task
+    from ..engine.device import available_cores
+
+    task = weights_task(pairs.get("weights", ""))
+    cls = task_class(task)
+    try:
+        cfg = build_config(cls.Config, pairs)
+    except FovealError as e:
+        raise FovealError(f"{e} (or a server key: {', '.join(fields_of(ServeConfig))})") from None
+    quiet = {k: False for k in ("save", "save_txt", "save_crop", "verbose") if k in fields_of(cls.Config)}
+    if workers > 1 and not cfg.threads:  # the processes share the cores
+        quiet["threads"] = max(1, available_cores() // workers)
+    return task, dataclasses.replace(cfg, **quiet)
+
+
+def read_upload(data: bytes) -> np.ndarray:
+    if not data:
+        raise FovealError("upload: the request holds no image (send it as the multipart field 'file' or as the body)")
+    try:
+        return decode(io.BytesIO(data))
+    except Exception as e:  # decoders raise many types; all mean the same to the client
+        raise FovealError(f"upload: not a readable image ({first_line(e)})") from None
+
+
+def parse_conf(text: str | None) -> float | None:
+    if text in (None, ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise FovealError(f"conf: expected a number in [0, 1], got '{text}'") from None
+    if not 0 <= value <= 1:
+        raise FovealError(f"conf: {value} is out of range; valid: [0, 1]")
+    return value
+
+
+class Service:
+    """A task's trained model and Predictor, run on one image at a time."""
+
+    def __init__(self, task_name: str, cfg):
+        from ..api import task_class
+        from ..engine.modes import trained_task
+
+        task, model, meta, device = trained_task(task_class(task_name), cfg, "predict")
+        self.predictor = task.predictor(task.inference_model(model), meta, device)
+        self.lock = threading.Lock()
+        self.pending = 0  # requests admitted and not yet answered (changed only on the event loop)
+        conf = getattr(model, "conf", None)
+        self.info = {"task": task_name, "model": meta["model"], "classes": meta["classes"], "imgsz": meta["imgsz"],
+                     "format": "onnx" if Path(cfg.weights).suffix == ".onnx" else "safetensors",
+                     "weights": Path(cfg.weights).name, "conf": conf, "device": str(device)}
+
+    def predict(self, data: bytes, conf: float | None) -> dict:
+        """The predictions.json entries of one uploaded image, with its size and the time of each phase."""
+        pixels = read_upload(data)
+        with self.lock:
+            predictor = self.predictor
+            predictor.results, predictor.seconds = [], dict.fromkeys(PHASES, 0.0)
+            output = predictor.infer(pixels)
+            predictor.annotate(Frame("upload", None, pixels, None), output)
+            results, seconds = predictor.results, predictor.seconds
+        if conf is not None:  # the model's own threshold applied already; a request may only raise it
+            results = [r for r in results if r.get("score", 1.0) >= conf]
+        return {"task": self.info["task"], "width": pixels.shape[1], "height": pixels.shape[0], "results": results,
+                "ms": {name: round(1000 * t, 2) for name, t in seconds.items()}}
+
+
+class DemoVideo:
+    """The frames of `video=` as JPEG bytes, read once at start (the page asks for them by number)."""
+
+    def __init__(self, path: str):
+        from ..data.stream import open_capture, stream_fps, stream_frames
+
+        capture = open_capture(path)
+        self.fps = stream_fps(capture)
+        self.frames = []
+        for frame in stream_frames(capture, Path(path).stem):
+            self.frames.append(cv2.imencode(".jpg", cv2.cvtColor(frame.pixels, cv2.COLOR_RGB2BGR),
+                                            [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+            self.size = frame.pixels.shape[1], frame.pixels.shape[0]
+            if len(self.frames) == MAX_VIDEO_FRAMES:
+                break
+        if not self.frames:
+            raise FovealError(f"video: {path} holds no readable frames")
+        self.name = Path(path).name
+
+
+class UploadLimit:
+    """ASGI middleware: a POST body past `limit` bytes gets 413, read and dropped, never parsed or kept."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) <= self.limit:
+            return await self.app(scope, receive, send)
+        # too large by its header, or of unknown length (chunked): count it as it arrives
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if size <= self.limit:
+                chunks.append(message.get("body", b""))
+        if size > self.limit:
+            body = json.dumps({"detail": f"upload: {size / 1e6:.1f} MB is more than max_upload_mb="
+                                         f"{self.limit / 1e6:g}"}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            return await send({"type": "http.response.body", "body": body})
+        replay = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
+
+        async def receive_again():
+            return next(replay, {"type": "http.disconnect"})
+
+        return await self.app(scope, receive_again, send)
+
+
+def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = None):
+    """The FastAPI application of a loaded Service."""
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.datastructures import UploadFile
+
+    app = FastAPI(title="foveal", docs_url=None, redoc_url=None)  # the docs pages would load scripts from a CDN
+    app.add_middleware(UploadLimit, limit=int(server.max_upload_mb * 1e6))
+    app.state.info = service.info
+    page = PAGE.read_text(encoding="utf-8")
+
+    def problem(status: int, text: str, **headers) -> JSONResponse:
+        return JSONResponse({"detail": text}, status_code=status, headers=headers)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index():
+        return page
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "pending": service.pending}
+
+    @app.get("/info")
+    def info():
+        return {**service.info, "video": {"name": video.name, "frames": len(video.frames)} if video else None}
+
+    @app.get("/video/info")
+    def video_info():
+        if video is None:
+            return problem(404, "no demo video: start the server with video=FILE")
+        return {"name": video.name, "frames": len(video.frames), "fps": video.fps,
+                "width": video.size[0], "height": video.size[1]}
+
+    @app.get("/video/frame/{index}")
+    def video_frame(index: int):
+        if video is None:
+            return problem(404, "no demo video: start the server with video=FILE")
+        return Response(video.frames[index % len(video.frames)], media_type="image/jpeg")
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        if service.pending >= server.queue:
+            return problem(503, f"busy: {service.pending} requests are queued; retry shortly", **{"Retry-After": "1"})
+        service.pending += 1
+        try:
+            conf = parse_conf(request.query_params.get("conf"))
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                try:
+                    form = await request.form()
+                except Exception as e:  # a malformed multipart body
+                    raise FovealError(f"upload: malformed multipart body ({first_line(e)})") from None
+                files = [v for v in form.values() if isinstance(v, UploadFile)]
+                if not files:
+                    raise FovealError("upload: the form holds no file (send the image as the field 'file')")
+                data = await (form.get("file") if isinstance(form.get("file"), UploadFile) else files[0]).read()
+                conf = parse_conf(form.get("conf")) if isinstance(form.get("conf"), str) else conf
+            else:
+                data = await request.body()
+            return await run_in_threadpool(service.predict, data, conf)
+        except FovealError as e:
+            return problem(400, str(e))
+        finally:
+            service.pending -= 1
+
+    return app
+
+
+def build(pairs: dict):
+    """(the app, the server config) of the command's key=value pairs; loads the model."""
+    server_pairs, task_pairs = split_options(pairs)
+    server = build_config(ServeConfig, server_pairs)
+    video = DemoVideo(server.video) if server.video else None
+    task, cfg = task_config(task_pairs, server.workers)
+    return create_app(Service(task, cfg), server, video), server
+
+
+def app_from_env():
+    """The app of a worker process (workers > 1): the pairs come through the environment."""
+    return build(json.loads(os.environ[ENV_KEY]))[0]
+
+
+def serve(pairs: dict, log=print):
+    """`foveal serve weights=... [host= port= workers= ...]`: load, print the address, serve until stopped."""
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
+        import uvicorn
+    except ImportError:
+        raise FovealError("serve needs the server packages: pip install 'foveal[serve]' "
+                          "(fastapi, uvicorn, python-multipart)") from None
+    app, server = build(pairs)  # in this process too: a mistake is one line before anything listens
+    shown = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+    info = app.state.info
+    log(f"foveal serve: {info['task']} {info['model']} ({info['weights']}) at http://{shown}:{server.port}/  "
+        "(Ctrl+C stops)", flush=True)
+    if server.workers == 1:
+        uvicorn.run(app, host=server.host, port=server.port, log_level="warning")
+    else:
+        os.environ[ENV_KEY] = json.dumps(pairs)
+        uvicorn.run("foveal.serve.app:app_from_env", factory=True, host=server.host, port=server.port,
+                    workers=server.workers, log_level="warning")

@@ -1,0 +1,250 @@
+"""`foveal serve`: the HTTP API with a real client against a real server process, and the web page in a real
+browser (Debian's chromium and chromium-driver, driven by selenium; skipped with the reason when missing)."""
+
+import asyncio
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import foveal
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(trained_detector, tmp_path_factory):
+    """(base URL, weights, image folder) of `foveal serve` on the trained detector's ONNX file, with a demo video."""
+    best, annotations, images = trained_detector
+    folder = tmp_path_factory.mktemp("serve")
+    video = folder / "scenes.mp4"
+    frames = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(images.iterdir())[:6]]
+    writer = __import__("cv2").VideoWriter(str(video), __import__("cv2").VideoWriter_fourcc(*"mp4v"), 5,
+                                           (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame[:, :, ::-1].copy())
+    writer.release()
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "foveal", "serve", f"weights={best.with_suffix('.onnx')}",
+                                f"port={port}", "max_upload_mb=1", "threads=2", f"video={video}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"foveal serve did not start: {process.stdout.read()[-2000:]}")
+        time.sleep(0.3)
+    yield url, best, images
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_info_and_page(server):
+    url, best, images = server
+    info = httpx.get(f"{url}/info").json()
+    assert info["task"] == "detect" and info["format"] == "onnx" and info["imgsz"] == 128
+    assert info["classes"] == ["circle", "square", "triangle", "star", "hexagon", "cross"] and info["conf"] == 0.25
+    assert info["video"]["frames"] == 6
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text  # self-contained: no CDN, no fonts
+    frame = httpx.get(f"{url}/video/frame/7")  # wraps around: frame 1
+    assert frame.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(frame.content)).size == (150, 100)
+
+
+def test_predict_answers_what_predict_writes(server, tmp_path):
+    url, best, images = server
+    image = sorted(images.iterdir())[0]
+    answer = httpx.post(f"{url}/predict", files={"file": (image.name, image.read_bytes(), "image/png")}).json()
+    assert answer["task"] == "detect" and (answer["width"], answer["height"]) == (150, 100)
+    assert set(answer["ms"]) == {"preprocess", "inference", "postprocess"}
+    expected = foveal.predict("detect", weights=best.with_suffix(".onnx"), source=image, project=tmp_path, save=False,
+                              verbose=False)
+    found = answer["results"]
+    assert found and [r["category"] for r in found] == [r["category"] for r in expected]
+    np.testing.assert_allclose([r["bbox"] for r in found], [r["bbox"] for r in expected], atol=0.02)
+    assert all(r["score"] >= 0.25 for r in found)
+    # the raw body works as the form does; ?conf= raises the threshold
+    raw = httpx.post(f"{url}/predict", content=image.read_bytes()).json()
+    assert raw["results"] == found
+    high = httpx.post(f"{url}/predict?conf=0.9", content=image.read_bytes()).json()["results"]
+    assert high == [r for r in found if r["score"] >= 0.9]
+
+
+@pytest.mark.parametrize("request_args, status, words", [
+    (dict(content=b"not an image at all"), 400, "not a readable image"),
+    (dict(content=b""), 400, "holds no image"),
+    (dict(files={"other": ("x.txt", b"abc", "text/plain")}, data={}), 400, "not a readable image"),
+    (dict(files={"conf": (None, "0.5")}), 400, "holds no file"),
+    (dict(content=b"\x89PNG\r\n\x1a\n" + b"\0" * 100), 400, "not a readable image"),
+    (dict(content=b"x" * 1_500_000), 413, "max_upload_mb=1"),
+    (dict(content=png_bytes(np.zeros((8, 8, 3), np.uint8)), params={"conf": "2"}), 400, "conf: 2.0 is out of range"),
+    (dict(content=b"--xx\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=xx"}), 400, "upload"),
+])
+def test_bad_requests_get_one_line(server, request_args, status, words):
+    url = server[0]
+    response = httpx.post(f"{url}/predict", **request_args)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert words in detail and "\n" not in detail
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+def test_twenty_concurrent_requests_are_all_answered(server):
+    url, best, images = server
+    bodies = [path.read_bytes() for path in sorted(images.iterdir())[:4]]
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda k: httpx.post(f"{url}/predict", content=bodies[k % 4], timeout=60), range(20)))
+    assert [a.status_code for a in answers] == [200] * 20
+    by_image = {}
+    for k, answer in enumerate(answers):  # each answer belongs to its own image, whatever ran beside it
+        by_image.setdefault(k % 4, answer.json()["results"])
+        assert answer.json()["results"] == by_image[k % 4]
+    assert httpx.get(f"{url}/health").json() == {"status": "ok", "pending": 0}
+
+
+def test_past_the_queue_bound_503_with_retry_after(trained_detector):
+    """queue=2: of 6 requests at once two run or wait, the rest are told to come back."""
+    from foveal.serve.app import build
+
+    best, annotations, images = trained_detector
+    app, server = build({"weights": str(best), "queue": "2", "threads": "1"})
+    body = sorted(images.iterdir())[0].read_bytes()
+
+    async def burst():  # all six sent at once
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await asyncio.gather(*[client.post("/predict", content=body) for _ in range(6)])
+
+    answers = asyncio.run(burst())
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 200, 503, 503, 503, 503]
+    assert all(a.headers["retry-after"] == "1" for a in answers if a.status_code == 503)
+
+
+def test_classify_and_segment_weights_serve_their_own_answers(tmp_path):
+    from foveal.serve.app import build
+
+    classify = foveal.train("classify", data="digits", model="simple_cnn", imgsz=16, batch=64, epochs=1, workers=0,
+                            amp="off", verbose=False, project=tmp_path, name="c")
+    segment = foveal.train("segment", data="shapes", model="unet", width=8, depth=2, imgsz=32, batch=8, epochs=1,
+                           workers=0, amp="off", verbose=False, project=tmp_path, name="s")
+    image = png_bytes(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+
+    def ask(weights, **options):
+        app, _ = build({"weights": str(weights), **options})
+        answer, info = asgi_requests(app, ("POST", "/predict", {"content": image}), ("GET", "/info", {}))
+        return answer.json(), info.json()
+
+    top, info = ask(classify.best, topk="3")
+    assert info["task"] == "classify" and info["conf"] is None
+    scores = [t["score"] for t in top["results"][0]["top"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and sum(scores) <= 1 + 1e-6
+    assert {t["class"] for t in top["results"][0]["top"]} <= set(info["classes"])
+    masks, info = ask(segment.best)
+    assert info["task"] == "segment" and (masks["width"], masks["height"]) == (48, 40)
+    assert sum(masks["results"][0]["pixels"].values()) == 48 * 40
+
+
+def asgi_requests(app, *requests):
+    """The answers to (method, path, keyword arguments) requests sent in turn to an ASGI app in this process."""
+    async def send_all():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return [await client.request(method, path, **kwargs) for method, path, kwargs in requests]
+
+    return asyncio.run(send_all())
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "weights: name a trained weights file"),
+    (["weights=missing.onnx"], "weights: no such file"),
+    (["weights={best}", "port=70000"], "port: 70000 is out of range"),
+    (["weights={best}", "colour=red"], "unknown key 'colour'"),
+    (["weights={best}", "video=missing.mp4"], "missing.mp4"),
+])
+def test_serve_mistakes_are_one_line(trained_detector, args, words):
+    best = trained_detector[0]
+    result = subprocess.run([sys.executable, "-m", "foveal", "serve", *[a.format(best=best) for a in args]],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr
+
+
+# ---- the web page in a real browser --------------------------------------------------------------------
+
+def browser():
+    """A headless chromium driven by selenium, or a pytest skip naming what is missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver; .ci/run does)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1200,900"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+
+
+def test_page_in_a_browser_draws_and_lists_the_detections(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, best, images = server
+    image = sorted(images.iterdir())[0]
+    expected = httpx.post(f"{url}/predict", content=image.read_bytes()).json()["results"]
+    driver = browser()
+    try:
+        driver.get(url + "/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: "yolo_n" in d.find_element(By.ID, "model").text)
+        driver.find_element(By.ID, "file").send_keys(str(image))
+        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
+        assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+        listed = driver.find_elements(By.CSS_SELECTOR, "#results li")
+        assert [li.get_attribute("data-category") for li in listed] == [r["category"] for r in expected] and listed
+        # the boxes are drawn: the canvas holds the image at its size, with the class colours on it
+        size = driver.execute_script("const c = document.getElementById('canvas'); return [c.width, c.height];")
+        assert size == [150, 100]
+        x, y, w, h = (round(v) for v in expected[0]["bbox"])
+        edge = driver.execute_script(
+            f"return Array.from(document.getElementById('canvas').getContext('2d').getImageData({x}, {y + h // 2}, 1, 1).data);")
+        source = np.asarray(Image.open(image).convert("RGB"))[y + h // 2, x]
+        assert np.abs(np.array(edge[:3]) - source).max() > 40  # the box's outline, not the image
+        assert driver.save_screenshot(str(tmp_path / "page.png")) and (tmp_path / "page.png").stat().st_size > 5000
+        # the slider hides what falls below it
+        driver.execute_script("const s = document.getElementById('conf'); s.value = 1; s.dispatchEvent(new Event('input'));")
+        assert driver.find_elements(By.CSS_SELECTOR, "#results li") == []
+        # the demo video: frames sent in a loop, drawn live with the frames per second
+        driver.find_element(By.ID, "demo").click()
+        wait.until(lambda d: "frames/s" in d.find_element(By.ID, "fps").text)
+        driver.find_element(By.ID, "stop").click()
+    finally:
+        driver.quit()
