@@ -1,6 +1,8 @@
 # make demo: set up .venv, train a detector on the synthetic scenes, evaluate it, predict on images and
 # a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
-# classifier on the digits.  make test: the test suite. The demos train with amp=off: with amp=auto a
+# classifier on the digits.  make demo-serve: the polyp assistant (a detector trained on synthetic
+# endoscopy, exported to ONNX, served with its web page playing a video with live boxes at 0.4).
+# make test: the test suite. The demos train with amp=off: with amp=auto a
 # CPU with native bf16 would train in bf16, and the README's figures would depend on the CPU.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,10 +10,12 @@ BIN := $(VENV)/bin
 DEMO := runs/classify/demo
 DETECT := runs/detect/demo
 DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=1.0 close_mosaic=3 scale=0.5 amp=off
+POLYPS := runs/detect/polyps
+POLYPS_TRAIN := data=polyps model=yolo_n imgsz=256 epochs=12 amp=off
 SEGMENT := runs/segment/demo
 SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20 amp=off
 
-.PHONY: install demo demo-segment demo-classify test bench clean
+.PHONY: install demo demo-segment demo-classify demo-serve test bench clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +46,12 @@ demo-classify: install
 	$(BIN)/python examples/write_digit_images.py $(DEMO)/samples 8
 	$(BIN)/foveal classify predict weights=$(DEMO)/best.safetensors source=$(DEMO)/samples topk=3 name=demo-predict exist_ok=true
 	@echo "report: $(DEMO)/report.html"
+
+demo-serve: install
+	$(BIN)/foveal detect train $(POLYPS_TRAIN) name=polyps exist_ok=true
+	$(BIN)/foveal detect export weights=$(POLYPS)/best.safetensors
+	$(BIN)/python examples/write_polyp_video.py $(POLYPS)/video 96
+	$(BIN)/foveal serve weights=$(POLYPS)/best.onnx conf=0.4 video=$(POLYPS)/video/polyps.mp4 port=8000
 
 test: install
 	$(BIN)/python -m pytest -q

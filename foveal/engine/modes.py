@@ -81,11 +81,15 @@ def export(task_class, cfg, log=print) -> Path:
     if Path(cfg.weights).suffix == ".onnx":
         raise FovealError(f"weights: {cfg.weights} is already exported; name the .safetensors it came from")
     configure_cpu(cfg.threads)
-    model, meta = load_trained(cfg.weights, task_class.name, torch.device("cpu"))
+    device = select_device(cfg.device) if cfg.half else torch.device("cpu")  # fp16 is traced where it runs
+    model, meta = load_trained(cfg.weights, task_class.name, device)
     task = task_class.create(task_class.trained_config(cfg, meta))
+    for key, value in task.inference_options("val").items():  # a graph with NMS keeps val's thresholds
+        setattr(model, key, value)
     imgsz = cfg.imgsz or meta["imgsz"]
     task.check_imgsz(imgsz)
-    path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic)
+    path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic,
+                       nms=cfg.nms, half=cfg.half, simplify=cfg.simplify)
     if cfg.verbose:
         shape = "any batch, any size in multiples of 32" if cfg.dynamic else f"1 x 3 x {imgsz} x {imgsz}"
         log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB; input {shape})")

@@ -1,17 +1,31 @@
 """ONNX: export trained weights of any task, and run an .onnx file in `val` and `predict` in the model's place.
 
 Export traces the eval model (BatchNorms folded where the task folds them) with torch.onnx.export, the
-torch.export-based exporter, at a fixed (1, 3, imgsz, imgsz) input or, with dynamic=true, any batch and
-any size in multiples of 32. A model whose eval output is not plain tensors says what to export with
-`export_module()` (YOLO: its decoded boxes and class scores; NMS stays in foveal's post-processing, the
-same code as PyTorch's). foveal's weights metadata goes into the file's metadata_props["foveal"], so an
-.onnx file is as self-describing as a .safetensors one.
+torch.export-based exporter, at opset 20 (its default; onnxruntime runs it), at a fixed (1, 3, imgsz,
+imgsz) input or, with dynamic=true, any batch and any size in multiples of 32. A model whose eval output
+is not plain tensors says what to export with `export_module()`. foveal's weights metadata goes into the
+file's metadata_props["foveal"], so an .onnx file is as self-describing as a .safetensors one.
+
+NMS in the graph (nms=true, for models with `exports_nms`: foveal's YOLO): the traced part ends with
+the inputs of ONNX NonMaxSuppression (export_module(nms=True)), and append_nms writes the rest with
+onnx.helper: NonMaxSuppression per class, then the best max_det detections of each image as one
+(B, max_det, 6) output, rows x1, y1, x2, y2, score, class in input pixels, best first, zero rows after
+the last (Ultralytics' end-to-end layout). Written by hand because the exporter cannot trace an output
+whose length depends on the data. conf, iou and max_det are the model's when exported (conf 0.001,
+val's, unless set) and are stored in the metadata; running the file, rows are kept above the run's own
+conf (predict's 0.25 filters the graph's rows), while a lower conf or another iou cannot be had from it.
+nms=false, or another model: the graph ends where PyTorch's post-processing starts (YOLO: decoded boxes
+and class scores), and foveal's own NMS runs after it, the same code as PyTorch's.
+
+half=true writes an fp16 graph (traced on a CUDA device, where fp16 is fast; NMS still in float32);
+simplify=true passes the graph through onnxslim.
 
 Running one: onnxruntime on the CPU (CUDA where its provider and the device are there), with torch's
 thread count. A model with `run_exported(fn)` keeps its own post-processing around the exported graph
 (YOLO); any other is replaced by OnnxModel, which returns the graph's single output as a tensor.
 """
 
+import copy
 import json
 from pathlib import Path
 
@@ -30,18 +44,33 @@ def missing_runtime(what: str) -> FovealError:
     return FovealError(f"{what} needs the ONNX packages: pip install 'foveal[deploy]' (onnx, onnxruntime, onnxscript)")
 
 
-def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: bool) -> Path:
-    """Write `model` (eval mode, on the CPU) as ONNX to `path` with `meta` in its metadata; returns path."""
+def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: bool, *, nms: bool = True,
+                half: bool = False, simplify: bool = False) -> Path:
+    """Write `model` (eval mode, on the CPU, or on CUDA for half) as ONNX to `path` with `meta` in its
+    metadata; returns path. nms: NMS inside the graph where the model can have it (see the module docstring)."""
     try:
         import onnx  # noqa: F401  (the exporter needs onnx and onnxscript)
         import onnxscript  # noqa: F401
     except ImportError:
         raise missing_runtime("export format=onnx") from None
+    device = next(model.parameters()).device
+    if dynamic and (reason := getattr(model, "fixed_size_export", None)):  # before minutes in the exporter
+        raise FovealError(f"dynamic: {meta['model']} exports at a fixed size only ({reason}); leave out dynamic=true")
+    if half and device.type != "cuda":
+        raise FovealError("half: an fp16 graph is exported on a GPU only; add device=cuda (or leave out half=true)")
+    slim = simplifier() if simplify else None  # a missing package is named before the exporter's minutes
     wrapped = hasattr(model, "export_module")
-    module = (model.export_module() if wrapped else model).eval()
+    nms = nms and getattr(model, "exports_nms", False)
+    if nms:
+        module = model.export_module(nms=True)
+    else:
+        module = model.export_module() if wrapped else model
+    module = module.eval()
+    if half:
+        module = copy.deepcopy(module).half()  # the caller's model stays as it is
     # dynamic: a size of one is specialised by torch.export, so the example has 2 images and 2+ strides a side
     side = max(imgsz, 2 * STRIDE) if dynamic else imgsz
-    example = torch.rand(2 if dynamic else 1, 3, side, side)
+    example = torch.rand(2 if dynamic else 1, 3, side, side, device=device, dtype=torch.half if half else torch.float)
     shapes = None
     if dynamic:
         rows, cols = torch.export.Dim("rows", max=256), torch.export.Dim("cols", max=256)  # in strides
@@ -54,10 +83,96 @@ def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: b
         lines = str(e.__cause__ or e).strip().splitlines() or [type(e).__name__]
         raise FovealError(f"export: {meta['model']} cannot be exported to ONNX ({lines[0][:300]})") from None
     proto = program.model_proto
+    fixed = [name for name, dim in zip(("batch", "", "height", "width"), proto.graph.input[0].type.tensor_type.shape.dim)
+             if name and dim.HasField("dim_value")]
+    if dynamic and fixed:  # the exporter fixes a dimension it cannot keep free, silently: say so instead
+        raise FovealError(f"dynamic: {meta['model']} exports with a fixed {' and '.join(fixed)} only; "
+                          "leave out dynamic=true")
+    details = {"dynamic": dynamic, "wrapped": wrapped, "nms": nms, "half": half, "opset": opset_of(proto)}
+    if nms:
+        append_nms(proto, model.conf, model.iou, model.max_det)
+        details.update(conf=model.conf, iou=model.iou, max_det=model.max_det)
+    if slim:
+        proto = slim(proto)
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps({**meta, "imgsz": imgsz, "onnx": {"dynamic": dynamic, "wrapped": wrapped}})
+    entry.key, entry.value = META_KEY, json.dumps({**meta, "imgsz": imgsz, "onnx": details})
     write_bytes(path, proto.SerializeToString())
     return path
+
+
+def simplifier():
+    """onnxslim's slim(proto) -> proto, or a one-line error naming the package."""
+    try:
+        from onnxslim import slim
+    except ImportError:
+        raise FovealError("simplify: needs onnxslim: pip install onnxslim (or 'foveal[deploy]')") from None
+    return slim
+
+
+def opset_of(proto) -> int:
+    return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
+    """Replace the graph's two outputs, boxes (B, A, 4) and scores (B, C, A) as yolo.nms_inputs gives them,
+    with `detections` (B, max_det, 6): per-class NonMaxSuppression, then each image's max_det best rows."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    boxes, scores = (output.name for output in graph.output)
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    graph.initializer.extend([
+        helper.make_tensor("nms_max_det", TensorProto.INT64, [], [max_det]),
+        helper.make_tensor("nms_iou", TensorProto.FLOAT, [], [iou]),
+        helper.make_tensor("nms_conf", TensorProto.FLOAT, [], [conf]),
+        helper.make_tensor("nms_top", TensorProto.INT64, [1], [max_det]),
+        helper.make_tensor("nms_axis0", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("nms_axis1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("nms_axis2", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("nms_batch_and_box", TensorProto.INT64, [2], [0, 2]),
+        helper.make_tensor("nms_column_pad", TensorProto.INT64, [4], [0, 0, 0, max_det]),
+        helper.make_tensor("nms_row_pad", TensorProto.INT64, [4], [0, 0, max_det, 0]),
+        helper.make_tensor("nms_first", TensorProto.INT64, [], [0]),
+        helper.make_tensor("nms_one", TensorProto.INT64, [], [1]),
+        helper.make_tensor("nms_none", TensorProto.FLOAT, [], [-1.0]),
+        helper.make_tensor("nms_zero", TensorProto.FLOAT, [], [0.0]),
+    ])
+    node = helper.make_node
+    graph.node.extend([
+        # selected (K, 3): image, class, anchor of every detection of every image, K unknown until run
+        node("NonMaxSuppression", [boxes, scores, "nms_max_det", "nms_iou", "nms_conf"], ["nms_selected"]),
+        node("GatherND", [scores, "nms_selected"], ["nms_scores"]),  # (K,)
+        node("Gather", ["nms_selected", "nms_batch_and_box"], ["nms_image_anchor"], axis=1),  # (K, 2)
+        node("GatherND", [boxes, "nms_image_anchor"], ["nms_boxes"]),  # (K, 4)
+        node("Gather", ["nms_selected", "nms_first"], ["nms_image"], axis=1),  # (K,)
+        node("Gather", ["nms_selected", "nms_one"], ["nms_class_int"], axis=1),
+        node("Cast", ["nms_class_int"], ["nms_class"], to=TensorProto.FLOAT),
+        node("Unsqueeze", ["nms_scores", "nms_axis1"], ["nms_score_column"]),
+        node("Unsqueeze", ["nms_class", "nms_axis1"], ["nms_class_column"]),
+        node("Concat", ["nms_boxes", "nms_score_column", "nms_class_column"], ["nms_rows"], axis=1),  # (K, 6)
+        # max_det zero rows after them: what an image with fewer detections is padded with
+        node("Pad", ["nms_rows", "nms_row_pad"], ["nms_padded_rows"]),  # (K + max_det, 6)
+        # table (B, K + max_det): row k's score in its own image's line, -1 elsewhere and in the padding
+        node("Shape", [boxes], ["nms_boxes_shape"]),
+        node("Gather", ["nms_boxes_shape", "nms_first"], ["nms_batch"]),
+        node("Range", ["nms_first", "nms_batch", "nms_one"], ["nms_images"]),  # (B,)
+        node("Unsqueeze", ["nms_images", "nms_axis1"], ["nms_image_column"]),  # (B, 1)
+        node("Unsqueeze", ["nms_image", "nms_axis0"], ["nms_image_row"]),  # (1, K)
+        node("Equal", ["nms_image_column", "nms_image_row"], ["nms_in_image"]),  # (B, K)
+        node("Unsqueeze", ["nms_scores", "nms_axis0"], ["nms_score_row"]),
+        node("Where", ["nms_in_image", "nms_score_row", "nms_none"], ["nms_table"]),
+        node("Pad", ["nms_table", "nms_column_pad", "nms_none"], ["nms_padded_table"]),
+        node("TopK", ["nms_padded_table", "nms_top"], ["nms_best", "nms_best_rows"], axis=1),  # (B, max_det)
+        node("Gather", ["nms_padded_rows", "nms_best_rows"], ["nms_best_detections"], axis=0),  # (B, max_det, 6)
+        # an image with fewer than max_det detections took -1 entries: other images' rows, or padding
+        node("Greater", ["nms_best", "nms_none"], ["nms_found"]),
+        node("Unsqueeze", ["nms_found", "nms_axis2"], ["nms_found_column"]),
+        node("Where", ["nms_found_column", "nms_best_detections", "nms_zero"], ["detections"]),
+    ])
+    del graph.output[:]
+    output = helper.make_tensor_value_info("detections", TensorProto.FLOAT, [None, max_det, 6])
+    output.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
+    graph.output.append(output)
 
 
 def read_onnx_meta(path) -> dict:
@@ -92,14 +207,17 @@ def session_runner(path, device: torch.device):
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
     session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     name, fixed_batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
+    input_type = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32  # half=true graphs
 
     def run(images: torch.Tensor) -> list[torch.Tensor]:
-        array = images.detach().float().cpu().contiguous().numpy()
+        array = images.detach().cpu().contiguous().numpy().astype(input_type, copy=False)
         if isinstance(fixed_batch, int) and len(array) != fixed_batch:  # a fixed-batch graph: one image at a time
             parts = [session.run(None, {name: array[k:k + 1]}) for k in range(len(array))]
             outputs = [np.concatenate(column) for column in zip(*parts)]
         else:
             outputs = session.run(None, {name: array})
+        # an fp16 graph's outputs are read in float32, as the post-processing after it expects
+        outputs = [output.astype(np.float32) if output.dtype == np.float16 else output for output in outputs]
         return [torch.from_numpy(output).to(images.device) for output in outputs]
 
     return run
@@ -123,5 +241,7 @@ def load_onnx(path, meta: dict, device: torch.device) -> nn.Module:
     run = session_runner(path, device)
     if meta.get("onnx", {}).get("wrapped"):
         model = create_model(meta["model"], meta["task"], **meta["model_kwargs"])
+        if meta["onnx"].get("nms"):  # the graph gives the detections: the model only unpacks them
+            return model.run_exported(run, nms=True).eval()
         return model.run_exported(run).eval()
     return OnnxModel(run).eval()

@@ -19,6 +19,13 @@ at each level usually have, so IoU, and with it the assignment, is informative f
 Inference: every (anchor, class) pair scoring above `conf` (an anchor may give two classes), the
 best MAX_CANDIDATES of them, class-aware NMS at `iou`, then the top `max_det`. Inputs are (B, 3, H,
 W) in [0, 1] with H, W multiples of 32, not normalised: the stem's BatchNorm absorbs scale and offset.
+
+Export (foveal/engine/onnx.py): export_module(nms=True) traces the same candidate selection (boxes
+clipped, pairs below conf or outside the best MAX_CANDIDATES at score -1) in the layout of ONNX
+NonMaxSuppression, which the exporter then appends with the top-max_det selection: the graph gives
+(B, max_det, 6) rows x1, y1, x2, y2, score, class. Such a graph's conf, iou and max_det are fixed when
+it is written; a model running it (run_exported(fn, nms=True)) keeps the rows above its own conf, the
+first max_det of them, so a graph written at val's conf=0.001 serves predict's 0.25 as well.
 """
 
 import functools
@@ -224,6 +231,8 @@ class YOLO(nn.Module):
     and may be changed at any time (conf=0.001 suits mAP evaluation, 0.25 prediction).
     """
 
+    exports_nms = True  # export_module(nms=True) ends where ONNX NonMaxSuppression starts (engine/onnx.py)
+
     def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
                  reg_max: int = 16, loss: YOLOLoss | None = None, conf: float = 0.001, iou: float = NMS_IOU,
                  max_det: int = 300):
@@ -238,6 +247,7 @@ class YOLO(nn.Module):
         self.loss = loss or YOLOLoss()
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.exported = None  # run_exported: images -> [boxes, scores] of an exported graph, in the network's place
+        self.exported_nms = False  # ... or -> [detections (B, max_det, 6)] of a graph with NMS inside
 
     def forward_raw(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> per stride (8, 16, 32) raw (B, 4 * reg_max + num_classes, H/s, W/s) logits."""
@@ -251,11 +261,11 @@ class YOLO(nn.Module):
         box_logits = flat[..., :4 * self.reg_max].reshape(batch, -1, 4, self.reg_max)
         cls_logits = flat[..., 4 * self.reg_max:]
         sizes = tuple(tuple(level.shape[-2:]) for level in raw)
-        if all(isinstance(n, int) for size in sizes for n in size):
+        if torch.compiler.is_compiling():  # traced (export): the grid becomes part of the graph; a cached
+            points, strides = anchor_grid(sizes, self.strides, flat.device)  # one would hold tracing's fake tensors
+        else:
             points, strides = cached_anchor_grid(sizes, tuple(self.strides), flat.device,
                                                  torch.is_inference_mode_enabled())
-        else:  # symbolic sizes: traced for export, where the grid becomes part of the graph
-            points, strides = anchor_grid(sizes, self.strides, flat.device)
         distances = box_logits.softmax(-1) @ self.bins * strides  # (B, A, 4) pixels: left, top, right, bottom
         boxes = torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
         return cls_logits, box_logits, boxes, points, strides
@@ -263,7 +273,10 @@ class YOLO(nn.Module):
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
         """Training: {"box", "cls", "dfl"} losses (sum them). Eval: per image {boxes, scores, labels}."""
         if self.exported is not None and not self.training:
-            boxes, scores = self.exported(images)
+            outputs = self.exported(images)
+            if self.exported_nms:
+                return self.unpack_detections(outputs[0])
+            boxes, scores = outputs
             return self.postprocess(scores, boxes, images.shape[-2:])
         cls_logits, box_logits, boxes, points, strides = self.decode(self.forward_raw(images))
         if self.training:
@@ -272,15 +285,26 @@ class YOLO(nn.Module):
             return self.loss(cls_logits, box_logits, boxes, points, strides, targets)
         return self.postprocess(cls_logits.sigmoid(), boxes, images.shape[-2:])
 
-    def export_module(self) -> nn.Module:
-        """What ONNX export traces: images -> (boxes (B, A, 4) pixels, class scores (B, A, C)); the
-        post-processing (threshold, NMS) stays foveal's, as PyTorch runs it."""
-        return DecodedOutputs(self)
+    def export_module(self, nms: bool = False) -> nn.Module:
+        """What ONNX export traces: images -> (boxes (B, A, 4) pixels, class scores (B, A, C)), the
+        post-processing (threshold, NMS) left to foveal; with `nms`, the inputs of ONNX NonMaxSuppression
+        instead (see nms_inputs), which the exporter appends."""
+        return DecodedOutputs(self, nms)
 
-    def run_exported(self, run) -> "YOLO":
-        """From now on, evaluate with `run` (images -> [boxes, scores] of an exported export_module)."""
-        self.exported = run
+    def run_exported(self, run, nms: bool = False) -> "YOLO":
+        """From now on, evaluate with `run`: images -> [boxes, scores] of an exported export_module, or with
+        `nms`, -> [detections (B, max_det, 6)] of a graph with NMS inside."""
+        self.exported, self.exported_nms = run, nms
         return self
+
+    def unpack_detections(self, table: torch.Tensor) -> list[dict]:
+        """(B, max_det, 6) rows x1, y1, x2, y2, score, class, best first, zero rows after the last ->
+        per image {boxes, scores, labels}: the rows above this model's conf, at most max_det of them."""
+        results = []
+        for rows in table.float():
+            rows = rows[rows[:, 4] > self.conf][:self.max_det]
+            results.append({"boxes": rows[:, :4], "scores": rows[:, 4], "labels": rows[:, 5].long()})
+        return results
 
     def fuse(self) -> "YOLO":
         """Fold each BatchNorm into the convolution before it (for evaluation: frozen statistics); the
@@ -314,15 +338,35 @@ class YOLO(nn.Module):
         return results
 
 
-class DecodedOutputs(nn.Module):
-    """A YOLO's boxes and class scores before post-processing (YOLO.export_module)."""
+def nms_inputs(scores: torch.Tensor, boxes: torch.Tensor, image_size, conf: float):
+    """postprocess's candidate selection in tensor form, for a graph with ONNX NonMaxSuppression after it:
+    scores (B, A, C), boxes (B, A, 4) -> boxes (B, A, 4) clipped to the image and scores (B, C, A), float32
+    (what NonMaxSuppression takes), -1 for the pairs postprocess leaves out (at or below conf, or outside the
+    best MAX_CANDIDATES): below any score threshold, whether the runtime compares with > or >=."""
+    height, width = image_size
+    boxes = torch.stack([boxes[..., 0].clamp(0, width), boxes[..., 1].clamp(0, height),
+                         boxes[..., 2].clamp(0, width), boxes[..., 3].clamp(0, height)], -1)
+    flat = scores.float().flatten(1)  # (B, A * C)
+    # the MAX_CANDIDATES-th best score of each image; zeros appended keep k fixed when A * C is smaller
+    padded = torch.cat([flat, flat.new_zeros(flat.shape[0], MAX_CANDIDATES)], 1)
+    kth_best = padded.topk(MAX_CANDIDATES, 1).values[:, -1:]  # (B, 1)
+    kept = (flat > conf) & (flat >= kth_best)
+    scores = torch.where(kept, flat, -1.0).reshape(scores.shape)
+    return boxes.float(), scores.transpose(1, 2).contiguous()
 
-    def __init__(self, yolo: YOLO):
+
+class DecodedOutputs(nn.Module):
+    """A YOLO's boxes and class scores before post-processing (YOLO.export_module); with `nms`, as
+    nms_inputs prepares them."""
+
+    def __init__(self, yolo: YOLO, nms: bool = False):
         super().__init__()
-        self.yolo = yolo
+        self.yolo, self.nms = yolo, nms
 
     def forward(self, images):
         cls_logits, _, boxes, _, _ = self.yolo.decode(self.yolo.forward_raw(images))
+        if self.nms:
+            return nms_inputs(cls_logits.sigmoid(), boxes, images.shape[-2:], self.yolo.conf)
         return boxes, cls_logits.sigmoid()
 
 

@@ -7,7 +7,7 @@ head is left out (aux_loss=False) and the wrapper returns the "out" tensor.
 Instance (Mask R-CNN): foveal's detector contract (see foveal/models/detect/torchvision_zoo.py)
 plus masks. Training targets also carry "masks" (N, H, W) uint8; eval results also carry "masks"
 (K, H, W) float probabilities in [0, 1], pasted into the image (threshold them, e.g. at 0.5, for
-binary masks).
+binary masks). It does not export to ONNX: see TorchvisionDetector.export_module.
 
 Everything is built with weights=None and weights_backbone=None: nothing is downloaded.
 """
@@ -50,6 +50,8 @@ for _name in ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_
 class TorchvisionInstanceSegmenter(TorchvisionDetector):
     """A TorchvisionDetector whose targets and results also carry masks."""
 
+    export_instead = "no instance segmenter exports; the semantic ones do (unet, deeplabv3plus_*, fcn_*, ...)"
+
     def forward(self, images, targets=None):
         images = list(images.unbind(0))
         if self.training:  # every key passes, masks included; labels move past the background label 0
@@ -79,7 +81,8 @@ def _maskrcnn_resnet18(num_classes: int, imgsz: int):
 def _register_instance(name: str, build):
     def builder(num_classes: int, imgsz: int = 320, **kwargs):
         """kwargs: conf, iou, max_det (see TorchvisionDetector)."""
-        return TorchvisionInstanceSegmenter(build(num_classes + 1, imgsz), background_label=True, **kwargs)
+        return TorchvisionInstanceSegmenter(build(num_classes + 1, imgsz), background_label=True, name=name,
+                                            **kwargs)
 
     register_model("segment", name, family="torchvision", kind="instance")(builder)
 
