@@ -10,13 +10,15 @@ import importlib
 
 from .config import build_config, read_yaml_config
 from .engine import modes
+from .engine.benchmark import benchmark
 from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
 
 TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment"}
-MODES = ("train", "val", "predict", "info", "export")  # every task has these; a task module may add more (MODES)
+# every task has these; a task module may add more (MODES)
+MODES = ("train", "val", "predict", "info", "export", "benchmark")
 ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info,
-                "export": modes.export}  # the same for every task
+                "export": modes.export, "benchmark": benchmark}  # the same for every task
 
 
 def task_module(task: str):

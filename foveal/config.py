@@ -123,6 +123,11 @@ class TrainConfig:
     split: str = opt("val", "val: which split to evaluate", ("train", "val", "test"))
     format: str = opt("onnx", "export: the file format", ("onnx",))
     dynamic: bool = opt(False, "export: any batch size and any input size (multiples of 32) instead of (1, imgsz)")
+    nms: bool = opt(True, "export: NMS inside yolo graphs, one (B, max_det, 6) output of x1, y1, x2, y2, score, class "
+                          "rows at the model's conf and iou (false: boxes and class scores, foveal's NMS after them)")
+    half: bool = opt(False, "export: an fp16 graph (needs device=cuda)")
+    simplify: bool = opt(False, "export: simplify the graph with onnxslim")
+    runs: int = opt(50, "benchmark: timed batch-1 runs of each format, after a warm-up", range="[1, inf)")
     num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)",
                            range="[0, inf)")
     verbose: bool = opt(True, "print progress and results")

@@ -3,6 +3,7 @@ browser (Debian's chromium and chromium-driver, driven by selenium; skipped with
 
 import asyncio
 import io
+import os
 import shutil
 import socket
 import subprocess
@@ -204,6 +205,7 @@ def browser():
     if not (chromium and driver):
         pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver; .ci/run does)")
     webdriver = pytest.importorskip("selenium.webdriver")
+    os.environ["SE_AVOID_STATS"] = "true"  # selenium's manager would otherwise try to send usage statistics
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",

@@ -32,14 +32,19 @@ def trained_task(task_class, cfg, mode: str):
     return task, model, meta, device
 
 
+def scored_split(task, split: str) -> str:
+    """The split `val` (and `benchmark`) score: `split`, but data given as one set (a COCO file, a class
+    folder) is scored whole, whatever split= says."""
+    splits = task.data.splits
+    return split if split in splits or len(splits) != 1 else next(iter(splits))
+
+
 def validate(task_class, cfg, log=print):
     """Score trained weights on cfg.split; writes runs/<task>/valN with metrics.json and report.html."""
     task, model, meta, device = trained_task(task_class, cfg, "val")
     task.setup(data_meta=meta)
     cfg = task.cfg
-    splits = task.data.splits
-    # data given as one set (a COCO file, a class folder) is scored whole, whatever split= says
-    task.eval_split = cfg.split if cfg.split in splits or len(splits) != 1 else next(iter(splits))
+    task.eval_split = scored_split(task, cfg.split)
     loader = make_loader(task, task.eval_split, False, cfg, device, DistInfo(),
                          data_workers(cfg, task, DistInfo(), device))
     result = evaluate(task, model, loader, device)

@@ -277,6 +277,8 @@ def serve(pairs: dict, log=print):
     info = app.state.info
     log(f"foveal serve: {info['task']} {info['model']} ({info['weights']}) at http://{shown}:{server.port}/  "
         "(Ctrl+C stops)", flush=True)
+    if server.video:
+        log(f"the video with live results: http://{shown}:{server.port}/?demo", flush=True)
     if server.workers == 1:
         uvicorn.run(app, host=server.host, port=server.port, log_level="warning")
     else:

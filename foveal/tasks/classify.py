@@ -35,7 +35,7 @@ class ClassifyConfig(TrainConfig):
     topk: int = opt(5, "predict: how many classes to show per image", range="[1, inf)")
 
 
-MODES = ("train", "val", "predict", "info", "export")
+MODES = ("train", "val", "predict", "info", "export", "benchmark")
 
 
 class ClassifyTask(Task):

@@ -22,7 +22,7 @@ from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
 
 EMBEDDED = ("shapes", "polyps")
-MODES = ("train", "val", "predict", "info", "export")
+MODES = ("train", "val", "predict", "info", "export", "benchmark")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so pretrained encoders fit
 
 
