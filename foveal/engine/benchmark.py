@@ -36,11 +36,9 @@ from ..files import write_json, write_text
 from ..tasks.base import PHASES
 from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
-from .distributed import DistInfo
-from .loaders import data_workers, make_loader
-from .modes import export, scored_split
+from .modes import export, score_split, use_inference_options
 from .runs import new_run_dir
-from .trainer import evaluate, move_to
+from .trainer import move_to
 
 WARMUP = 5  # untimed calls first: the first ones allocate (onnxruntime's arena, torch's caches)
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -105,23 +103,15 @@ def measure(task_class, cfg, weights, imgsz: int, device) -> dict:
     meta = {**meta, "imgsz": imgsz}  # .safetensors weights run at the size asked, as their export does
     task = task_class.create(task_class.trained_config(cfg, meta))
     task.setup(data_meta=meta)
-    task.eval_split = scored_split(task, cfg.split)
-    set_inference_options(task, model, "val")
-    loader = make_loader(task, task.eval_split, False, task.cfg, device, DistInfo(),
-                         data_workers(task.cfg, task, DistInfo(), device))
-    metrics = evaluate(task, model, loader, device).metrics
-    set_inference_options(task, model, "predict")
+    use_inference_options(task, model, "val")
+    metrics = score_split(task, model, device).metrics
+    use_inference_options(task, model, "predict")
     runnable = task.inference_model(model)
     latency = time_latency(task.predictor(runnable, meta, device), val_frames(task, cfg.runs), cfg.runs, device)
     images = square_batch(task, cfg.batch, device)
     shown = {key: metrics[key] for key in (task.fitness, f"{task.fitness}50") if key in metrics}
     return {"size_mb": Path(weights).stat().st_size / 1e6, **shown, **latency,
             "throughput": time_throughput(task, runnable, images, cfg.batch, cfg.runs, device)}
-
-
-def set_inference_options(task, model, mode: str):
-    for key, value in task.inference_options(mode).items():  # e.g. a detector's conf: 0.001 in val, 0.25 in predict
-        setattr(model, key, value)
 
 
 def val_frames(task, count: int) -> list[np.ndarray]:

@@ -27,16 +27,23 @@ def trained_task(task_class, cfg, mode: str):
     configure_cpu(cfg.threads)
     model, meta = load_trained(cfg.weights, task_class.name, device)
     task = task_class.create(task_class.trained_config(cfg, meta))
-    for key, value in task.inference_options(mode).items():
-        setattr(model, key, value)
+    use_inference_options(task, model, mode)
     return task, model, meta, device
 
 
-def scored_split(task, split: str) -> str:
-    """The split `val` (and `benchmark`) score: `split`, but data given as one set (a COCO file, a class
-    folder) is scored whole, whatever split= says."""
-    splits = task.data.splits
-    return split if split in splits or len(splits) != 1 else next(iter(splits))
+def use_inference_options(task, model, mode: str):
+    """Set the model's post-processing attributes for `mode`: a detector's conf is 0.001 in val, 0.25 in predict."""
+    for key, value in task.inference_options(mode).items():
+        setattr(model, key, value)
+
+
+def score_split(task, model, device):
+    """The EvalResult of `model` on the split `val` scores: cfg.split, but data given as one set (a COCO
+    file, a class folder) is scored whole, whatever split= says."""
+    cfg, splits = task.cfg, task.data.splits
+    task.eval_split = cfg.split if cfg.split in splits or len(splits) != 1 else next(iter(splits))
+    loader = make_loader(task, task.eval_split, False, cfg, device, DistInfo(), data_workers(cfg, task, DistInfo(), device))
+    return evaluate(task, model, loader, device)
 
 
 def validate(task_class, cfg, log=print):
@@ -44,10 +51,7 @@ def validate(task_class, cfg, log=print):
     task, model, meta, device = trained_task(task_class, cfg, "val")
     task.setup(data_meta=meta)
     cfg = task.cfg
-    task.eval_split = scored_split(task, cfg.split)
-    loader = make_loader(task, task.eval_split, False, cfg, device, DistInfo(),
-                         data_workers(cfg, task, DistInfo(), device))
-    result = evaluate(task, model, loader, device)
+    result = score_split(task, model, device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
     write_json(run_dir / "metrics.json", result.metrics)
     task.write_report(run_dir, [], result, model)
@@ -89,8 +93,7 @@ def export(task_class, cfg, log=print) -> Path:
     device = select_device(cfg.device) if cfg.half else torch.device("cpu")  # fp16 is traced where it runs
     model, meta = load_trained(cfg.weights, task_class.name, device)
     task = task_class.create(task_class.trained_config(cfg, meta))
-    for key, value in task.inference_options("val").items():  # a graph with NMS keeps val's thresholds
-        setattr(model, key, value)
+    use_inference_options(task, model, "val")  # a graph with NMS keeps val's thresholds
     imgsz = cfg.imgsz or meta["imgsz"]
     task.check_imgsz(imgsz)
     path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic,

@@ -65,8 +65,7 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad, width: int, height: int)
     pixels, clipped to its width x height."""
     x_pad, y_pad = float(pad[0]), float(pad[1])
     boxes = (boxes.float() - boxes.new_tensor([x_pad, y_pad, x_pad, y_pad])) / float(scale)
-    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
-                        boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], 1)
+    return clip_boxes(boxes, width, height)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

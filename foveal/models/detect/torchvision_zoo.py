@@ -24,6 +24,8 @@ R-CNN, and Mask R-CNN beside them) are refused: their proposals pass NMS between
 part of them after the RPN has a size torch.export can know.
 """
 
+import functools
+
 import torch
 from torch import nn
 from torchvision.models import detection
@@ -91,10 +93,16 @@ class TorchvisionDetector(nn.Module):
         anchors = [[level[i] for level in outputs[-levels:]] for i in range(len(images))]  # per image, per level
         if isinstance(self.model, SSD):  # SSD takes its outputs whole, not split by level
             head, anchors = {key: value[0] for key, value in head.items()}, [image[0] for image in anchors]
-        # the sizes torchvision resizes to, as its transform works them out (cheap beside the network)
-        resized = self.model.transform(images)[0].image_sizes
+        resized = [self._resized_size(tuple(image.shape)) for image in images]
         detections = self.model.postprocess_detections(head, anchors, resized)
         return self.model.transform.postprocess(detections, resized, [tuple(i.shape[-2:]) for i in images])
+
+    @functools.lru_cache(maxsize=8)
+    def _resized_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The size torchvision's transform resizes an image of `shape` to (it depends on the shape only:
+        worked out once per shape, not by resizing every image again beside the graph that did)."""
+        blank = torch.zeros(shape, device=next(self.model.parameters()).device)
+        return tuple(self.model.transform([blank])[0].image_sizes[0])
 
 
 def head_keys(model: nn.Module) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import batched_nms
 
-from ...ops.boxes import NMS_IOU
+from ...ops.boxes import NMS_IOU, clip_boxes
 from ...registry import register_model
 from .yolo_loss import YOLOLoss
 
@@ -330,9 +330,7 @@ class YOLO(nn.Module):
             if len(score) > MAX_CANDIDATES:
                 score, order = score.topk(MAX_CANDIDATES)
                 anchor, label = anchor[order], label[order]
-            box = image_boxes[anchor]
-            box = torch.stack([box[:, 0].clamp(0, width), box[:, 1].clamp(0, height),
-                               box[:, 2].clamp(0, width), box[:, 3].clamp(0, height)], 1)
+            box = clip_boxes(image_boxes[anchor], width, height)
             keep = batched_nms(box, score, label, self.iou)[:self.max_det]
             results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
         return results
@@ -344,8 +342,7 @@ def nms_inputs(scores: torch.Tensor, boxes: torch.Tensor, image_size, conf: floa
     (what NonMaxSuppression takes), -1 for the pairs postprocess leaves out (at or below conf, or outside the
     best MAX_CANDIDATES): below any score threshold, whether the runtime compares with > or >=."""
     height, width = image_size
-    boxes = torch.stack([boxes[..., 0].clamp(0, width), boxes[..., 1].clamp(0, height),
-                         boxes[..., 2].clamp(0, width), boxes[..., 3].clamp(0, height)], -1)
+    boxes = clip_boxes(boxes, width, height)
     flat = scores.float().flatten(1)  # (B, A * C)
     # the MAX_CANDIDATES-th best score of each image; zeros appended keep k fixed when A * C is smaller
     padded = torch.cat([flat, flat.new_zeros(flat.shape[0], MAX_CANDIDATES)], 1)
