@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,deploy,serve]'
+	$(BIN)/pip install --quiet -e '.[dev,deploy,serve,restore]'
 	touch $@
 
 demo: install

@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 classify = TaskAPI("classify")
 detect = TaskAPI("detect")
 segment = TaskAPI("segment")
+restore = TaskAPI("restore")
 
 __all__ = ["train", "val", "predict", "info", "run", "config", "create_model", "list_models",
-           "classify", "detect", "segment", "FovealError", "__version__"]
+           "classify", "detect", "segment", "restore", "FovealError", "__version__"]

@@ -14,7 +14,8 @@ from .engine.benchmark import benchmark
 from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
 
-TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment"}
+TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment",
+         "restore": "foveal.tasks.restore"}
 # every task has these; a task module may add more (MODES)
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info,

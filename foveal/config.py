@@ -127,6 +127,8 @@ class TrainConfig:
                           "rows at the model's conf and iou (false: boxes and class scores, foveal's NMS after them)")
     half: bool = opt(False, "export: an fp16 graph (needs device=cuda)")
     simplify: bool = opt(False, "export: simplify the graph with onnxslim")
+    int8: bool = opt(False, "export: an int8 graph for the CPU (onnxruntime static quantization, calibrated on 32 "
+                            "training images); benchmark: also an onnx-int8 row")
     runs: int = opt(50, "benchmark: timed batch-1 runs of each format, after a warm-up", range="[1, inf)")
     num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)",
                            range="[0, inf)")
@@ -190,7 +192,7 @@ def build_config(cls, overrides: dict | None = None):
         checked[key] = convert(key, value, hints[key])
         choices = known[key].metadata.get("choices")
         if choices and checked[key] not in choices:
-            raise FovealError(f"{key}: expected one of {', '.join(choices)}, got '{value}'")
+            raise FovealError(f"{key}: expected one of {', '.join(map(str, choices))}, got '{value}'")
         valid = valid_range(cls, key)
         if valid and checked[key] not in valid:
             raise FovealError(f"{key}: {value} is out of range; valid: {valid}")
@@ -236,6 +238,6 @@ def describe(cls) -> str:
     for name, f in fields_of(cls).items():
         tp = _base_type(hints[name]).__name__
         choices, valid = f.metadata.get("choices"), valid_range(cls, name)
-        extra = f" [{'|'.join(choices)}]" if choices else f" (valid: {valid})" if valid else ""
+        extra = f" [{'|'.join(map(str, choices))}]" if choices else f" (valid: {valid})" if valid else ""
         lines.append(f"  {name:<16} {tp:<6} {f.default!r:<10} {f.metadata.get('help', '')}{extra}")
     return "\n".join(lines)

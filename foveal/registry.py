@@ -1,4 +1,8 @@
-"""The model registry: one dict and one decorator, for the models of every task."""
+"""The model registry: one dict and one decorator, for the models of every task.
+
+Models are keyed by (task, name), so one architecture can serve two tasks under its own name ("unet"
+segments and restores). Asked without a task, a name is found when exactly one task has it.
+"""
 
 from dataclasses import dataclass
 from typing import Callable
@@ -9,24 +13,24 @@ from .errors import FovealError, did_you_mean
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    task: str  # "classify", "detect", "segment", ...
-    builder: Callable  # builder(num_classes=..., **kwargs) -> nn.Module
+    task: str  # "classify", "detect", "segment", "restore", ...
+    builder: Callable  # builder(num_classes=..., **kwargs) -> nn.Module (restore: builder(channels=, scale=, ...))
     family: str  # "foveal" for our own models, "torchvision", ...
     kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models,
     # "fixed_size" for detectors that resize every input to their own square (SSD)
 
 
-_MODELS: dict[str, ModelEntry] = {}
+_MODELS: dict[tuple[str, str], ModelEntry] = {}  # (task, name) -> entry
 
 
 def register_model(task: str, name: str | None = None, family: str = "foveal", kind: str = ""):
-    """Decorator that registers `builder` under `name` (default: the function's name)."""
+    """Decorator that registers `builder` under `name` (default: the function's name) for `task`."""
 
     def wrap(builder):
         key = name or builder.__name__
-        if key in _MODELS:
-            raise ValueError(f"model '{key}' is registered twice")
-        _MODELS[key] = ModelEntry(key, task, builder, family, kind)
+        if (task, key) in _MODELS:
+            raise ValueError(f"model '{key}' is registered twice for task '{task}'")
+        _MODELS[task, key] = ModelEntry(key, task, builder, family, kind)
         return builder
 
     return wrap
@@ -37,9 +41,18 @@ def _load_all():
 
 
 def get_model_entry(name: str, task: str | None = None) -> ModelEntry:
+    """The entry of `task`'s model `name`; without a task, of the one task that has that name."""
     _load_all()
-    entry = _MODELS.get(name)
-    if entry is None or (task and entry.task != task):
+    if task:
+        entry = _MODELS.get((task, name))
+    else:
+        matches = [e for e in _MODELS.values() if e.name == name]
+        if len(matches) > 1:
+            tasks = sorted(e.task for e in matches)
+            raise FovealError(f"model '{name}' exists for the tasks {', '.join(tasks)}; name the task, "
+                              f"e.g. create_model('{name}', '{tasks[0]}')")
+        entry = matches[0] if matches else None
+    if entry is None:
         names = list_models(task)
         raise FovealError(f"unknown model '{name}'{did_you_mean(name, names)}; "
                           f"`foveal models{' ' + task if task else ''}` lists the {len(names)} available")
@@ -52,6 +65,6 @@ def create_model(name: str, task: str | None = None, **kwargs):
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Sorted names of the registered models, of one task or of all."""
+    """Sorted names of the registered models, of one task or of all (a name two tasks share listed once)."""
     _load_all()
-    return sorted(k for k, e in _MODELS.items() if task is None or e.task == task)
+    return sorted({name for model_task, name in _MODELS if task is None or model_task == task})

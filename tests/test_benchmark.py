@@ -48,16 +48,21 @@ def test_classify_pytorch_and_onnx_rows(tmp_path, monkeypatch):
     saved = json.loads((run_dir / "benchmark.json").read_text())
     assert saved["imgsz"] == 8 and [row["format"] for row in saved["rows"]] == ["pytorch", "onnx"]
 
+    # int8=true adds the int8 export's row: a quarter of the size, about the same accuracy
+    pytorch, onnx, int8 = foveal.api.run("classify", "benchmark", int8=True, **common)
+    assert (onnx["format"], int8["format"]) == ("onnx", "onnx-int8") and not int8.get("error"), int8
+    assert int8["size_mb"] < 0.5 * onnx["size_mb"] and int8["top1"] == pytest.approx(pytorch["top1"], abs=0.05)
+
     # an export that fails (mlp has no size-free graph) is a row with its error, not a crash
     failed = foveal.api.run("classify", "benchmark", dynamic=True, **common)
     assert failed[1]["format"] == "onnx" and "cannot be exported" in failed[1]["error"]
-    assert "cannot be exported" in read_rows(tmp_path / "classify" / "benchmark2")[1]["error"]
+    assert "cannot be exported" in read_rows(tmp_path / "classify" / "benchmark3")[1]["error"]
 
     # without the ONNX packages: the PyTorch row, and a note naming what to install
     monkeypatch.setattr("foveal.engine.benchmark.importlib.util.find_spec", lambda name: None)
     alone = foveal.api.run("classify", "benchmark", **common)
     assert [row["format"] for row in alone] == ["pytorch"]
-    notes = json.loads((tmp_path / "classify" / "benchmark3" / "benchmark.json").read_text())["notes"]
+    notes = json.loads((tmp_path / "classify" / "benchmark4" / "benchmark.json").read_text())["notes"]
     assert len(notes) == 1 and "foveal[deploy]" in notes[0]
 
     with pytest.raises(FovealError, match="name the .safetensors"):

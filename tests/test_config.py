@@ -69,7 +69,8 @@ def numeric_fields() -> list:
         hints = typing.get_type_hints(cls)
         for key in fields_of(cls):
             kind = _base_type(hints[key])
-            if kind in (int, float):  # bool is its own type here, not a number
+            # bool is its own type here, not a number; a key with a list of choices has no range to declare
+            if kind in (int, float) and not fields_of(cls)[key].metadata.get("choices"):
                 found.append(pytest.param(cls, key, kind, id=f"{task}-{key}"))
     return found
 

@@ -19,6 +19,8 @@ from foveal.engine.onnx import export_onnx, read_onnx_meta
 from foveal.errors import FovealError
 from foveal.models.detect import yolo
 
+from .conftest import run_cli
+
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
@@ -163,3 +165,30 @@ def test_simplify_without_onnxslim_names_the_package(trained, monkeypatch):
     with pytest.raises(FovealError, match="pip install onnxslim") as error:
         export(trained[0], "slim.onnx", dynamic=False, simplify=True)
     assert "\n" not in str(error.value)
+
+
+def test_int8_graph_keeps_the_map_and_stores_int8_weights(trained, raw_graph, tmp_path):
+    import onnx
+
+    weights, annotations, images, _ = trained
+    data = f"coco:{annotations},{images}"
+    copy = tmp_path / "best.safetensors"  # export writes beside the weights: not into the shared fixture's folder
+    copy.write_bytes(weights.read_bytes())
+    foveal.api.run("detect", "export", weights=copy, data=data, int8=True, verbose=False)
+    graph = tmp_path / "best.onnx"
+    assert read_onnx_meta(graph)["onnx"]["int8"] and read_onnx_meta(graph)["onnx"]["calibration_images"] == 32
+    ops = [node.op_type for node in onnx.load(str(graph)).graph.node]
+    assert ops.count("QuantizeLinear") > 20 and "NonMaxSuppression" in ops  # layers in int8, NMS kept
+    assert graph.stat().st_size < 0.4 * raw_graph.stat().st_size  # int8 weights: a quarter of float32's
+    expected = foveal.val("detect", weights=weights, data=data, project=tmp_path, verbose=False).metrics
+    quantized = foveal.val("detect", weights=graph, data=data, project=tmp_path, verbose=False).metrics
+    assert expected["map50"] > 0.3 and quantized["map"] == pytest.approx(expected["map"], abs=0.03)
+
+
+def test_int8_needs_the_data_and_is_not_half(trained, tmp_path):
+    copy = tmp_path / "best.safetensors"
+    copy.write_bytes(trained[0].read_bytes())
+    for options, message in [(dict(half=True), "choose one"), (dict(), "data")]:
+        result = run_cli("detect", "export", f"weights={copy}", "int8=true", *(f"{k}={v}" for k, v in options.items()))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -12,8 +12,8 @@ from foveal.engine.checkpoint import load_state, load_weights, save_weights
 from foveal.models.info import model_info, parameters_on_meta
 from foveal.registry import get_model_entry
 
-SEMANTIC = [name for name in foveal.list_models("segment") if get_model_entry(name).kind == "semantic"]
-INSTANCE = [name for name in foveal.list_models("segment") if get_model_entry(name).kind == "instance"]
+SEMANTIC = [name for name in foveal.list_models("segment") if get_model_entry(name, "segment").kind == "semantic"]
+INSTANCE = [name for name in foveal.list_models("segment") if get_model_entry(name, "segment").kind == "instance"]
 # One of each architecture, small enough to train a real step at 64 px.
 REPRESENTATIVES = ["unet", "resunet", "deeplabv3plus_resnet18", "unet_resnet18", "fpn_resnet18",
                    "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
@@ -36,7 +36,7 @@ def no_network(monkeypatch):
 
 
 def test_registry_kinds_and_families():
-    entries = {name: get_model_entry(name) for name in foveal.list_models("segment")}
+    entries = {name: get_model_entry(name, "segment") for name in foveal.list_models("segment")}
     assert {name: e.kind for name, e in entries.items() if e.kind == "instance"} == {
         "maskrcnn_resnet18_fpn": "instance", "maskrcnn_resnet50_fpn": "instance",
         "maskrcnn_resnet50_fpn_v2": "instance"}
@@ -60,14 +60,14 @@ def test_every_semantic_model_gives_logits_at_the_input_size(name, num_classes):
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_representatives_train_and_round_trip(name, tmp_path):
     torch.manual_seed(0)
-    model = foveal.create_model(name, num_classes=3)
+    model = foveal.create_model(name, "segment", num_classes=3)
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
     logits = model(x)
     assert logits.shape == (2, 3, 64, 64)
     F.cross_entropy(logits, y).backward()
     assert all(p.grad is not None for p in model.parameters())
     save_weights(tmp_path / "w.safetensors", model.state_dict(), {"model": name})
-    again = foveal.create_model(name, num_classes=3)
+    again = foveal.create_model(name, "segment", num_classes=3)
     load_state(again, load_weights(tmp_path / "w.safetensors")[0])
     model.eval(), again.eval()
     with torch.no_grad():
@@ -76,7 +76,7 @@ def test_representatives_train_and_round_trip(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["unet", "resunet"])
 def test_our_models_train_a_single_channel_head(name):
-    model = foveal.create_model(name, num_classes=1, width=8, depth=3)
+    model = foveal.create_model(name, "segment", num_classes=1, width=8, depth=3)
     logits = model(torch.randn(2, 3, 32, 32))
     assert logits.shape == (2, 1, 32, 32)
     F.binary_cross_entropy_with_logits(logits, torch.rand(2, 1, 32, 32).round()).backward()
@@ -85,20 +85,20 @@ def test_our_models_train_a_single_channel_head(name):
 
 def test_unet_refuses_sizes_its_poolings_cannot_halve():
     with pytest.raises(ValueError, match="multiples of 16"):
-        foveal.create_model("unet", num_classes=2)(torch.randn(1, 3, 64, 72))
+        foveal.create_model("unet", "segment", num_classes=2)(torch.randn(1, 3, 64, 72))
 
 
 def test_unet_at_the_papers_width_has_the_papers_parameters():
     # Ronneberger et al.'s U-Net (width 64, four poolings) has about 31.0M parameters. Padding
     # changes no weight count; our batch norms add 2 per channel (~12K) and drop the conv biases
     # (~6K), so the total stays within a fraction of a percent of 31.0M.
-    model = foveal.create_model("unet", num_classes=2, width=64, depth=4)
+    model = foveal.create_model("unet", "segment", num_classes=2, width=64, depth=4)
     assert 30.9e6 < sum(p.numel() for p in model.parameters()) < 31.1e6
 
 
 @pytest.mark.parametrize("name", ["unet", "deeplabv3plus_resnet18"])
 def test_model_info(name):
-    model = foveal.create_model(name, num_classes=2)
+    model = foveal.create_model(name, "segment", num_classes=2)
     info = model_info(model, 64)
     assert info.total_params == sum(p.numel() for p in model.parameters())
     assert info.total_macs > 0

@@ -1,7 +1,8 @@
 """The `benchmark` mode of every task: trained weights in each format, side by side (as `yolo benchmark`).
 
 For each format (PyTorch eager, the model `val` and `predict` run; ONNX, the file `export` writes with the
-same keys, run by onnxruntime exactly as `val` and `predict` run an .onnx file) one row:
+same keys, run by onnxruntime exactly as `val` and `predict` run an .onnx file; with int8=true also the
+int8 export) one row:
 
 - the split's metrics as `val` scores that format (the task's fitness, and its 50-IoU variant for AP),
   so a user sees that the export kept the accuracy;
@@ -13,7 +14,7 @@ same keys, run by onnxruntime exactly as `val` and `predict` run an .onnx file) 
   time, so its throughput is one image after another; with dynamic=true the graph takes the batch whole.
 
 ONNX runs at the size asked (imgsz=, else the trained size), and so does PyTorch, so both see the same
-pixels. OpenVINO is not measured (not a foveal dependency). An export that fails is a row with its
+pixels. OpenVINO is not measured: importing it sends a usage event unless the user opted out (README). An export that fails is a row with its
 error; the PyTorch row is the baseline and a failure there stops the benchmark.
 """
 
@@ -36,9 +37,8 @@ from ..files import write_json, write_text
 from ..tasks.base import PHASES
 from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
-from .modes import export, score_split, use_inference_options
+from .modes import export, score_split, square_batch, use_inference_options
 from .runs import new_run_dir
-from .trainer import move_to
 
 WARMUP = 5  # untimed calls first: the first ones allocate (onnxruntime's arena, torch's caches)
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -60,7 +60,9 @@ def benchmark(task_class, cfg, log=print) -> list[dict]:
     if missing := [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]:
         notes.append(f"onnx: not measured, {', '.join(missing)} missing: pip install 'foveal[deploy]'")
     else:
-        rows.append({"format": "onnx", **onnx_row(task_class, cfg, imgsz, device)})
+        rows.append({"format": "onnx", **onnx_row(task_class, replace(cfg, int8=False), imgsz, device)})
+        if cfg.int8:
+            rows.append({"format": "onnx-int8", **onnx_row(task_class, cfg, imgsz, device)})
     baseline = rows[0]["p50_ms"]
     for row in rows:
         if "p50_ms" in row:
@@ -145,15 +147,6 @@ def time_latency(predictor, frames: list[np.ndarray], runs: int, device) -> dict
              for name, seconds in predictor.seconds.items()}
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
             "mean_ms": float(np.mean(times)), **split}
-
-
-def square_batch(task, size: int, device):
-    """`size` images of the scored split (repeated if it has fewer) as the val loader batches them, but
-    letterboxed to imgsz x imgsz: throughput is quoted at the square size."""
-    dataset = task.dataset(task.eval_split, False)
-    if hasattr(dataset, "stride"):  # detection letterboxes val images to multiples of 32 only
-        dataset.stride = 0
-    return move_to(task.collate([dataset[k % len(dataset)] for k in range(size)]), device)
 
 
 @torch.inference_mode()

@@ -18,7 +18,9 @@ from .device import configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
 from .loaders import data_workers, make_loader
-from .trainer import evaluate
+from .trainer import evaluate, move_to
+
+CALIBRATION_IMAGES = 32  # int8 export: the images whose activations set the quantization ranges
 
 
 def trained_task(task_class, cfg, mode: str):
@@ -89,19 +91,57 @@ def export(task_class, cfg, log=print) -> Path:
 
     if Path(cfg.weights).suffix == ".onnx":
         raise FovealError(f"weights: {cfg.weights} is already exported; name the .safetensors it came from")
+    if cfg.half and cfg.int8:
+        raise FovealError("int8: an int8 graph is a CPU graph, half=true a GPU one: choose one of them")
     configure_cpu(cfg.threads)
     device = select_device(cfg.device) if cfg.half else torch.device("cpu")  # fp16 is traced where it runs
     model, meta = load_trained(cfg.weights, task_class.name, device)
-    task = task_class.create(task_class.trained_config(cfg, meta))
-    use_inference_options(task, model, "val")  # a graph with NMS keeps val's thresholds
     imgsz = cfg.imgsz or meta["imgsz"]
+    task = task_class.create(task_class.trained_config(cfg, {**meta, "imgsz": imgsz}))  # int8 calibrates at imgsz
+    use_inference_options(task, model, "val")  # a graph with NMS keeps val's thresholds
     task.check_imgsz(imgsz)
+    calibration = calibration_images(task, model, {**meta, "imgsz": imgsz}) if cfg.int8 else None
     path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic,
-                       nms=cfg.nms, half=cfg.half, simplify=cfg.simplify)
+                       nms=cfg.nms, half=cfg.half, simplify=cfg.simplify, calibration=calibration)
     if cfg.verbose:
         shape = "any batch, any size in multiples of 32" if cfg.dynamic else f"1 x 3 x {imgsz} x {imgsz}"
-        log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB; input {shape})")
+        kind = f"; int8, calibrated on {len(calibration)} images" if cfg.int8 else ""
+        log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB; input {shape}{kind})")
     return path
+
+
+def calibration_images(task, model, meta: dict) -> torch.Tensor:
+    """(N, 3, imgsz, imgsz): CALIBRATION_IMAGES images of the training split (the data the weights were
+    trained on, or data=), prepared exactly as the model receives them in `val`, for int8's ranges."""
+    if not task.cfg.data:
+        raise FovealError("int8: calibration needs images: name the training data with data= (these weights "
+                          "do not record it)")
+    task.setup(data_meta=meta)
+    splits = task.data.splits
+    task.eval_split = "train" if "train" in splits else next(iter(splits))
+    batch = square_batch(task, CALIBRATION_IMAGES, torch.device("cpu"))
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        with torch.inference_mode():
+            task.forward_eval(model, batch)
+    finally:
+        hook.remove()
+    side = meta["imgsz"]
+    if len(seen) != 1 or tuple(seen[0].shape[-2:]) != (side, side):  # e.g. restore's whole images, one at a time
+        raise FovealError(f"int8: not available for {task.name} models yet (their val images are not {side} px squares)")
+    return seen[0].float()
+
+
+def square_batch(task, size: int, device):
+    """`size` images of task.eval_split (repeated if it has fewer) as the val loader batches them, but
+    letterboxed to imgsz x imgsz (for timing at the square size, and int8 calibration)."""
+    dataset = task.dataset(task.eval_split, False)
+    if not len(dataset):
+        raise FovealError(f"data: the '{task.eval_split}' split is empty: no images to take")
+    if hasattr(dataset, "stride"):  # detection letterboxes val images to multiples of 32 only
+        dataset.stride = 0
+    return move_to(task.collate([dataset[k % len(dataset)] for k in range(size)]), device)
 
 
 def info(task_class, cfg, log=print):
@@ -120,9 +160,12 @@ def info(task_class, cfg, log=print):
     # outputs (detectors' proposals) are built with their real initial weights instead
     with parameters_on_meta() if task_class.info_on_meta else contextlib.nullcontext():
         model = create_model(name, task_class.name, **kwargs).eval()
-    result = model_info(model, imgsz)
+    channels = kwargs.get("channels", 3)  # restore's grey models take one
+    result = model_info(model, imgsz, channels)
     if cfg.verbose:
-        log(f"{name} at {imgsz}x{imgsz}, {kwargs['num_classes']} classes")
+        outputs = (f"{kwargs['num_classes']} classes" if "num_classes" in kwargs
+                   else f"{channels} channel(s), scale {kwargs.get('scale', 1)}")
+        log(f"{name} at {imgsz}x{imgsz}, {outputs}")
         log(format_info(result))
         if note := data_dependent_note(model):
             log(note)

@@ -18,6 +18,7 @@ from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
 from ..files import atomic_write
 from ..ops.boxes import unletterbox_boxes
+from ..ops.windows import window_starts
 from ..report.draw import class_colour, draw_instances, overlay_classes
 from .base import Predictor
 from .segment import SegmentTask, logits_to_labels, unletterbox
@@ -32,14 +33,6 @@ def mask_polygons(mask: np.ndarray, min_area: float = 2.0) -> list[list[float]]:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1).astype(float).tolist() for c in contours
             if len(c) >= 3 and cv2.contourArea(c) >= min_area]
-
-
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows covering 0..length, the last one flush with the end."""
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window, stride))
-    return starts + [length - window]
 
 
 @torch.inference_mode()

@@ -42,7 +42,7 @@ class UNet(nn.Module):
         self.head = head
         self.stride = 2 ** (len(encoder) - 1)  # H and W must be multiples of it
 
-    def forward(self, x):  # (B, 3, H, W) -> (B, num_classes, H, W)
+    def forward(self, x):  # (B, in_channels, H, W) -> (B, num_classes, H, W)
         if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
             raise ValueError(f"{type(self).__name__} needs H and W multiples of {self.stride}, "
                              f"got {tuple(x.shape[-2:])}")
@@ -69,13 +69,15 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 
 @register_model("segment", kind="semantic")
-def unet(num_classes: int, width: int = 32, depth: int = 4, imgsz: int | None = None) -> nn.Module:
+def unet(num_classes: int, width: int = 32, depth: int = 4, imgsz: int | None = None,
+         in_channels: int = 3) -> nn.Module:
     """U-Net with `depth` 2x2 max-poolings and `width` channels at full resolution (the paper: 64, 4).
 
     `imgsz` is accepted, like every segment model does, and unused: any multiple of 2**depth works.
+    `in_channels` is 3 for segmenting RGB images; the restore task's U-Net passes 1 for grey ones.
     """
     widths = _widths(width, depth)
-    encoder = [_double_conv(3, widths[0])]
+    encoder = [_double_conv(in_channels, widths[0])]
     encoder += [nn.Sequential(nn.MaxPool2d(2), _double_conv(cin, cout)) for cin, cout in zip(widths, widths[1:])]
     up_levels = list(reversed(range(depth)))
     model = UNet(

@@ -1,0 +1,322 @@
+"""Image restoration: denoising and super-resolution on the shared engine.
+
+The model takes a degraded image and returns the restored one (foveal/models/restore: low-resolution in,
+`scale` times larger out). Training pairs are patches of clean images degraded on the fly
+(foveal/data/restore.py); val scores whole images, degraded once, by PSNR and SSIM as the papers do:
+on the luma (Y) channel with `crop_border` = scale for super-resolution, on every channel for the rest.
+The same val scores the classical answers on the same images: the degraded input itself, bicubic
+enlargement (super-resolution) and scikit-image's non-local means (noise), so the gain in dB is measured,
+not assumed. Prediction (restore_predict.py) and evaluation restore an image with the one function
+`restore_image` (tiled when asked, without seams).
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig, opt
+from ..data.degrade import bicubic_upscale
+from ..data.restore import EMBEDDED, Degradation, Patches, WholeImages, collate_whole, load_restore_data, to_tensor
+from ..errors import FovealError
+from ..metrics.restore import RestoreScores
+from ..ops.windows import window_starts
+from ..registry import create_model, get_model_entry
+from .base import EvalResult, Evaluator, Task
+
+MODES = ("train", "val", "predict", "info", "export")
+DENOISERS = ("dncnn", "unet")  # keep the size (scale 1); the others are super-resolution models
+DEFAULT_SR_SCALE = 3
+DEPTH_ARGUMENT = {"dncnn": "depth", "unet": "depth", "fsrcnn": "mapping_layers", "edsr_baseline": "num_blocks"}
+
+
+@dataclass
+class RestoreConfig(TrainConfig):
+    data: str = opt("photos", "clean images: photos (embedded), a folder, or pairs:LOW/,HIGH/")
+    model: str = opt("dncnn", "architecture name (`foveal models restore` lists them)")
+    imgsz: int = opt(0, "input size of export, benchmark and info (0: 256)", range="[0, inf)")
+    epochs: int = opt(20, "number of training epochs")
+    batch: int = opt(16, "batch size (per process when run with torchrun)")
+    weight_decay: float = opt(0.0, "weight decay (not applied to biases and norm layers)")
+    warmup_epochs: float = opt(0.0, "linear warm-up length in epochs (fractions allowed)")
+    scale: int = opt(0, "super-resolution factor (0: 1 for dncnn and unet, 3 for the others)", range="[0, 8]")
+    sigma: float = opt(-1.0, "Gaussian noise std on the 0-255 scale (-1: 25 for a denoiser without other "
+                             "degradation, else 0)", range="[0, 255] or -1")
+    sigma_max: float = opt(0.0, "blind denoising: each patch's sigma drawn from [sigma, sigma_max] (0: off)",
+                           range="[0, 255]")
+    quality: int = opt(0, "JPEG quality of the degradation (0: no JPEG)", range="[0, 100]")
+    blur: float = opt(0.0, "Gaussian blur std in pixels before the rest (0: none)", range="[0, inf)")
+    channels: int = opt(3, "3: colour, 1: grey (the images' luma)", (1, 3))
+    patch: int = opt(48, "training patch size in pixels of the clean image (a multiple of scale)", range="[8, inf)")
+    patches: int = opt(2048, "random training patches per epoch", range="[1, inf)")
+    loss: str = opt("l1", "pixel loss", ("l1", "l2"))
+    width: int = opt(0, "channels of the model's layers (0: the model's default)", range="[0, inf)")
+    depth: int = opt(0, "dncnn: layers; unet: down-samplings (0: the model's default)", range="[0, inf)")
+    crop_border: int = opt(-1, "pixels left out at each edge when scoring (-1: scale for super-resolution, else 0)",
+                           range="[0, inf) or -1")
+    crop: int = opt(0, "val: score the centre crop x crop of each image (0: whole images)", range="[0, inf)")
+    tile: int = opt(0, "predict and val: restore in tiles of this many input pixels (0: whole images)",
+                    range="[0, inf)")
+    tile_margin: int = opt(16, "tiles overlap by twice this; each keeps its centre (no seams)", range="[0, inf)")
+    save: bool = opt(True, "predict: write the restored images (PNG) or video")
+    compare: bool = opt(False, "predict: also write input | output (| reference) side by side")
+    degrade: bool = opt(False, "predict: the sources are clean: degrade them as in training first, and score "
+                               "the result against them")
+
+
+def model_scale(cfg) -> int:
+    entry = get_model_entry(cfg.model, "restore")
+    if entry.name in DENOISERS:
+        return cfg.scale or 1
+    return cfg.scale or DEFAULT_SR_SCALE
+
+
+def model_kwargs(cfg) -> dict:
+    """create_model's arguments: channels, scale, and width= / depth= in the model's own terms."""
+    kwargs = {"channels": cfg.channels, "scale": model_scale(cfg)}
+    if cfg.width:
+        kwargs["width"] = cfg.width
+    if cfg.depth:
+        if cfg.model not in DEPTH_ARGUMENT:
+            raise FovealError(f"depth: {cfg.model} has a fixed number of layers; depth= is for "
+                              f"{', '.join(DEPTH_ARGUMENT)}")
+        kwargs[DEPTH_ARGUMENT[cfg.model]] = cfg.depth
+    return kwargs
+
+
+def degradation(cfg, scale: int) -> Degradation:
+    sigma = cfg.sigma
+    if sigma < 0:  # the default: a denoiser removes noise; super-resolution, JPEG or blur alone otherwise
+        sigma = 25.0 if scale == 1 and not cfg.quality and not cfg.blur else 0.0
+    if cfg.sigma_max and cfg.sigma_max <= sigma:
+        raise FovealError(f"sigma_max: {cfg.sigma_max:g} must be above sigma ({sigma:g}) for blind denoising")
+    return Degradation(scale, sigma, cfg.sigma_max, cfg.quality, cfg.blur)
+
+
+class RestoreTask(Task):
+    name = "restore"
+    Config = RestoreConfig
+    fitness = "psnr"
+    curve_groups = [("loss", ["train_loss", "val_loss"]), ("PSNR dB", ["psnr", "psnr_input", "psnr_bicubic",
+                                                                        "psnr_nlm"]),
+                    ("learning rate", ["lr"])]
+    embedded = EMBEDDED
+
+    @classmethod
+    def trained_config(cls, cfg, meta):
+        """Also the channels, scale and width/depth of the weights, and their degradation unless given."""
+        trained = meta.get("degradation", {})
+        given = {key: getattr(cfg, key) for key in ("sigma", "sigma_max", "quality", "blur")
+                 if getattr(cfg, key) != getattr(cls.Config, key)}
+        kwargs = meta["model_kwargs"]
+        depth = kwargs.get(DEPTH_ARGUMENT.get(meta["model"], "depth"), 0)
+        return replace(super().trained_config(cfg, meta), channels=kwargs["channels"], scale=kwargs["scale"],
+                       width=kwargs.get("width", 0), depth=depth, **{**trained, **given})
+
+    def setup(self, data_meta: dict | None = None):
+        cfg = self.cfg
+        self.scale = model_scale(cfg)
+        self.degradation = degradation(cfg, self.scale)
+        if cfg.patch % self.scale:
+            raise FovealError(f"patch: {cfg.patch} is not a multiple of scale {self.scale}")
+        create_model(cfg.model, "restore", **self.model_kwargs())  # refuse a bad model or option before data
+        self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
+        if self.data.paired and self.degradation != Degradation(self.scale):
+            raise FovealError("sigma, quality, blur: paired data brings its own degraded images; leave them out")
+        self.imgsz = cfg.imgsz or 256
+        self.crop_border = cfg.crop_border if cfg.crop_border >= 0 else (self.scale if self.scale > 1 else 0)
+        self.luma = self.scale > 1 and cfg.channels == 3  # super-resolution is scored on Y, as its papers do
+        onnx = (data_meta or {}).get("onnx")
+        self.fixed_size = data_meta["imgsz"] if onnx and not onnx.get("dynamic") else 0  # a fixed-size graph
+        self.baselines: dict[int, dict] = {}  # val image index -> baseline scores (the same every epoch)
+
+    def in_memory(self) -> bool:
+        return self.cfg.data == "photos"
+
+    def dataset(self, split, train):
+        cfg, references = self.cfg, self.split_items(split)
+        if train:
+            return Patches(references, cfg.patches, cfg.patch, cfg.channels, self.degradation)
+        return WholeImages(references, cfg.channels, self.degradation, cfg.seed, cfg.crop)
+
+    def collate(self, samples):
+        return collate_whole(samples) if len(samples[0]) == 3 else torch.utils.data.default_collate(samples)
+
+    def model_kwargs(self):
+        return model_kwargs(self.cfg)
+
+    def build_model(self):
+        return create_model(self.cfg.model, "restore", **self.model_kwargs())
+
+    def weights_meta(self):
+        degraded = self.degradation
+        return {**super().weights_meta(), "channels": self.cfg.channels, "degradation": {"sigma": degraded.sigma, "sigma_max": degraded.sigma_max,
+                                                          "quality": degraded.quality, "blur": degraded.blur}}
+
+    def loss(self, model, batch):
+        low, high = batch
+        restored = model(low).float()
+        loss = F.l1_loss(restored, high) if self.cfg.loss == "l1" else F.mse_loss(restored, high)
+        return loss, {"loss": loss.item()}
+
+    def forward_eval(self, model, batch):
+        return [restore_image(model, low[None], self.scale, self.multiple(), self.tile(), self.cfg.tile_margin,
+                              self.fixed_size)[0] for low in batch[0]]
+
+    def multiple(self) -> int:
+        """What H and W of the input must be multiples of: the U-Net pools 2**depth times."""
+        return 2 ** (self.cfg.depth or 4) if self.cfg.model == "unet" else 1
+
+    def tile(self) -> int:
+        return self.fixed_size or self.cfg.tile
+
+    def new_evaluator(self):
+        return RestoreEvaluator(self)
+
+    def baseline_scores(self, index: int, low: torch.Tensor, high: torch.Tensor) -> dict[str, dict]:
+        """{baseline: its per-image scores} for val image `index`, worked out once and kept."""
+        if index not in self.baselines:
+            scores = {}
+            for name, image in baseline_images(low, self.degradation, self.data.paired).items():
+                scorer = RestoreScores(self.crop_border)
+                scorer.update(image[None].float().clamp(0, 1).to(high.device), high[None])  # as the model's
+                scores[name] = scorer.per_image[0]
+            self.baselines[index] = scores
+        return self.baselines[index]
+
+    def write_report(self, run_dir, history, result, model):
+        from .restore_report import write_restore_report
+
+        write_restore_report(self, run_dir, history, result)
+
+    def predictor(self, model, meta, device):
+        from .restore_predict import RestorePredictor
+
+        return RestorePredictor(self, model, meta, device)
+
+    @classmethod
+    def model_for_info(cls, cfg):
+        return cfg.model, model_kwargs(cfg), cfg.imgsz or 256
+
+
+def baseline_images(low: torch.Tensor, degraded: Degradation, paired: bool) -> dict[str, torch.Tensor]:
+    """The classical answers to a degraded (C, h, w) image, (C, H, W) each: bicubic enlargement for
+    super-resolution (of the 8-bit input, as the papers' bicubic is), else the input itself, and for noise
+    scikit-image's non-local means with its own noise estimate (skipped when scikit-image is missing)."""
+    array = low.permute(1, 2, 0).float().cpu().numpy()
+    if degraded.scale > 1:
+        pixels = np.clip(np.rint(array * 255), 0, 255).astype(np.uint8)
+        return {"bicubic": to_tensor(bicubic_upscale(pixels, degraded.scale))}
+    baselines = {"input": low.float()}
+    if degraded.sigma or paired:
+        try:
+            from skimage.restoration import denoise_nl_means, estimate_sigma
+        except ImportError:
+            return baselines
+        sigma = float(np.mean(estimate_sigma(array, channel_axis=-1)))
+        # scikit-image's recipe for its fast mode: h = 0.8 sigma, 5x5 patches searched 13x13 around
+        denoised = denoise_nl_means(array, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=5,
+                                    patch_distance=6, channel_axis=-1)
+        baselines["nlm"] = to_tensor(denoised.astype(np.float32).reshape(array.shape))
+    return baselines
+
+
+def run_padded(model, low: torch.Tensor, scale: int, multiple: int = 1, size: int = 0) -> torch.Tensor:
+    """model(low) for a (1, C, h, w) input padded (edge pixels repeated) to multiples of `multiple`, or to
+    size x size for a fixed-size graph; the output cut back to (1, C, h * scale, w * scale)."""
+    height, width = low.shape[-2:]
+    target_h = size or math.ceil(height / multiple) * multiple
+    target_w = size or math.ceil(width / multiple) * multiple
+    if (target_h, target_w) != (height, width):
+        low = F.pad(low, (0, target_w - width, 0, target_h - height), mode="replicate")
+    return model(low).float()[..., :height * scale, :width * scale]
+
+
+@torch.inference_mode()
+def restore_image(model, low: torch.Tensor, scale: int, multiple: int = 1, tile: int = 0, margin: int = 16,
+                  size: int = 0) -> torch.Tensor:
+    """The restored (1, C, h * scale, w * scale) image of a (1, C, h, w) input: in one pass, or in windows of
+    `tile` input pixels overlapping by 2 * margin, each keeping only what lies at least `margin` pixels
+    inside it (or at the image's edge): with a margin past the model's reach the result is the one-pass
+    result, without seams."""
+    height, width = low.shape[-2:]
+    if not tile or (height <= tile and width <= tile and not size):
+        return run_padded(model, low, scale, multiple, size)
+    if tile <= 2 * margin:
+        raise FovealError(f"tile: {tile} must be more than twice tile_margin ({margin})")
+    restored = low.new_zeros(1, low.shape[1], height * scale, width * scale, dtype=torch.float)
+    step = tile - 2 * margin
+    for top in window_starts(height, tile, step):
+        for left in window_starts(width, tile, step):
+            piece = run_padded(model, low[..., top:top + tile, left:left + tile], scale, multiple, size)
+            rows, cols = piece.shape[-2] // scale, piece.shape[-1] // scale
+            keep_top = 0 if top == 0 else margin
+            keep_left = 0 if left == 0 else margin
+            keep_bottom = rows if top + rows >= height else rows - margin
+            keep_right = cols if left + cols >= width else cols - margin
+            restored[..., (top + keep_top) * scale:(top + keep_bottom) * scale,
+                     (left + keep_left) * scale:(left + keep_right) * scale] = \
+                piece[..., keep_top * scale:keep_bottom * scale, keep_left * scale:keep_right * scale]
+    return restored
+
+
+SAMPLES = 4  # val images whose crops the report shows
+SAMPLE_CROP = 96  # px of the output
+
+
+class RestoreEvaluator(Evaluator):
+    """The loss, PSNR and SSIM of the restored val images, and of each classical baseline on the same ones."""
+
+    def __init__(self, task: RestoreTask):
+        self.task = task
+        self.scores = RestoreScores(task.crop_border)
+        self.baselines: dict[str, list[dict]] = {}
+        self.loss_sum, self.indices, self.samples = 0.0, [], []
+
+    def update(self, outputs, batch):
+        lows, highs, indices = batch
+        for restored, low, high, index in zip(outputs, lows, highs, indices.tolist()):
+            difference = restored - high
+            self.loss_sum += (difference.abs() if self.task.cfg.loss == "l1" else difference ** 2).mean().item()
+            self.scores.update(restored.clamp(0, 1)[None], high[None])
+            for name, scores in self.task.baseline_scores(index, low, high).items():
+                self.baselines.setdefault(name, []).append(scores)
+            self.indices.append(index)
+            if len(self.samples) < SAMPLES:
+                self.samples.append(sample_crops(low, restored, high, self.task.scale))
+
+    def compute(self) -> EvalResult:
+        if not self.indices:
+            raise FovealError("the evaluation split is empty")
+        key = "y" if self.task.luma else ""
+        psnr_key, ssim_key = ("psnr_y", "ssim_y") if key else ("psnr", "ssim")
+        summary = self.scores.summary()
+        metrics = {"val_loss": self.loss_sum / len(self.indices), "psnr": summary[psnr_key], "ssim": summary[ssim_key]}
+        for name, rows in self.baselines.items():
+            metrics[f"psnr_{name}"] = float(np.mean([row[psnr_key] for row in rows]))
+            metrics[f"ssim_{name}"] = float(np.mean([row[ssim_key] for row in rows]))
+            metrics[f"gain_{name}"] = metrics["psnr"] - metrics[f"psnr_{name}"]
+        per_image = [{"image": self.task.split_items(self.task.eval_split)[index].name,
+                      "psnr": row[psnr_key], "ssim": row[ssim_key],
+                      **{f"{kind}_{name}": rows[i][f"{kind}{'_y' if key else ''}"]
+                         for name, rows in self.baselines.items() for kind in ("psnr", "ssim")}}
+                     for i, (index, row) in enumerate(zip(self.indices, self.scores.per_image))]
+        return EvalResult(metrics, {"per_image": per_image, "samples": self.samples,
+                                    "scored_on": "Y" if key else "all channels"})
+
+
+def sample_crops(low, restored, high, scale: int) -> list[np.ndarray]:
+    """(input enlarged by repeating pixels, output, reference) centre crops of SAMPLE_CROP px, (h, w, 3) uint8."""
+    height, width = high.shape[-2:]
+    size = min(SAMPLE_CROP, height, width) // scale * scale
+    top, left = (height - size) // 2 // scale * scale, (width - size) // 2 // scale * scale
+    enlarged = low.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+
+    def crop(image):
+        pixels = image[..., top:top + size, left:left + size].clamp(0, 1).mul(255).round().byte()
+        pixels = pixels.permute(1, 2, 0).cpu().numpy()
+        return np.repeat(pixels, 3, 2) if pixels.shape[2] == 1 else pixels
+
+    return [crop(enlarged), crop(restored), crop(high)]

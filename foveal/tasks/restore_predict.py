@@ -1,0 +1,83 @@
+"""Restoring images, folders, globs and videos at full resolution: a PNG per image (lossless, as a
+restored image must be), or a video; compare=true adds input | output (| reference) side by side, and
+degrade=true treats the sources as clean references, degraded as in training and scored."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.restore import to_channels, to_tensor
+from ..data.stream import frame_stem
+from ..files import atomic_write
+from ..metrics.restore import psnr, ssim
+from .base import Predictor
+from .restore import degradation, restore_image
+
+
+class RestorePredictor(Predictor):
+    def __init__(self, task, model, meta, device):
+        super().__init__(task, model, meta, device)
+        self.task = task  # predict does not set the task up (no data): what val's setup works out, from the weights
+        task.scale, task.fixed_size = meta["model_kwargs"]["scale"], task_fixed_size(meta)
+        self.degradation = degradation(self.cfg, task.scale)
+        self.border = self.cfg.crop_border if self.cfg.crop_border >= 0 else (task.scale if task.scale > 1 else 0)
+
+    @torch.inference_mode()
+    def infer(self, pixels):
+        task, cfg = self.task, self.cfg
+        with self.phase("preprocess"):
+            clean = to_channels(pixels, cfg.channels)
+            low = self.degradation(clean, np.random.default_rng(cfg.seed), train=False) if cfg.degrade else clean
+            low = to_tensor(low)[None].to(self.device)
+        with self.phase("inference"):
+            restored = restore_image(self.model, low, task.scale, task.multiple(), task.tile(), cfg.tile_margin,
+                                     task.fixed_size)
+        with self.phase("postprocess"):
+            return (as_pixels(low[0]), as_pixels(restored[0]), clean if cfg.degrade else None)
+
+    def annotate(self, frame, output):
+        low, restored, clean = output
+        entry = {"path": frame.name, "frame": frame.index, "width": restored.shape[1], "height": restored.shape[0]}
+        if clean is not None:  # scored as val scores (crop_border, Y for super-resolution)
+            pred, target = to_tensor(restored[..., :clean.shape[2]])[None], to_tensor(crop_like(clean, restored))[None]
+            luma = self.task.scale > 1 and clean.shape[2] == 3
+            entry.update(psnr=round(psnr(pred, target, self.border, luma).item(), 4),
+                         ssim=round(ssim(pred, target, self.border, luma).item(), 6))
+        self.results.append(entry)
+        image = side_by_side(low, restored, clean, self.task.scale) if self.cfg.compare else restored
+        summary = f"{restored.shape[1]}x{restored.shape[0]}" + (f", {entry['psnr']:.2f} dB" if "psnr" in entry else "")
+        if frame.index is None:  # an image: a PNG here (run_stream would write a lossy JPEG)
+            if self.cfg.save:
+                path = self.run_dir / f"{frame_stem(frame)}.png"
+                atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+            return None, summary
+        return image, summary
+
+    def finish(self):
+        return f"{len(self.results)} restored"
+
+
+def task_fixed_size(meta) -> int:
+    onnx = meta.get("onnx")
+    return meta["imgsz"] if onnx and not onnx.get("dynamic") else 0
+
+
+def as_pixels(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) 0-1 float -> (H, W, 3) uint8 (grey repeated)."""
+    return as_rgb(image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def crop_like(clean: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    return clean[:restored.shape[0], :restored.shape[1]]
+
+
+def side_by_side(low: np.ndarray, restored: np.ndarray, clean, scale: int) -> np.ndarray:
+    """input (enlarged by repeating pixels) | output | reference (when there is one), one image."""
+    enlarged = np.repeat(np.repeat(low, scale, 0), scale, 1)[:restored.shape[0], :restored.shape[1]]
+    parts = [enlarged, restored] + ([as_rgb(crop_like(clean, restored))] if clean is not None else [])
+    height = max(p.shape[0] for p in parts)
+    return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in parts], 1)
+
+
+def as_rgb(pixels: np.ndarray) -> np.ndarray:
+    return np.repeat(pixels, 3, 2) if pixels.shape[2] == 1 else pixels
