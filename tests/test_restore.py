@@ -152,3 +152,14 @@ def test_info_of_a_grey_super_resolution_model():
     assert result.total_params == sum(p.numel() for p in model.parameters())
     # MACs of the three convs at 12 x 12 (the bicubic skip and the pixel shuffle have none)
     assert result.total_macs == 144 * (1 * 64 * 25 + 64 * 32 * 9 + 32 * 9 * 9)
+
+
+def test_benchmark_rows(denoiser, tmp_path):
+    pytest.importorskip("onnxruntime")
+    run, _ = denoiser
+    pytorch, onnx = foveal.api.run("restore", "benchmark", weights=run.best, runs=3, batch=2, crop=96, threads=2,
+                                   project=tmp_path, verbose=False)
+    assert (pytorch["format"], onnx["format"]) == ("pytorch", "onnx") and not onnx.get("error"), onnx
+    assert onnx["psnr"] == pytest.approx(pytorch["psnr"], abs=0.1)  # the fixed graph pads the crops (see above)
+    for row in (pytorch, onnx):
+        assert 0 < row["p50_ms"] <= row["p95_ms"] and row["throughput"] > 0 and row["inference_ms"] > 0

@@ -182,8 +182,15 @@ def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, C) uint8 or 0-1 float -> (C, H, W) float32 in the 0-1 scale."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    image = np.ascontiguousarray(image)
+    tensor = torch.from_numpy(image if image.flags.writeable else image.copy()).permute(2, 0, 1)  # torch wants writable
     return tensor.float() / 255 if image.dtype == np.uint8 else tensor.float()
+
+
+def to_pixels(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) 0-1 float -> (H, W, 3) uint8 RGB (grey repeated), clipped and rounded: what is shown or saved."""
+    pixels = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.repeat(pixels, 3, 2) if pixels.shape[2] == 1 else pixels
 
 
 class Patches(Dataset):

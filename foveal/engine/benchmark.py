@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.detect_dataset import read_rgb
 from ..errors import FovealError
 from ..files import write_json, write_text
 from ..tasks.base import PHASES
@@ -109,21 +108,11 @@ def measure(task_class, cfg, weights, imgsz: int, device) -> dict:
     metrics = score_split(task, model, device).metrics
     use_inference_options(task, model, "predict")
     runnable = task.inference_model(model)
-    latency = time_latency(task.predictor(runnable, meta, device), val_frames(task, cfg.runs), cfg.runs, device)
+    latency = time_latency(task.predictor(runnable, meta, device), task.frames(task.eval_split, cfg.runs), cfg.runs, device)
     images = square_batch(task, cfg.batch, device)
     shown = {key: metrics[key] for key in (task.fitness, f"{task.fitness}50") if key in metrics}
     return {"size_mb": Path(weights).stat().st_size / 1e6, **shown, **latency,
             "throughput": time_throughput(task, runnable, images, cfg.batch, cfg.runs, device)}
-
-
-def val_frames(task, count: int) -> list[np.ndarray]:
-    """Up to `count` images of the scored split as (H, W, 3) uint8 RGB frames, decoded before any timing."""
-    items = task.split_items(task.eval_split)
-    if not len(items):
-        raise FovealError(f"split: the data's '{task.eval_split}' split is empty: nothing to time")
-    if hasattr(items, "load"):  # classification's LabelledImages: (3, H, W) tensors
-        return [np.ascontiguousarray(items.load(i).permute(1, 2, 0).numpy()) for i in range(min(count, len(items)))]
-    return [read_rgb(items[i]) for i in range(min(count, len(items)))]
 
 
 def synchronize(device: torch.device):

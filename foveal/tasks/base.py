@@ -138,6 +138,18 @@ class Task:
     def dataset(self, split: str, train: bool) -> Dataset:
         raise NotImplementedError
 
+    def frames(self, split: str, count: int) -> list[np.ndarray]:
+        """Up to `count` images of `split` as predict receives them, (H, W, 3) uint8 RGB, decoded now
+        (benchmark times predict on them)."""
+        from ..data.detect_dataset import read_rgb
+
+        items = self.split_items(split)
+        if not len(items):
+            raise FovealError(f"split: the data's '{split}' split is empty: nothing to time")
+        if hasattr(items, "load"):  # classification's LabelledImages: (3, H, W) tensors
+            return [np.ascontiguousarray(items.load(i).permute(1, 2, 0).numpy()) for i in range(min(count, len(items)))]
+        return [read_rgb(items[i]) for i in range(min(count, len(items)))]
+
     def collate(self, samples):
         return torch.utils.data.default_collate(samples)
 

@@ -19,14 +19,15 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
 from ..data.degrade import bicubic_upscale
-from ..data.restore import EMBEDDED, Degradation, Patches, WholeImages, collate_whole, load_restore_data, to_tensor
+from ..data.restore import (EMBEDDED, Degradation, Patches, WholeImages, collate_whole, load_restore_data, to_pixels,
+                            to_tensor)
 from ..errors import FovealError
 from ..metrics.restore import RestoreScores
 from ..ops.windows import window_starts
 from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
 
-MODES = ("train", "val", "predict", "info", "export")
+MODES = ("train", "val", "predict", "info", "export", "benchmark")
 DENOISERS = ("dncnn", "unet")  # keep the size (scale 1); the others are super-resolution models
 DEFAULT_SR_SCALE = 3
 DEPTH_ARGUMENT = {"dncnn": "depth", "unet": "depth", "fsrcnn": "mapping_layers", "edsr_baseline": "num_blocks"}
@@ -128,8 +129,7 @@ class RestoreTask(Task):
         self.imgsz = cfg.imgsz or 256
         self.crop_border = cfg.crop_border if cfg.crop_border >= 0 else (self.scale if self.scale > 1 else 0)
         self.luma = self.scale > 1 and cfg.channels == 3  # super-resolution is scored on Y, as its papers do
-        onnx = (data_meta or {}).get("onnx")
-        self.fixed_size = data_meta["imgsz"] if onnx and not onnx.get("dynamic") else 0  # a fixed-size graph
+        self.fixed_size = fixed_graph_size(data_meta or {})
         self.baselines: dict[int, dict] = {}  # val image index -> baseline scores (the same every epoch)
 
     def in_memory(self) -> bool:
@@ -140,6 +140,11 @@ class RestoreTask(Task):
         if train:
             return Patches(references, cfg.patches, cfg.patch, cfg.channels, self.degradation)
         return WholeImages(references, cfg.channels, self.degradation, cfg.seed, cfg.crop)
+
+    def frames(self, split, count):
+        """The degraded val images (what predict restores), as 8-bit RGB frames."""
+        images = self.dataset(split, False)
+        return [to_pixels(images[i][0]) for i in range(min(count, len(images)))]
 
     def collate(self, samples):
         return collate_whole(samples) if len(samples[0]) == 3 else torch.utils.data.default_collate(samples)
@@ -199,6 +204,12 @@ class RestoreTask(Task):
     @classmethod
     def model_for_info(cls, cfg):
         return cfg.model, model_kwargs(cfg), cfg.imgsz or 256
+
+
+def fixed_graph_size(meta: dict) -> int:
+    """The side of an exported fixed-size graph (images go through it in tiles of that size), else 0."""
+    onnx = meta.get("onnx")
+    return meta["imgsz"] if onnx and not onnx.get("dynamic") else 0
 
 
 def baseline_images(low: torch.Tensor, degraded: Degradation, paired: bool) -> dict[str, torch.Tensor]:
@@ -314,9 +325,4 @@ def sample_crops(low, restored, high, scale: int) -> list[np.ndarray]:
     top, left = (height - size) // 2 // scale * scale, (width - size) // 2 // scale * scale
     enlarged = low.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
 
-    def crop(image):
-        pixels = image[..., top:top + size, left:left + size].clamp(0, 1).mul(255).round().byte()
-        pixels = pixels.permute(1, 2, 0).cpu().numpy()
-        return np.repeat(pixels, 3, 2) if pixels.shape[2] == 1 else pixels
-
-    return [crop(enlarged), crop(restored), crop(high)]
+    return [to_pixels(image[..., top:top + size, left:left + size]) for image in (enlarged, restored, high)]

@@ -6,19 +6,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.restore import to_channels, to_tensor
+from ..data.restore import to_channels, to_pixels, to_tensor
 from ..data.stream import frame_stem
 from ..files import atomic_write
 from ..metrics.restore import psnr, ssim
 from .base import Predictor
-from .restore import degradation, restore_image
+from .restore import degradation, fixed_graph_size, restore_image
 
 
 class RestorePredictor(Predictor):
     def __init__(self, task, model, meta, device):
         super().__init__(task, model, meta, device)
         self.task = task  # predict does not set the task up (no data): what val's setup works out, from the weights
-        task.scale, task.fixed_size = meta["model_kwargs"]["scale"], task_fixed_size(meta)
+        task.scale, task.fixed_size = meta["model_kwargs"]["scale"], fixed_graph_size(meta)
         self.degradation = degradation(self.cfg, task.scale)
         self.border = self.cfg.crop_border if self.cfg.crop_border >= 0 else (task.scale if task.scale > 1 else 0)
 
@@ -33,7 +33,7 @@ class RestorePredictor(Predictor):
             restored = restore_image(self.model, low, task.scale, task.multiple(), task.tile(), cfg.tile_margin,
                                      task.fixed_size)
         with self.phase("postprocess"):
-            return (as_pixels(low[0]), as_pixels(restored[0]), clean if cfg.degrade else None)
+            return (to_pixels(low[0]), to_pixels(restored[0]), clean if cfg.degrade else None)
 
     def annotate(self, frame, output):
         low, restored, clean = output
@@ -57,16 +57,6 @@ class RestorePredictor(Predictor):
         return f"{len(self.results)} restored"
 
 
-def task_fixed_size(meta) -> int:
-    onnx = meta.get("onnx")
-    return meta["imgsz"] if onnx and not onnx.get("dynamic") else 0
-
-
-def as_pixels(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) 0-1 float -> (H, W, 3) uint8 (grey repeated)."""
-    return as_rgb(image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
-
-
 def crop_like(clean: np.ndarray, restored: np.ndarray) -> np.ndarray:
     return clean[:restored.shape[0], :restored.shape[1]]
 
@@ -74,10 +64,6 @@ def crop_like(clean: np.ndarray, restored: np.ndarray) -> np.ndarray:
 def side_by_side(low: np.ndarray, restored: np.ndarray, clean, scale: int) -> np.ndarray:
     """input (enlarged by repeating pixels) | output | reference (when there is one), one image."""
     enlarged = np.repeat(np.repeat(low, scale, 0), scale, 1)[:restored.shape[0], :restored.shape[1]]
-    parts = [enlarged, restored] + ([as_rgb(crop_like(clean, restored))] if clean is not None else [])
+    parts = [enlarged, restored] + ([to_pixels(to_tensor(crop_like(clean, restored)))] if clean is not None else [])
     height = max(p.shape[0] for p in parts)
     return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in parts], 1)
-
-
-def as_rgb(pixels: np.ndarray) -> np.ndarray:
-    return np.repeat(pixels, 3, 2) if pixels.shape[2] == 1 else pixels
