@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/detect_speed.py
 	$(BIN)/python benchmarks/segment_speed.py
+	$(BIN)/python benchmarks/restore_frame_rate.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -119,11 +119,12 @@ SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "te
 
 def folder_data(folder: Path, val_fraction: float, strict: bool) -> RestoreData:
     """folder/{train,val,test}/**/*.png when it has train/, else folder/**/*.png split by val_fraction."""
-    if not (folder / "train").is_dir():
-        splits = {"train": list_images(folder)}
-    else:
-        splits = {name: list_images(sub) for name, candidates in SPLIT_FOLDERS.items()
-                  for sub in [next((folder / c for c in candidates if (folder / c).is_dir()), None)] if sub}
+    splits = {"train": list_images(folder)}
+    if (folder / "train").is_dir():
+        splits = {}
+        for name, candidates in SPLIT_FOLDERS.items():
+            if sub := next((folder / c for c in candidates if (folder / c).is_dir()), None):
+                splits[name] = list_images(sub)
     bad = find_unreadable([p for paths in splits.values() for p in paths], strict, folder / CHECK_CACHE)
     splits = {name: [Reference(p.stem, path=p) for p in paths if p not in bad] for name, paths in splits.items()}
     if not splits["train"]:
@@ -193,6 +194,9 @@ def to_pixels(image: torch.Tensor) -> np.ndarray:
     return np.repeat(pixels, 3, 2) if pixels.shape[2] == 1 else pixels
 
 
+CACHED_IMAGES = 64  # decoded training images a process keeps (the embedded photos: all of them)
+
+
 class Patches(Dataset):
     """`count` training items: (degraded patch, clean patch) as (C, h, w) and (C, h * scale, w * scale)
     float tensors, each a random crop of image index % len(references) with a random flip or turn."""
@@ -201,7 +205,8 @@ class Patches(Dataset):
         if not references:
             raise FovealError("data: the train split has no images")
         self.references, self.count, self.patch, self.channels, self.degrade = references, count, patch, channels, degrade
-        self.cache: dict[int, tuple] = {}  # decoded once per process (the photos are few and small)
+        self.cache: dict[int, tuple] = {}  # the last CACHED_IMAGES decoded, per process: patches come from
+        # few images at a time only by chance, but a folder's whole decode must not sit in every worker's memory
 
     def __len__(self):
         return self.count
@@ -210,6 +215,8 @@ class Patches(Dataset):
         if index not in self.cache:
             reference = self.references[index]
             low = to_channels(read_pixels(reference.low), self.channels) if reference.low else None
+            if len(self.cache) >= CACHED_IMAGES:
+                self.cache.pop(next(iter(self.cache)))  # the oldest
             self.cache[index] = (clean_pixels(reference, self.channels), low)
         return self.cache[index]
 
@@ -252,27 +259,23 @@ class WholeImages(Dataset):
 
     def __init__(self, references: list[Reference], channels: int, degrade: Degradation, seed: int, crop: int = 0):
         self.references, self.channels, self.degrade, self.seed, self.crop = references, channels, degrade, seed, crop
-        self.cache: dict[int, tuple] = {}
 
     def __len__(self):
         return len(self.references)
 
     def __getitem__(self, index):
-        if index not in self.cache:
-            reference, scale = self.references[index], self.degrade.scale
-            clean = clean_pixels(reference, self.channels)
-            if self.crop:
-                clean = centre_crop(clean, self.crop)
-            if reference.low:
-                low = to_channels(read_pixels(reference.low), self.channels)
-                clean = crop_to_multiple(clean, scale)
-                check_pair(clean, low, scale, reference)
-                degraded = to_tensor(low)
-            else:
-                clean = crop_to_multiple(clean, scale)
-                degraded = to_tensor(self.degrade(clean, np.random.default_rng([self.seed, index]), train=False))
-            self.cache[index] = (degraded, to_tensor(clean), index)
-        return self.cache[index]
+        reference, scale = self.references[index], self.degrade.scale
+        clean = clean_pixels(reference, self.channels)
+        if self.crop:
+            clean = centre_crop(clean, self.crop)
+        clean = crop_to_multiple(clean, scale)
+        if reference.low:
+            low = to_channels(read_pixels(reference.low), self.channels)
+            check_pair(clean, low, scale, reference)
+            degraded = to_tensor(low)
+        else:
+            degraded = to_tensor(self.degrade(clean, np.random.default_rng([self.seed, index]), train=False))
+        return degraded, to_tensor(clean), index
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:

@@ -301,21 +301,20 @@ class RestoreEvaluator(Evaluator):
     def compute(self) -> EvalResult:
         if not self.indices:
             raise FovealError("the evaluation split is empty")
-        key = "y" if self.task.luma else ""
-        psnr_key, ssim_key = ("psnr_y", "ssim_y") if key else ("psnr", "ssim")
-        summary = self.scores.summary()
-        metrics = {"val_loss": self.loss_sum / len(self.indices), "psnr": summary[psnr_key], "ssim": summary[ssim_key]}
-        for name, rows in self.baselines.items():
-            metrics[f"psnr_{name}"] = float(np.mean([row[psnr_key] for row in rows]))
-            metrics[f"ssim_{name}"] = float(np.mean([row[ssim_key] for row in rows]))
-            metrics[f"gain_{name}"] = metrics["psnr"] - metrics[f"psnr_{name}"]
-        per_image = [{"image": self.task.split_items(self.task.eval_split)[index].name,
-                      "psnr": row[psnr_key], "ssim": row[ssim_key],
-                      **{f"{kind}_{name}": rows[i][f"{kind}{'_y' if key else ''}"]
-                         for name, rows in self.baselines.items() for kind in ("psnr", "ssim")}}
+        scored = {"psnr": "psnr_y", "ssim": "ssim_y"} if self.task.luma else {"psnr": "psnr", "ssim": "ssim"}
+        references = self.task.split_items(self.task.eval_split)
+        per_image = [{"image": references[index].name, **{kind: row[key] for kind, key in scored.items()},
+                      **{f"{kind}_{name}": rows[i][key] for name, rows in self.baselines.items()
+                         for kind, key in scored.items()}}
                      for i, (index, row) in enumerate(zip(self.indices, self.scores.per_image))]
+        metrics = {"val_loss": self.loss_sum / len(self.indices)}
+        for column in per_image[0]:
+            if column != "image":
+                metrics[column] = float(np.mean([image[column] for image in per_image]))
+        for name in self.baselines:
+            metrics[f"gain_{name}"] = metrics["psnr"] - metrics[f"psnr_{name}"]
         return EvalResult(metrics, {"per_image": per_image, "samples": self.samples,
-                                    "scored_on": "Y" if key else "all channels"})
+                                    "scored_on": "Y" if self.task.luma else "all channels"})
 
 
 def sample_crops(low, restored, high, scale: int) -> list[np.ndarray]:

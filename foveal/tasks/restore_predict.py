@@ -64,6 +64,9 @@ def crop_like(clean: np.ndarray, restored: np.ndarray) -> np.ndarray:
 def side_by_side(low: np.ndarray, restored: np.ndarray, clean, scale: int) -> np.ndarray:
     """input (enlarged by repeating pixels) | output | reference (when there is one), one image."""
     enlarged = np.repeat(np.repeat(low, scale, 0), scale, 1)[:restored.shape[0], :restored.shape[1]]
-    parts = [enlarged, restored] + ([to_pixels(to_tensor(crop_like(clean, restored)))] if clean is not None else [])
+    parts = [enlarged, restored]
+    if clean is not None:
+        reference = crop_like(clean, restored)
+        parts.append(np.repeat(reference, 3 // reference.shape[2], 2))  # grey shown as RGB, as the others
     height = max(p.shape[0] for p in parts)
     return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in parts], 1)
