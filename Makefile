@@ -2,6 +2,7 @@
 # a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
 # classifier on the digits.  make demo-serve: the polyp assistant (a detector trained on synthetic
 # endoscopy, exported to ONNX, served with its web page playing a video with live boxes at 0.4).
+# make demo-inspect: basics on a photo, VGG16's layer table, feature maps and Grad-CAM of the digits model.
 # make test: the test suite. The demos train with amp=off: with amp=auto a
 # CPU with native bf16 would train in bf16, and the README's figures would depend on the CPU.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -14,14 +15,15 @@ POLYPS := runs/detect/polyps
 POLYPS_TRAIN := data=polyps model=yolo_n imgsz=256 epochs=12 amp=off
 SEGMENT := runs/segment/demo
 SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20 amp=off
+PHOTO := runs/basics/chelsea.png
 
-.PHONY: install demo demo-segment demo-classify demo-serve test bench clean
+.PHONY: install demo demo-segment demo-classify demo-serve demo-inspect test bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,deploy,serve,restore]'
+	$(BIN)/pip install --quiet -e '.[dev,deploy,serve,restore,inspect,forecast]'
 	touch $@
 
 demo: install
@@ -46,6 +48,17 @@ demo-classify: install
 	$(BIN)/python examples/write_digit_images.py $(DEMO)/samples 8
 	$(BIN)/foveal classify predict weights=$(DEMO)/best.safetensors source=$(DEMO)/samples topk=3 name=demo-predict exist_ok=true
 	@echo "report: $(DEMO)/report.html"
+
+demo-inspect: demo-classify
+	$(BIN)/python examples/write_photo.py $(PHOTO) chelsea
+	$(BIN)/foveal basics conv source=$(PHOTO) kernel=sobel_x name=demo-conv exist_ok=true
+	$(BIN)/foveal basics pool source=$(PHOTO) size=4 name=demo-pool exist_ok=true
+	$(BIN)/foveal basics threshold source=$(PHOTO) value=otsu name=demo-threshold exist_ok=true
+	$(BIN)/foveal classify info model=vgg16 imgsz=224 rf=true memory=true
+	$(BIN)/foveal classify features model=resnet18 imgsz=224 source=$(PHOTO) name=inspect-resnet18 exist_ok=true
+	$(BIN)/foveal classify features weights=$(DEMO)/best.safetensors source=$(DEMO)/samples name=inspect-features exist_ok=true
+	$(BIN)/foveal classify explain weights=$(DEMO)/best.safetensors source=$(DEMO)/samples method=gradcam name=inspect-explain exist_ok=true
+	@echo "pictures: runs/basics/demo-*/ and runs/classify/inspect-*/ (report.html in each)"
 
 demo-serve: install
 	$(BIN)/foveal detect train $(POLYPS_TRAIN) name=polyps exist_ok=true

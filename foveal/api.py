@@ -13,13 +13,16 @@ from .engine import modes
 from .engine.benchmark import benchmark
 from .engine.trainer import RunResult, fit
 from .errors import FovealError, did_you_mean
+from .inspect.explain import explain
+from .inspect.features import features
 
 TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment",
-         "restore": "foveal.tasks.restore"}
+         "restore": "foveal.tasks.restore", "forecast": "foveal.tasks.forecast"}
 # every task has these; a task module may add more (MODES)
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info,
-                "export": modes.export, "benchmark": benchmark}  # the same for every task
+                "export": modes.export, "benchmark": benchmark,  # the same for every task
+                "features": features, "explain": explain}  # for the tasks whose MODES name them
 
 
 def task_module(task: str):

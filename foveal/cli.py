@@ -24,13 +24,16 @@ USAGE = f"""usage: foveal TASK MODE [key=value ...]     tasks: {', '.join(TASKS)
        foveal TASK help                         the keys of TASK, with types, defaults and meanings
        foveal models [TASK]                     the available architectures
        foveal serve weights=W [port=8000]       trained weights behind an HTTP API and a web page
+       foveal basics OP [key=value ...]         convolution, pooling, output sizes, image ops (basics help)
 
 examples:
   foveal classify train data=digits model=simple_cnn epochs=5
   foveal classify train resume=runs/classify/exp
   foveal classify val weights=runs/classify/exp/best.safetensors
   foveal classify predict weights=runs/classify/exp/best.safetensors source=images/ topk=3
-  foveal classify info model=resnet18 imgsz=224"""
+  foveal classify info model=resnet18 imgsz=224 rf=true memory=true
+  foveal classify explain weights=runs/classify/exp/best.safetensors source=img.png method=gradcam
+  (features and explain: classify, detect and segment; convert: detect)"""
 
 
 def key_of(word: str) -> str:
@@ -107,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             serve(parse_pairs(argv[1:]))
+            return 0
+        if argv[0] == "basics":
+            from .inspect.basics import basics
+
+            basics(argv[1] if len(argv) > 1 else "", parse_pairs(argv[2:]))
             return 0
         if argv[0] == "models":
             print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))

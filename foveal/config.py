@@ -115,6 +115,7 @@ class TrainConfig:
     name: str = opt("", "run name (default: exp, exp2, ...)")
     exist_ok: bool = opt(False, "write into an existing run folder of the same name")
     resume: str = opt("", "run folder (or its train_state.pt) to continue; `epochs=` may extend it")
+    plots: bool = opt(True, "draw the report's plots and image grids (false: its tables only, seconds faster)")
     save_period: int = opt(0, "also keep epochN.safetensors every N epochs (0: off)", range="[0, inf)")
     # evaluation and prediction
     weights: str = opt("", "trained weights (.safetensors, or .onnx from export) for val, predict and export")
@@ -132,6 +133,14 @@ class TrainConfig:
     runs: int = opt(50, "benchmark: timed batch-1 runs of each format, after a warm-up", range="[1, inf)")
     num_classes: int = opt(0, "info: head size when neither weights nor data say (0: ImageNet's 1000, COCO's 80)",
                            range="[0, inf)")
+    rf: bool = opt(False, "info: add each conv-path layer's receptive field and jump (input pixels between neighbouring outputs)")
+    memory: bool = opt(False, "info: add each layer's activation memory and a training-memory estimate for batch= and optimizer=")
+    layers: str = opt("auto", "features: layer names, comma-separated (auto: the end of each stage)")
+    method: str = opt("gradcam", "explain: the saliency method",
+                      ("gradcam", "gradcam++", "scorecam", "eigencam", "saliency"))
+    target: str = opt("auto", "explain: what to explain: a class name or index (auto: top-1), or for detect a "
+                              "detection's index (auto: the best)")
+    target_layer: str = opt("auto", "explain: the layer whose activations the CAM weighs (auto: the last conv stage)")
     verbose: bool = opt(True, "print progress and results")
     debug: bool = opt(False, "on an unexpected error, print the full traceback instead of writing it to error.log")
     cfg: str = opt("", "YAML file with any of these keys; key=value arguments override it")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from foveal.data.detection import DetectionData, ImageAnnotations
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
+from foveal.report import drawing
 
 torch.set_flush_denormal(True)  # as foveal does whenever it trains or evaluates
 
@@ -39,10 +40,13 @@ def colour_folder(tmp_path) -> Path:
 
 def run_cli(*args, cwd=None, timeout=600):
     """Run `python -m foveal ARGS` and return the CompletedProcess (text output). Training runs in full
-    precision unless the test says amp=: the machine must not choose what a test checks."""
+    precision unless the test says amp=: the machine must not choose what a test checks. Reports skip
+    their plots unless the test says plots= (see reports_without_plots)."""
     args = [str(a) for a in args]
     if args[1:2] == ["train"] and not any(a.startswith("amp=") for a in args):
         args.append("amp=off")
+    if args[1:2] in (["train"], ["val"]) and not any(a.startswith("plots=") for a in args):
+        args.append("plots=false")
     return subprocess.run([sys.executable, "-m", "foveal", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -51,6 +55,16 @@ def run_cli(*args, cwd=None, timeout=600):
 def cpu_without_bf16(monkeypatch):
     """amp=auto as on a CPU without native bf16, whatever this one has; tests that want bf16 say amp=bf16."""
     monkeypatch.setattr("foveal.engine.device.cpu_has_native_bf16", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def reports_without_plots(request, monkeypatch):
+    """Drawing a report's plots is most of a tiny run's time (2 of 3 seconds): runs in tests write their
+    reports' tables only, unless the test is marked `plots`; tests/test_report.py tests the drawing."""
+    if request.node.get_closest_marker("plots"):
+        return
+    for module in ("foveal.engine.trainer", "foveal.engine.modes"):
+        monkeypatch.setattr(f"{module}.drawing", lambda on: drawing(False))
 
 
 WIDE_CATEGORY_IDS = [3, 5, 9, 11, 17, 20]  # COCO-style ids that are neither 0..C-1 nor 1..C

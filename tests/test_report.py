@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foveal.report import (Section, Table, image_grid, plot_bars, plot_confusion, plot_curves,
+from foveal.report import (Section, Table, drawing, image_grid, plot_bars, plot_confusion, plot_curves,
                            write_report)
 
 GROUPS = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["top1", "top5"]), ("learning rate", ["lr"])]
@@ -99,3 +99,13 @@ def test_report_rejects_unknown_items(tmp_path):
     with pytest.raises(TypeError):
         write_report(tmp_path / "report.html", "t", [Section("a", [3.5])])
     assert not list(tmp_path.iterdir())
+
+
+def test_plots_false_keeps_the_tables_and_says_why(tmp_path):
+    with drawing(False):
+        undrawn = [plot_bars({"a": 1.0}, "one"), plot_curves(history(3), GROUPS), image_grid([], [])]
+    assert undrawn == [None, None, None]
+    assert plot_bars({"a": 1.0}, "one") is not None  # drawing again outside the block
+    sections = [Section("Plots", undrawn), Section("Per class", [Table(["class"], [["dog"]]), undrawn[0]])]
+    text = write_report(tmp_path / "report.html", "t", sections).read_text(encoding="utf-8")
+    assert "<img" not in text and text.count("plots not drawn (plots=false)") == 1 and "<td>dog</td>" in text

@@ -72,7 +72,7 @@ def test_tiles_leave_no_seams():
     tiled = restore_image(model, image, 1, tile=40, margin=8)  # dncnn with 5 layers sees 5 px each way
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
     sr = create_model("espcn", "restore", channels=1, scale=3, width=8).eval()
-    torch.nn.init.normal_(sr.network[-2].weight, std=0.05)
+    torch.nn.init.normal_(sr.network[-1].weight, std=0.05)
     torch.testing.assert_close(restore_image(sr, image, 3, tile=32, margin=6), restore_image(sr, image, 3),
                                atol=1e-5, rtol=0)
 
@@ -150,8 +150,8 @@ def test_info_of_a_grey_super_resolution_model():
     model = create_model("espcn", "restore", channels=1, scale=3)
     assert tuple(result.input_shape) == (1, 1, 12, 12)
     assert result.total_params == sum(p.numel() for p in model.parameters())
-    # MACs of the three convs at 12 x 12 (the bicubic skip and the pixel shuffle have none)
-    assert result.total_macs == 144 * (1 * 64 * 25 + 64 * 32 * 9 + 32 * 9 * 9)
+    # MACs of the three convs at 12 x 12 and of the bicubic skip's conv (9 phases of 5 x 5); the shuffle has none
+    assert result.total_macs == 144 * (1 * 64 * 25 + 64 * 32 * 9 + 32 * 9 * 9 + 9 * 25)
 
 
 def test_benchmark_rows(denoiser, tmp_path):

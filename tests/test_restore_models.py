@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import foveal
 from foveal.errors import FovealError
+from foveal.models.restore.super_resolution import BicubicUpsample
 from foveal.registry import get_model_entry
 
 TINY = {  # small enough to run every case for real in a fraction of a second
@@ -118,6 +119,22 @@ def test_espcn_learns_to_upsample():
     model = foveal.create_model("espcn", "restore", channels=3, scale=2, width=16)
     first, last = train_steps(model, low, high, steps=100, lr=3e-3)
     assert last < first / 2
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 8])
+def test_bicubic_as_a_conv_equals_torchs_bicubic(scale):
+    x = torch.rand(2, 3, 7, 9, dtype=torch.float64)  # odd sizes: the clamped borders on every side
+    enlarged = BicubicUpsample(scale).double()(x)
+    expected = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False) if scale > 1 else x
+    assert enlarged.shape == expected.shape and torch.allclose(enlarged, expected, atol=1e-7)  # float32 kernels
+
+
+@pytest.mark.parametrize("name", ["espcn", "fsrcnn", "srcnn", "edsr_baseline"])
+def test_untrained_super_resolution_is_bicubic(name):
+    x = torch.rand(1, 3, 10, 12)
+    model = foveal.create_model(name, "restore", channels=3, scale=3, **TINY[name]).eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), F.interpolate(x, scale_factor=3, mode="bicubic", align_corners=False), atol=1e-5)
 
 
 def test_unet_is_one_name_for_two_tasks():

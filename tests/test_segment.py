@@ -54,7 +54,7 @@ def mask_data(tmp_path_factory):
 def trained(mask_data, tmp_path_factory, request):
     root, data = mask_data
     project = tmp_path_factory.mktemp("runs")
-    result = run_cli("segment", "train", f"data={data}", f"classes={root}/classes.txt", *TINY, "epochs=6",
+    result = run_cli("segment", "train", f"data={data}", f"classes={root}/classes.txt", *TINY, "epochs=6", "plots=true",
                      "lr=1e-2", f"amp={request.param}", f"project={project}", "name=unet")
     assert result.returncode == 0, result.stderr
     return project / "segment" / "unet", data, project

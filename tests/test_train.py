@@ -23,6 +23,7 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.plots
 @pytest.mark.parametrize("amp", ["off", "bf16"])  # forced: amp=auto would let the CPU choose
 def test_simple_cnn_learns_digits(tmp_path, amp):
     result = foveal.train("classify", **QUICK, epochs=3, amp=amp, project=tmp_path)
@@ -33,6 +34,7 @@ def test_simple_cnn_learns_digits(tmp_path, amp):
     run = result.run_dir
     for name in ("config.yaml", "metrics.csv", "last.safetensors", "best.safetensors", "train_state.pt", "report.html"):
         assert (run / name).is_file(), name
+    assert (run / "report.html").read_text().count("<img") == 4  # curves, confusion, F1 bars, val images
     rows = read_rows(run / "metrics.csv")
     assert {"epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"} <= set(rows[0])
     meta = read_weights_meta(run / "best.safetensors")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
-from ..data.stream import frames, run_stream
+from ..data.stream import run_stream
 from ..errors import FovealError
 from ..files import write_json
+from ..report import drawing
 from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
@@ -56,7 +57,8 @@ def validate(task_class, cfg, log=print):
     result = score_split(task, model, device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
     write_json(run_dir / "metrics.json", result.metrics)
-    task.write_report(run_dir, [], result, model)
+    with drawing(cfg.plots):
+        task.write_report(run_dir, [], result, model)
     if cfg.verbose:
         log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
         log(f"report: {run_dir / 'report.html'}")
@@ -67,10 +69,8 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     """Run trained weights over cfg.source (images, folders, globs, videos, cameras); writes
     runs/<task>/predictN with predictions.json and, with save=true, annotated images or video."""
     task, model, meta, device = trained_task(task_class, cfg, "predict")
-    if not cfg.source:
-        raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
     # the source opened and the options checked before the run folder exists: bad input leaves nothing behind
-    source = frames(cfg.source, cfg.vid_stride)
+    source = task.predict_source(meta)
     predictor = task.predictor(task.inference_model(model), meta, device)
     run_dir = predictor.run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
@@ -145,7 +145,9 @@ def square_batch(task, size: int, device):
 
 
 def info(task_class, cfg, log=print):
-    """Layer table (output shape, parameters, MACs) of the model of cfg.weights, or of cfg.model (at cfg.imgsz)."""
+    """Layer table (output shape, parameters, MACs; with cfg.rf receptive field and jump, with cfg.memory
+    output memory and a training estimate for cfg.batch and cfg.optimizer) of the model of cfg.weights,
+    or of cfg.model (at cfg.imgsz)."""
     from ..models.info import data_dependent_note, format_info, model_info, parameters_on_meta
     from ..registry import create_model
 
@@ -161,12 +163,13 @@ def info(task_class, cfg, log=print):
     with parameters_on_meta() if task_class.info_on_meta else contextlib.nullcontext():
         model = create_model(name, task_class.name, **kwargs).eval()
     channels = kwargs.get("channels", 3)  # restore's grey models take one
-    result = model_info(model, imgsz, channels)
+    result = model_info(model, imgsz, channels, receptive_field=cfg.rf, memory=cfg.memory)
     if cfg.verbose:
         outputs = (f"{kwargs['num_classes']} classes" if "num_classes" in kwargs
                    else f"{channels} channel(s), scale {kwargs.get('scale', 1)}")
         log(f"{name} at {imgsz}x{imgsz}, {outputs}")
-        log(format_info(result))
+        log(format_info(result, rf=cfg.rf, memory=cfg.memory, batch=cfg.batch, optimizer=cfg.optimizer,
+                        momentum=cfg.momentum))
         if note := data_dependent_note(model):
             log(note)
     return result

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..config import config_dict, save_config
 from ..files import write_text
+from ..report import drawing
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
 from .device import autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
@@ -291,7 +292,8 @@ def finish(task, run_dir: Path, history: list[dict], device, val_loader, log) ->
     if task.cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     result = evaluate(task, model, val_loader, device)
-    task.write_report(run_dir, history, result, model)
+    with drawing(task.cfg.plots):
+        task.write_report(run_dir, history, result, model)
     log(f"best epoch {meta['epoch']}: " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
     log(f"report: {run_dir / 'report.html'}")
     return RunResult(run_dir, result.metrics, history, run_dir / "best.safetensors")

@@ -23,7 +23,7 @@ class Table:
 @dataclass
 class Section:
     heading: str
-    items: list = field(default_factory=list)  # bytes (PNG), str (paragraph), Table or dict
+    items: list = field(default_factory=list)  # bytes (PNG), str (paragraph), Table, dict, or None (a plot not drawn)
 
 
 CSS = """
@@ -79,6 +79,12 @@ def _item_html(item, heading: str) -> str:
     raise TypeError(f"a report item must be PNG bytes, str, Table or dict, not {type(item).__name__}")
 
 
+def _drawn(items: list) -> list:
+    """The items without the plots left undrawn (None); a section left empty says why."""
+    drawn = [item for item in items if item is not None]
+    return drawn if drawn or not items else ["plots not drawn (plots=false)"]
+
+
 def render_report(title: str, sections: list[Section]) -> str:
     """The whole report as one HTML string."""
     generated = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -87,7 +93,7 @@ def render_report(title: str, sections: list[Section]) -> str:
                        for i, s in enumerate(sections))
     body = "".join(
         f'<section id="section-{i}"><h2>{escape(s.heading)}</h2>'
-        + "".join(_item_html(item, s.heading) for item in s.items) + "</section>\n"
+        + "".join(_item_html(item, s.heading) for item in _drawn(s.items)) + "</section>\n"
         for i, s in enumerate(sections))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"

@@ -4,6 +4,9 @@ Each figure is a `matplotlib.figure.Figure` drawn by the Agg canvas directly, ne
 pyplot: pyplot keeps global state (not thread-safe) and may try to open a window.
 """
 
+import contextlib
+import contextvars
+import functools
 import io
 import math
 
@@ -15,6 +18,27 @@ from matplotlib.ticker import MaxNLocator
 DPI = 100
 MAX_ANNOTATED_CLASSES = 20  # above this, numbers in confusion cells are unreadable
 MAX_TICK_LABELS = 40  # above this, only every k-th class name is shown
+
+
+_drawing = contextvars.ContextVar("drawing", default=True)
+
+
+@contextlib.contextmanager
+def drawing(on: bool):
+    """Inside `with drawing(False)` (the `plots=false` key) every plot below returns None and the
+    report keeps its tables: rendering is most of the time a report takes, seconds a run."""
+    token = _drawing.set(on)
+    try:
+        yield
+    finally:
+        _drawing.reset(token)
+
+
+def _skipped_when_off(plot):
+    @functools.wraps(plot)
+    def plot_or_none(*args, **kwargs):
+        return plot(*args, **kwargs) if _drawing.get() else None
+    return plot_or_none
 
 
 def _png_bytes(fig: Figure) -> bytes:
@@ -38,6 +62,7 @@ def _series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
     return [e for e, _ in points], [v for _, v in points]
 
 
+@_skipped_when_off
 def plot_curves(history: list[dict], groups: list[tuple[str, list[str]]]) -> bytes:
     """One subplot per (title, keys) group, a line per key against epoch; missing keys are skipped.
 
@@ -83,6 +108,7 @@ def _annotate_cells(ax, values: np.ndarray, normalize: bool) -> None:
                 color="white" if value > threshold else "black")
 
 
+@_skipped_when_off
 def plot_confusion(matrix: np.ndarray, class_names: list[str], normalize: bool = True) -> bytes:
     """Heatmap of a confusion matrix (C, C): rows are true classes, columns predicted ones.
 
@@ -106,6 +132,7 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], normalize: bool =
     return _png_bytes(fig)
 
 
+@_skipped_when_off
 def image_grid(images: list[np.ndarray], captions: list[str], colors: list[str] | None = None,
                columns: int = 8) -> bytes:
     """Images (H, W, 3) or (H, W), uint8, in a grid with a caption under each, in its colour if given."""
@@ -135,6 +162,7 @@ def image_grid(images: list[np.ndarray], captions: list[str], colors: list[str] 
     return _png_bytes(fig)
 
 
+@_skipped_when_off
 def plot_bars(values: dict[str, float], title: str) -> bytes:
     """Horizontal bars of one number per name (e.g. F1 per class), first name at the top."""
     if not values:
@@ -153,6 +181,7 @@ def plot_bars(values: dict[str, float], title: str) -> bytes:
     return _png_bytes(fig)
 
 
+@_skipped_when_off
 def plot_pr_curves(recall: np.ndarray, precision: dict[str, np.ndarray], title: str = "precision-recall") -> bytes:
     """One precision-recall curve per class (precision sampled at `recall`), plus their mean in bold.
 

@@ -38,6 +38,18 @@ class Evaluator:
 PHASES = ("preprocess", "inference", "postprocess")  # of a model call in predict, timed apart
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a height x width frame lies in the model input a Predictor made of it: resized by (scale_x,
+    scale_y), then shifted right and down by pad = (left, top) pixels; a point p maps to p * scale + pad."""
+
+    height: int
+    width: int
+    scale_x: float
+    scale_y: float
+    pad: tuple[int, int] = (0, 0)
+
+
 class Predictor:
     """What a task does with each frame in `predict` (engine/modes.py runs the frames through it).
 
@@ -62,6 +74,11 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds[name] += time.perf_counter() - started
+
+    def prepare(self, pixels: np.ndarray) -> tuple[torch.Tensor, Placement]:
+        """The (1, 3, h, w) model input `infer` makes of an (H, W, 3) uint8 RGB frame, and where the frame
+        lies in it (features and explain look at the model through this, so they see what predict sees)."""
+        raise NotImplementedError
 
     def infer(self, pixels: np.ndarray):
         raise NotImplementedError
@@ -110,9 +127,26 @@ class Task:
         """Post-processing attributes of the model for `mode` (val or predict), e.g. a detector's conf."""
         return {}
 
+    def predict_source(self, meta: dict):
+        """The Frames `predict` runs the Predictor over, opened now, so that bad input fails before any output:
+        those of cfg.source (images, folders, globs, videos, cameras); a task whose input is not pictures
+        makes its own from the weights' `meta` (forecast: one Frame per series of data=, its values)."""
+        from ..data.stream import frames
+
+        if not self.cfg.source:
+            raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
+        return frames(self.cfg.source, self.cfg.vid_stride)
+
     def predictor(self, model: nn.Module, meta: dict, device: torch.device) -> Predictor:
         """The Predictor of trained `model`; it refuses bad predict options (one line) as it is made."""
         raise NotImplementedError
+
+    def explain_target(self, model: nn.Module, image: torch.Tensor, inside: torch.Tensor, target: str,
+                       classes: list[str]):
+        """What `explain` explains in one prepared (1, 3, h, w) `image` (`inside`: its (h, w) pixels that show
+        the frame, not padding): an inspect.targets.ExplainTarget (the module to run, the scalar it scores,
+        its name and score) chosen by cfg.target `target`, or None when there is nothing to explain."""
+        raise FovealError(f"explain: not available for {self.cfg.model} yet")
 
     # data and model
     def setup(self, data_meta: dict | None = None):

@@ -48,6 +48,11 @@ class BoxTask(Task):
     def forward_eval(self, model, batch):
         return model(self.prepare(batch[0]))
 
+    def explain_target(self, model, image, inside, target, classes):  # a detection, also of Mask R-CNN
+        from ..inspect.targets import detection_target
+
+        return detection_target(model, image, target, classes)
+
 
 class BoxEvaluator(Evaluator):
     """Collects detections mapped back to each original image, then runs COCO evaluation."""

@@ -18,7 +18,7 @@ from ..errors import FovealError
 from ..metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
 from ..registry import create_model, get_model_entry
 from ..report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
-from .base import EvalResult, Evaluator, Predictor, Task
+from .base import EvalResult, Evaluator, Placement, Predictor, Task
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ClassifyConfig(TrainConfig):
     topk: int = opt(5, "predict: how many classes to show per image", range="[1, inf)")
 
 
-MODES = ("train", "val", "predict", "info", "export", "benchmark")
+MODES = ("train", "val", "predict", "info", "export", "benchmark", "features", "explain")
 
 
 class ClassifyTask(Task):
@@ -96,6 +96,11 @@ class ClassifyTask(Task):
     def predictor(self, model, meta, device):
         return ClassifyPredictor(self, model, meta, device)
 
+    def explain_target(self, model, image, inside, target, classes):
+        from ..inspect.targets import classifier_target
+
+        return classifier_target(model, image, target, classes)
+
     @classmethod
     def model_for_info(cls, cfg):
         num_classes = cfg.num_classes or (len(load_classify_data(cfg.data).classes) if cfg.data else 1000)
@@ -110,12 +115,17 @@ class ClassifyPredictor(Predictor):
         self.transform = eval_transform(self.imgsz, self.meta.get("mean", IMAGENET_MEAN), self.meta.get("std", IMAGENET_STD))
         self.topk = min(self.cfg.topk, len(self.classes))
 
+    def prepare(self, pixels):
+        image = self.transform(torch.from_numpy(pixels).permute(2, 0, 1))[None].to(self.device)
+        if self.cfg.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        height, width = pixels.shape[:2]  # resized to imgsz x imgsz, not letterboxed
+        return image, Placement(height, width, self.imgsz / width, self.imgsz / height)
+
     @torch.inference_mode()
     def infer(self, pixels):
         with self.phase("preprocess"):
-            image = self.transform(torch.from_numpy(pixels).permute(2, 0, 1))[None].to(self.device)
-            if self.cfg.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
+            image, _ = self.prepare(pixels)
         with self.phase("inference"):
             logits = self.model(image)
         with self.phase("postprocess"):

@@ -16,7 +16,7 @@ from ..registry import get_model_entry
 from .boxes import BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes", "polyps")
-MODES = ("train", "val", "predict", "info", "export", "benchmark", "convert")
+MODES = ("train", "val", "predict", "info", "export", "benchmark", "convert", "features", "explain")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from ..errors import FovealError
 from ..files import write_bytes, write_text
 from ..ops.boxes import nms, unletterbox_boxes
 from ..report.draw import draw_boxes
-from .base import Predictor
+from .base import Placement, Predictor
 
 
 def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
@@ -71,14 +71,18 @@ class DetectPredictor(Predictor):
         # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
         self.split = hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
 
+    def prepare(self, pixels):
+        boxed, scale, pad = letterbox(pixels, self.imgsz, self.stride)
+        x = torch.from_numpy(boxed).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last), Placement(*pixels.shape[:2], scale, scale, pad)
+
     @torch.inference_mode()
     def infer(self, pixels):
         """Detections of one (H, W, 3) RGB frame in its own pixel coordinates (numpy arrays)."""
         cfg, model = self.cfg, self.model
         with self.phase("preprocess"):
-            boxed, scale, pad = letterbox(pixels, self.imgsz, self.stride)
-            x = torch.from_numpy(boxed).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x, placement = self.prepare(pixels)
+            scale, pad = placement.scale_x, placement.pad
         with self.phase("inference"):
             if self.split:
                 cls_logits, _, boxes, _, _ = model.decode(model.forward_raw(x))

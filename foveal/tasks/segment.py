@@ -22,7 +22,7 @@ from ..registry import create_model, get_model_entry
 from .base import EvalResult, Evaluator, Task
 
 EMBEDDED = ("shapes", "polyps")
-MODES = ("train", "val", "predict", "info", "export", "benchmark")
+MODES = ("train", "val", "predict", "info", "export", "benchmark", "features", "explain")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so pretrained encoders fit
 
 
@@ -167,6 +167,11 @@ class SegmentTask(Task):
         from .segment_predict import SemanticPredictor
 
         return SemanticPredictor(self, model, meta, device)
+
+    def explain_target(self, model, image, inside, target, classes):
+        from ..inspect.targets import segmentation_target
+
+        return segmentation_target(model, image, target, classes, self.cfg.threshold, inside)
 
     @classmethod
     def model_for_info(cls, cfg):

@@ -20,7 +20,7 @@ from ..files import atomic_write
 from ..ops.boxes import unletterbox_boxes
 from ..ops.windows import window_starts
 from ..report.draw import class_colour, draw_instances, overlay_classes
-from .base import Predictor
+from .base import Placement, Predictor
 from .segment import SegmentTask, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
 
@@ -35,6 +35,19 @@ def mask_polygons(mask: np.ndarray, min_area: float = 2.0) -> list[list[float]]:
             if len(c) >= 3 and cv2.contourArea(c) >= min_area]
 
 
+def letterboxed_input(frame: np.ndarray, imgsz: int, device, prepare) -> tuple[torch.Tensor, Placement]:
+    """(1, 3, imgsz, imgsz) model input of an (H, W, 3) RGB frame letterboxed to imgsz, made by `prepare`
+    (uint8 batch -> model input), and where the frame lies in it."""
+    boxed, scale, pad = letterbox(frame, imgsz)
+    x = prepare(torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None])
+    return x, Placement(*frame.shape[:2], scale, scale, pad)
+
+
+def unit_channels_last(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float in [0, 1], channels_last: the input of instance models."""
+    return images.float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
 @torch.inference_mode()
 def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, overlap: float) -> torch.Tensor:
     """(C, H, W) logits of one (H, W, 3) RGB frame at its own size: one letterboxed pass, or sliding
@@ -42,9 +55,8 @@ def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, ov
     prepare = SegmentTask.prepare
     height, width = frame.shape[:2]
     if not tile:
-        boxed, scale, pad = letterbox(frame, imgsz)
-        logits = model(prepare(torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None]))[0]
-        return unletterbox(logits, scale, pad, height, width).float()
+        x, placement = letterboxed_input(frame, imgsz, device, prepare)
+        return unletterbox(model(x)[0], placement.scale_x, placement.pad, height, width).float()
     padded = np.pad(frame, ((0, max(0, imgsz - height)), (0, max(0, imgsz - width)), (0, 0)), mode="reflect")
     image = torch.from_numpy(padded).to(device).permute(2, 0, 1)
     stride = max(1, int(imgsz * (1 - overlap)))
@@ -66,10 +78,9 @@ def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, ov
 @torch.inference_mode()
 def instance_frame(model, frame: np.ndarray, imgsz: int, device, threshold: float) -> dict:
     """Detections with (K, H, W) bool masks of one RGB frame, in its own pixel coordinates (numpy)."""
-    boxed, scale, pad = letterbox(frame, imgsz)
-    x = torch.from_numpy(boxed).to(device).permute(2, 0, 1)[None].float().div_(255)
-    out = model(x.contiguous(memory_format=torch.channels_last))[0]
-    height, width = frame.shape[:2]
+    x, placement = letterboxed_input(frame, imgsz, device, unit_channels_last)
+    out = model(x)[0]
+    height, width, scale, pad = *frame.shape[:2], placement.scale_x, placement.pad
     boxes = unletterbox_boxes(out["boxes"], scale, pad, width, height).cpu().numpy()
     masks = unletterbox_masks(out["masks"], scale, pad, height, width, threshold).cpu().numpy()
     return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy(),
@@ -87,6 +98,9 @@ def palette_png(labels: np.ndarray, path: Path):
 class SemanticPredictor(Predictor):
     """Per frame: an overlay, a palette PNG of class indices, and the pixel count and outline polygons of
     each class (predictions.json)."""
+
+    def prepare(self, pixels):  # the one letterboxed pass (explain does not tile)
+        return letterboxed_input(pixels, self.imgsz, self.device, SegmentTask.prepare)
 
     def infer(self, pixels):
         cfg = self.cfg
@@ -115,6 +129,9 @@ class SemanticPredictor(Predictor):
 
 class InstancePredictor(Predictor):
     """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
+
+    def prepare(self, pixels):
+        return letterboxed_input(pixels, self.imgsz, self.device, unit_channels_last)
 
     def infer(self, pixels):
         return instance_frame(self.model, pixels, self.imgsz, self.device, self.cfg.threshold)
