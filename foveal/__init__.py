@@ -9,6 +9,7 @@ classify = TaskAPI("classify")
 detect = TaskAPI("detect")
 segment = TaskAPI("segment")
 restore = TaskAPI("restore")
+forecast = TaskAPI("forecast")
 
 __all__ = ["train", "val", "predict", "info", "run", "config", "create_model", "list_models",
-           "classify", "detect", "segment", "restore", "FovealError", "__version__"]
+           "classify", "detect", "segment", "restore", "forecast", "FovealError", "__version__"]

@@ -1,7 +1,8 @@
 """The forecast task end to end: every model family learns the synthetic seasonal series (well past the naive
 forecast), the metrics agree with scikit-learn and hand-written loops, the baselines with statsmodels, the
 split is chronological with scaling fitted on train only, val reproduces training, predict writes its CSV
-and plot, and bad input is one line with exit code 2."""
+and plot, a recursive model rolls one step out over the horizon, covariates are read but not forecast, and
+bad input is one line with exit code 2."""
 
 import csv
 
@@ -16,8 +17,10 @@ import foveal  # noqa: E402
 from foveal.cli import main  # noqa: E402
 from foveal.data.series import (Windows, detect_season, fit_scaling, load_series, split_windows,  # noqa: E402
                                 synthetic_series)
+from foveal.engine.checkpoint import read_weights_meta  # noqa: E402
 from foveal.metrics.forecast import forecast_scores, seasonal_naive_scale  # noqa: E402
 from foveal.registry import create_model, list_models  # noqa: E402
+from foveal.tasks.forecast import roll_out  # noqa: E402
 from foveal.tasks.forecast_baselines import (autoreg_forecast, fit_autoreg, history_mean, naive,  # noqa: E402
                                              seasonal_naive)
 
@@ -186,9 +189,17 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, args, messa
     assert not (tmp_path / "forecast").exists()  # refused before a run folder was made
 
 
-def test_info_refuses_in_one_line(capsys):
-    assert main(["forecast", "info", "model=lstm", "window=24"]) == 2
-    assert "not an image" in capsys.readouterr().err
+def test_info_counts_the_recurrence(capsys):
+    assert main(["forecast", "info", "model=lstm", "window=24", "hidden=16"]) == 0
+    assert "input (1, 24, 1)" in capsys.readouterr().out
+    assert main(["forecast", "info", "model=lstm", "window=24", "hidden=16", "recursive=true"]) == 0
+    assert "forecasting 1 step(s) of 1 at once" in capsys.readouterr().out  # the one-step model rolled out
+    info = foveal.forecast.info(model="gru", window=10, hidden=8, layers=2, target="a,b", verbose=False)
+    model = create_model("gru", "forecast", window=10, horizon=12, features=2, layers=2, hidden=8)
+    assert info.total_params == sum(p.numel() for p in model.parameters())
+    # per step and layer, 3 gates of (hidden x input) and (hidden x hidden) products: input 2, then 8
+    encoder = next(row for row in info.rows if row.name == "encoder")
+    assert encoder.macs == 10 * 3 * 8 * ((2 + 8) + (8 + 8))
 
 
 def test_test_split_and_backtest_origins(tmp_path):
@@ -206,3 +217,86 @@ def test_report_draws_the_comparison(trained, tmp_path):
     foveal.val("forecast", weights=run.best, project=tmp_path, name="v", verbose=False)
     html = (tmp_path / "forecast" / "v" / "report.html").read_text()
     assert html.count("data:image/png") == 1 and "AutoReg (AIC order)" in html and "seasonal naive" in html
+
+
+def test_roll_out_feeds_each_forecast_back():
+    torch.manual_seed(0)
+    model = create_model("gru", "forecast", window=5, horizon=1, features=2, hidden=4).eval()
+    for parameter in model.parameters():  # a model that is not the naive forecast (its head starts at zero)
+        torch.nn.init.normal_(parameter, std=0.5)
+    x = torch.randn(3, 5, 2)
+    with torch.no_grad():
+        rolled = roll_out(model, x, 4)
+        path = torch.cat([x, torch.zeros(3, 4, 2)], 1)  # by hand: each step forecast from the 5 steps before it
+        for step in range(4):
+            path[:, 5 + step] = model(path[:, step:step + 5])[:, 0]
+    assert rolled.shape == (3, 4, 2)
+    torch.testing.assert_close(rolled, path[:, 5:])
+    assert not torch.allclose(rolled[:, 1:], rolled[:, :1].expand(-1, 3, -1))  # not one step repeated
+
+
+def test_recursive_model_learns_and_val_and_predict_roll_it_out(tmp_path):
+    run = foveal.train("forecast", model="gru", recursive=True, project=tmp_path, name="r", **QUICK)
+    assert run.metrics["gain_naive"] > 0.6, run.metrics
+    meta = read_weights_meta(run.best)
+    # the model forecasts one step; the weights forecast 6, one at a time
+    assert meta["model_kwargs"]["horizon"] == 1 and meta["horizon"] == 6 and meta["config"]["recursive"] is True
+    result = foveal.val("forecast", weights=run.best, project=tmp_path, verbose=False)
+    assert result.details["forecast"].shape == result.details["truth"].shape == (len(result.details["rows"]), 6, 1)
+    for key in ("mase", "rmse", "mase_autoreg", "gain_naive"):
+        assert result.metrics[key] == pytest.approx(run.metrics[key], abs=1e-6), key
+    results = foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", verbose=False)
+    rows = list(csv.DictReader(open(tmp_path / "forecast" / "p" / "forecast.csv")))
+    assert len(rows) == 6 == len(results) and [int(r["step"]) for r in rows] == list(range(1, 7))
+    assert len({r["value"] for r in rows}) == 6  # six forecasts, not one repeated
+    assert all(float(r["value_lower"]) <= float(r["value"]) <= float(r["value_upper"]) for r in rows)
+
+
+def driven_csv(path, length=400):
+    """sales_t = 2 driver_(t-1) + small noise, the driver white noise: sales' own past says nothing of it."""
+    rng = np.random.default_rng(0)
+    driver = rng.normal(size=length)
+    sales = np.concatenate([[0.0], 2 * driver[:-1] + 0.1 * rng.normal(size=length - 1)])
+    path.write_text("driver,sales\n" + "".join(f"{d:.6f},{v:.6f}\n" for d, v in zip(driver, sales)))
+    return path
+
+
+def test_covariates_are_read_but_not_forecast(tmp_path):
+    path = driven_csv(tmp_path / "driven.csv")
+    data = load_series(str(path), covariates="driver")  # no target=: every numeric column but the covariates
+    split_windows(data, 8, 2, 0.2, 0.0)
+    assert data.targets == ["sales"] and data.covariates == ["driver"]
+    train_end = data.bounds[0][0]
+    scaling = fit_scaling(data)  # targets, then covariates, on the train part only
+    assert scaling["mean"][1] == pytest.approx(data.series[0].covariates[:train_end, 0].mean())
+    x, y, _ = Windows([data.series[0].inputs.astype(np.float32)], data.splits["val"], 8, 2, 1)[0]
+    assert x.shape == (8, 2) and y.shape == (2, 1)
+
+    settings = dict(data=str(path), model="gru", window=8, horizon=1, hidden=16, epochs=6, workers=0,
+                    verbose=False, project=tmp_path)
+    alone = foveal.train("forecast", target="sales", name="alone", **settings)
+    driven = foveal.train("forecast", covariates="driver", name="driven", **settings)
+    assert driven.metrics["mase"] < 0.4 * alone.metrics["mase"], (driven.metrics, alone.metrics)
+    meta = read_weights_meta(driven.best)
+    assert meta["model_kwargs"]["covariates"] == 1 and meta["config"]["covariates"] == "driver"
+    result = foveal.val("forecast", weights=driven.best, project=tmp_path, verbose=False)
+    assert result.metrics["mase"] == pytest.approx(driven.metrics["mase"], abs=1e-6)
+    foveal.predict("forecast", weights=driven.best, project=tmp_path, name="p", verbose=False)
+    rows = list(csv.DictReader(open(tmp_path / "forecast" / "p" / "forecast.csv")))
+    assert list(rows[0]) == ["series", "step", "time", "sales", "sales_lower", "sales_upper"]  # targets only
+
+
+@pytest.mark.parametrize("args, message", [
+    (["covariates=prise"], "covariates: no column 'prise' in"),
+    (["covariates=prise"], "(did you mean 'price'?)"),
+    (["covariates=units"], "covariates: 'units' is a target column already"),
+    (["covariates=price", "recursive=true"], "recursive: rolling a forecast out needs the future of every input"),
+])
+def test_covariate_mistakes_are_one_line(tmp_path, capsys, args, message):
+    path = tmp_path / "sales.csv"
+    path.write_text("day,units,price\n" + "".join(f"{k},{k % 7},{k % 5}\n" for k in range(60)))
+    code = main(["forecast", "train", f"data={path}", "target=units", *args, f"project={tmp_path}", "epochs=1"])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error, error
+    assert len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "forecast").exists()

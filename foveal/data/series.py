@@ -6,7 +6,9 @@
   download): yearly sunspot numbers 1700-2008, Mauna Loa CO2 (weekly, averaged to months 1958-2001),
   the Nile's yearly flow 1871-1970, and the monthly Pacific sea temperature 1950-2010;
 - a CSV (or parquet) file: a time column (`time=`), one or more target columns (`target=`), and in long
-  format a series id column (`id=`: one series per value, one model for all of them).
+  format a series id column (`id=`: one series per value, one model for all of them); `covariates=` names
+  further columns the model reads in its window but does not forecast (past covariates: their values up
+  to the forecast origin are all it needs).
 
 Gaps: the time step is the most common difference between neighbouring timestamps; missing timestamps
 are inserted on that grid, and every missing value is filled by linear interpolation between its
@@ -15,7 +17,7 @@ neighbours in time (the nearest value at a series' ends). Both are counted in on
 Split, per series and never shuffled across time: the last `test_fraction` of the steps is test, the
 `val_fraction` before it val, the rest train. A window's targets lie wholly in one part; its inputs, the
 `window` steps before them, may reach back into the part before (that is history, not leakage). Scaling
-(mean and std per target column) is fitted on the train parts only and travels in the weights.
+(mean and std per target and covariate column) is fitted on the train parts only and travels in the weights.
 """
 
 import warnings
@@ -35,10 +37,18 @@ SYNTHETIC_LENGTH, SYNTHETIC_SEASON = 480, 12
 @dataclass
 class Series:
     """One series: `values` (T, F) float64 in the data's units, gaps filled, at `times` (T,) (datetime64,
-    or step numbers when the data has no time column)."""
+    or step numbers when the data has no time column); `covariates` (T, C) likewise (None: C = 0)."""
     name: str
     times: np.ndarray
     values: np.ndarray
+    covariates: np.ndarray | None = None
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """(T, F + C): the columns a model reads, the targets first (the models' residual is on them)."""
+        if self.covariates is None or not self.covariates.shape[1]:
+            return self.values
+        return np.concatenate([self.values, self.covariates], 1)
 
 
 @dataclass
@@ -49,6 +59,7 @@ class SeriesData:
     splits: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (N, 2) rows of (series, origin)
     bounds: list[tuple[int, int]] = field(default_factory=list)  # per series: (train end, val end)
     classes: list[str] = field(default_factory=list)  # none: the engine's contract has them
+    covariates: list[str] = field(default_factory=list)  # the C columns of every series' covariates
 
 
 def require_pandas():
@@ -59,13 +70,19 @@ def require_pandas():
     return pandas
 
 
-def load_series(data: str, target: str = "", time: str = "", series_id: str = "") -> SeriesData:
+def column_list(text: str) -> list[str]:
+    """The column names of a comma-separated key (target=, covariates=)."""
+    return [column.strip() for column in text.split(",") if column.strip()]
+
+
+def load_series(data: str, target: str = "", time: str = "", series_id: str = "", covariates: str = "") -> SeriesData:
     """The series of `data` (an embedded name or a CSV/parquet file), gaps filled; not yet split."""
     if not data:
         raise FovealError(f"data: name a series: {', '.join(EMBEDDED)} (embedded), or a CSV/parquet file")
     if data in EMBEDDED:
-        if target or time or series_id:
-            raise FovealError(f"target, time, id: are for CSV files; the embedded '{data}' has its own columns")
+        if target or time or series_id or covariates:
+            raise FovealError(f"target, time, id, covariates: are for CSV files; the embedded '{data}' has its "
+                              f"own columns")
         frame, time, columns = embedded_frame(data)
         return frame_series(frame, columns, time, "", data)
     path = Path(data)
@@ -75,18 +92,23 @@ def load_series(data: str, target: str = "", time: str = "", series_id: str = ""
                               f"{', '.join(EMBEDDED)}, or name a CSV/parquet file")
         raise FovealError(f"data: no such file: {data}")
     frame = read_table(path)
-    columns = [c.strip() for c in target.split(",") if c.strip()]
-    for key, column in [("time", time), ("id", series_id)] + [("target", c) for c in columns]:
+    columns, extra = column_list(target), column_list(covariates)
+    named = [("time", time), ("id", series_id)] + [("target", c) for c in columns] + [("covariates", c) for c in extra]
+    for key, column in named:
         if column and column not in frame.columns:
             raise FovealError(f"{key}: no column '{column}' in {path}{did_you_mean(column, frame.columns)} "
                               f"(columns: {', '.join(map(str, frame.columns))})")
-    if not columns:  # every numeric column but the time and the id
-        columns = [c for c in frame.columns if c not in (time, series_id) and is_numeric(frame[c])]
+    roles = {time: "the time", series_id: "the id", **{column: "a target" for column in columns}}
+    for column in extra:  # a column is read as one thing only
+        if column in roles:
+            raise FovealError(f"covariates: '{column}' is {roles[column]} column already")
+    if not columns:  # every numeric column but the time, the id and the covariates
+        columns = [c for c in frame.columns if c not in (time, series_id, *extra) and is_numeric(frame[c])]
         if not columns:
             raise FovealError(f"target: {path} has no numeric column to forecast; name one with target=")
-    for column in columns:
-        check_numeric(frame[column], column, path)
-    return frame_series(frame, columns, time, series_id, str(path))
+    for key, column in [("target", c) for c in columns] + [("covariates", c) for c in extra]:
+        check_numeric(frame[column], column, path, key)
+    return frame_series(frame, columns, time, series_id, str(path), extra)
 
 
 def read_table(path: Path):
@@ -106,8 +128,9 @@ def is_numeric(column) -> bool:
     return pandas.api.types.is_numeric_dtype(column) and not pandas.api.types.is_bool_dtype(column)
 
 
-def check_numeric(column, name: str, path: Path):
-    """Refuse a target column holding text, naming the first such cell (empty cells are gaps, not text)."""
+def check_numeric(column, name: str, path: Path, key: str = "target"):
+    """Refuse a target (or covariate) column holding text, naming the first such cell (empty cells are gaps,
+    not text)."""
     pandas = require_pandas()
     if is_numeric(column):
         return
@@ -115,7 +138,7 @@ def check_numeric(column, name: str, path: Path):
     bad = numbers.isna() & column.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise FovealError(f"target: column '{name}' of {path} is not numeric (row {row + 2}: '{column.iloc[row]}')")
+        raise FovealError(f"{key}: column '{name}' of {path} is not numeric (row {row + 2}: '{column.iloc[row]}')")
 
 
 def embedded_frame(name: str):
@@ -155,11 +178,14 @@ def synthetic_frame():
     return require_pandas().DataFrame({"value": synthetic_series()})
 
 
-def frame_series(frame, columns: list[str], time: str, series_id: str, source: str) -> SeriesData:
-    """One Series per id (or one), sorted by time, on a regular grid, gaps filled (and counted in one warning)."""
+def frame_series(frame, columns: list[str], time: str, series_id: str, source: str,
+                 covariates: list[str] = ()) -> SeriesData:
+    """One Series per id (or one), sorted by time, on a regular grid, gaps filled (and counted in one warning);
+    `covariates` are filled as the target `columns` are."""
     pandas = require_pandas()
     frame = frame.copy()
-    for column in columns:
+    covariates = list(covariates)
+    for column in columns + covariates:
         frame[column] = pandas.to_numeric(frame[column], errors="coerce")
     if time:
         times = frame[time]
@@ -189,18 +215,20 @@ def frame_series(frame, columns: list[str], time: str, series_id: str, source: s
                               f"{f' (series {name})' if series_id else ''}, e.g. {part['__time'][duplicated].iloc[0]}"
                               f"{'' if series_id else '; long-format data needs id='}")
         grid = regular_grid(part["__time"], step)
-        values = part.set_index("__time")[columns].reindex(grid)
+        values = part.set_index("__time")[columns + covariates].reindex(grid)
         inserted += len(grid) - len(part)
         missing += int(values.isna().to_numpy().sum())
-        if values.isna().all().any():
-            raise FovealError(f"target: series {name} of {source} has no value in some target column")
-        values = values.interpolate(method="linear", limit_direction="both")
-        series.append(Series(str(name), np.asarray(grid), values.to_numpy(np.float64, copy=True)))
+        empty = values.columns[values.isna().all().to_numpy()]
+        if len(empty):
+            key = "covariates" if empty[0] in covariates else "target"
+            raise FovealError(f"{key}: series {name} of {source} has no value in column '{empty[0]}'")
+        values = values.interpolate(method="linear", limit_direction="both").to_numpy(np.float64, copy=True)
+        series.append(Series(str(name), np.asarray(grid), values[:, :len(columns)], values[:, len(columns):]))
     if missing:
         warnings.warn(f"{source}: {inserted} missing timestamps and {missing} missing values in all, filled by "
                       f"linear interpolation between neighbours in time (the nearest value at a series' ends)",
                       stacklevel=3)
-    return SeriesData(series, columns, step)
+    return SeriesData(series, columns, step, covariates=covariates)
 
 
 def common_step(groups, source: str, time: str):
@@ -271,8 +299,9 @@ def split_windows(data: SeriesData, window: int, horizon: int, val_fraction: flo
 
 
 def fit_scaling(data: SeriesData) -> dict:
-    """Mean and std of each target over the train parts of every series (std 1 for a constant column)."""
-    train = np.concatenate([s.values[:end] for s, (end, _) in zip(data.series, data.bounds)])
+    """Mean and std of each target, then each covariate, over the train parts of every series (std 1 for a
+    constant column)."""
+    train = np.concatenate([s.inputs[:end] for s, (end, _) in zip(data.series, data.bounds)])
     std = train.std(0)
     return {"mean": train.mean(0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
 
@@ -294,11 +323,13 @@ def detect_season(values: np.ndarray, max_lag: int, threshold: float = 0.3) -> i
 
 
 class Windows(Dataset):
-    """Items (x, y, index): x the `window` scaled steps before an origin (window, F), y the `horizon`
-    scaled steps from it (horizon, F), float32, for each (series, origin) row of `rows`."""
+    """Items (x, y, index): x the `window` scaled steps before an origin (window, F + C), y the `horizon`
+    scaled steps from it of the first `targets` columns (horizon, F; None: every column), float32, for each
+    (series, origin) row of `rows`."""
 
-    def __init__(self, scaled: list[np.ndarray], rows: np.ndarray, window: int, horizon: int):
-        self.scaled, self.rows, self.window, self.horizon = scaled, rows, window, horizon
+    def __init__(self, scaled: list[np.ndarray], rows: np.ndarray, window: int, horizon: int,
+                 targets: int | None = None):
+        self.scaled, self.rows, self.window, self.horizon, self.targets = scaled, rows, window, horizon, targets
 
     def __len__(self):
         return len(self.rows)
@@ -307,7 +338,7 @@ class Windows(Dataset):
         series, origin = self.rows[index]
         values = self.scaled[series]
         return (torch.from_numpy(values[origin - self.window:origin]),
-                torch.from_numpy(values[origin:origin + self.horizon]), index)
+                torch.from_numpy(values[origin:origin + self.horizon, :self.targets]), index)
 
 
 def future_times(times: np.ndarray, step, horizon: int) -> np.ndarray:

@@ -162,12 +162,10 @@ def info(task_class, cfg, log=print):
     # outputs (detectors' proposals) are built with their real initial weights instead
     with parameters_on_meta() if task_class.info_on_meta else contextlib.nullcontext():
         model = create_model(name, task_class.name, **kwargs).eval()
-    channels = kwargs.get("channels", 3)  # restore's grey models take one
-    result = model_info(model, imgsz, channels, receptive_field=cfg.rf, memory=cfg.memory)
+    shape, described = task_class.info_input(kwargs, imgsz)
+    result = model_info(model, imgsz, receptive_field=cfg.rf, memory=cfg.memory, input_shape=shape)
     if cfg.verbose:
-        outputs = (f"{kwargs['num_classes']} classes" if "num_classes" in kwargs
-                   else f"{channels} channel(s), scale {kwargs.get('scale', 1)}")
-        log(f"{name} at {imgsz}x{imgsz}, {outputs}")
+        log(f"{name} {described}")
         log(format_info(result, rf=cfg.rf, memory=cfg.memory, batch=cfg.batch, optimizer=cfg.optimizer,
                         momentum=cfg.momentum))
         if note := data_dependent_note(model):

@@ -40,7 +40,7 @@ class ModelInfo:
     total_params: int
     trainable_params: int
     total_macs: int
-    input_shape: tuple  # (batch, channels, height, width)
+    input_shape: tuple  # (batch, channels, height, width), or a forecaster's (batch, window, features)
     weight_bytes: int = 0  # parameters and buffers
     trainable_bytes: int = 0  # parameters that require grad: each has a gradient and optimizer state
     saved_bytes: int | None = None  # what autograd keeps for backward in this forward; None: not asked
@@ -63,15 +63,16 @@ class _Trace:
 
 
 def model_info(model: nn.Module, imgsz: int | tuple[int, int], channels: int = 3, batch: int = 1,
-               receptive_field: bool = False, memory: bool = False) -> ModelInfo:
-    """Profile one eval-mode forward of a (batch, channels, *imgsz) input; `model` is left as it was.
+               receptive_field: bool = False, memory: bool = False, input_shape: tuple | None = None) -> ModelInfo:
+    """Profile one eval-mode forward of a (batch, channels, *imgsz) input, or of `input_shape` when given
+    (a forecaster's (batch, window, features)); `model` is left as it was.
 
     Rows are the modules that own parameters, do MACs themselves, or ran as leaves, in
     named_modules() order; their MACs add up to total_macs. `receptive_field` fills each row's field;
     `memory` runs the forward with autograd on to measure saved_bytes (see training_memory).
     """
     height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    input_shape = (batch, channels, height, width)
+    input_shape = input_shape or (batch, channels, height, width)
     try:
         trace = _profile(_meta_copy(model), input_shape, "meta", receptive_field, memory)
     except Exception as error:

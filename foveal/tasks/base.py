@@ -123,6 +123,15 @@ class Task:
         """(name, create_model keyword arguments, input size) of the model `info` describes without weights."""
         raise NotImplementedError
 
+    @classmethod
+    def info_input(cls, kwargs: dict, imgsz: int) -> tuple[tuple, str]:
+        """The input `info` profiles the model of create_model(**kwargs) with (one image of imgsz, or what
+        the task's models read instead), and how the log line describes it."""
+        channels = kwargs.get("channels", 3)  # restore's grey models take one
+        outputs = (f"{kwargs['num_classes']} classes" if "num_classes" in kwargs
+                   else f"{channels} channel(s), scale {kwargs.get('scale', 1)}")
+        return (1, channels, imgsz, imgsz), f"at {imgsz}x{imgsz}, {outputs}"
+
     def inference_options(self, mode: str) -> dict:
         """Post-processing attributes of the model for `mode` (val or predict), e.g. a detector's conf."""
         return {}

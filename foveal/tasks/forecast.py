@@ -2,10 +2,15 @@
 classical forecasts they must beat.
 
 A model reads `window` scaled past steps and returns the next `horizon` all at once
-(foveal/models/forecast). Windows come from a chronological split (foveal/data/series.py): val origins
-are every step of the val part (or `backtest` of them) whose horizon stays inside it. The same val scores
-naive, seasonal naive, mean and statsmodels' AutoReg (forecast_baselines.py) on exactly those windows,
-in the data's units, by MAE, RMSE, sMAPE and MASE (foveal/metrics/forecast.py); the headline is each
+(foveal/models/forecast); with `recursive=true` it is a one-step model instead, trained on the first
+step and rolled out `horizon` times in val and predict (each forecast appended to the window, its oldest
+step dropped: roll_out). The window holds the targets and, with `covariates=`, further CSV columns the
+model reads but does not forecast (scaled alike); everything scored stays on the targets.
+
+Windows come from a chronological split (foveal/data/series.py): val origins are every step of the val
+part (or `backtest` of them) whose horizon stays inside it. The same val scores naive, seasonal naive,
+mean and statsmodels' AutoReg (forecast_baselines.py) on exactly those windows, in the data's units, by
+MAE, RMSE, sMAPE and MASE (foveal/metrics/forecast.py); the headline is each
 `gain_<baseline>` = 1 - MASE / MASE of the baseline (above 0: the network is better). Prediction
 (forecast_predict.py) forecasts past the end of the data.
 """
@@ -13,10 +18,12 @@ in the data's units, by MAE, RMSE, sMAPE and MASE (foveal/metrics/forecast.py); 
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
-from ..data.series import (EMBEDDED, Windows, detect_season, fit_scaling, load_series, split_windows)
+from ..data.series import (EMBEDDED, Windows, column_list, detect_season, fit_scaling, load_series,
+                           split_windows)
 from ..errors import FovealError
 from ..metrics.forecast import forecast_scores, seasonal_naive_scale
 from ..registry import create_model
@@ -37,9 +44,13 @@ class ForecastConfig(TrainConfig):
                           "time= and id=)")
     time: str = opt("", "CSV: the time column (default: the rows in file order, one step apart)")
     id: str = opt("", "CSV in long format: the series id column (one series per value, one model for all)")
+    covariates: str = opt("", "CSV: further columns the model reads in its window but does not forecast, "
+                              "comma-separated (past covariates: their future values are not needed)")
     window: int = opt(24, "past steps the model sees", range="[1, inf)")
-    horizon: int = opt(0, "future steps forecast at once (0: 12 in training; val and predict: the weights')",
+    horizon: int = opt(0, "future steps forecast (0: 12 in training; val and predict: the weights')",
                        range="[0, inf)")
+    recursive: bool = opt(False, "train a one-step model and feed its forecasts back `horizon` times (default: "
+                                 "direct, all steps at once)")
     season: int = opt(0, "seasonal period in steps, for seasonal naive and MASE (0: detected from the train "
                          "part's autocorrelation; 1: none)", range="[0, inf)")
     layers: int = opt(1, "stacked recurrent layers, or window_mlp's hidden layers", range="[1, inf)")
@@ -66,12 +77,27 @@ class ForecastConfig(TrainConfig):
 
 
 def model_kwargs(cfg, features: int) -> dict:
-    return {"window": cfg.window, "horizon": cfg.horizon, "features": features, "layers": cfg.layers,
-            "hidden": cfg.hidden, "dropout": cfg.dropout, "highway": cfg.highway}
+    """create_model's arguments: `features` targets out, they and the covariates in; a recursive model
+    forecasts one step (roll_out makes the horizon of it)."""
+    return {"window": cfg.window, "horizon": 1 if cfg.recursive else cfg.horizon, "features": features,
+            "covariates": len(column_list(cfg.covariates)), "layers": cfg.layers, "hidden": cfg.hidden,
+            "dropout": cfg.dropout, "highway": cfg.highway}
 
 
-TRAINED_KEYS = ("target", "time", "id", "val_fraction", "test_fraction")  # weights fix their data's columns and
-# split too, besides the architecture (model_kwargs)
+TRAINED_KEYS = ("target", "time", "id", "covariates", "val_fraction", "test_fraction", "recursive")  # weights fix
+# their data's columns, split and way of forecasting too, besides the architecture (model_kwargs)
+
+
+def roll_out(model, window: torch.Tensor, horizon: int) -> torch.Tensor:
+    """(B, horizon, F) forecasts of a one-step `model` from scaled windows (B, window, F): forecast the next
+    step, append it to the window, drop the window's oldest step, `horizon` times (every input column is
+    forecast, so there are no covariates: setup refuses them with recursive=true)."""
+    steps = []
+    for _ in range(horizon):
+        step = model(window).float()[:, :1]
+        steps.append(step)
+        window = torch.cat([window[:, 1:], step.to(window.dtype)], 1)
+    return torch.cat(steps, 1)
 
 
 class ForecastTask(Task):
@@ -87,13 +113,14 @@ class ForecastTask(Task):
         """The run's architecture, window, horizon, columns and split; its data unless data= is given (scored
         by the same split rule: a forecast needs the history before its val part); its season unless given."""
         trained, kwargs = meta.get("config", {}), meta["model_kwargs"]
-        fixed = {key: trained[key] for key in TRAINED_KEYS if key in trained}
-        fixed.update({key: kwargs[key] for key in ("window", "horizon", "layers", "hidden", "dropout", "highway")},
-                     model=meta["model"])
+        fixed = {"recursive": False, **{key: trained[key] for key in TRAINED_KEYS if key in trained}}
+        fixed.update({key: kwargs[key] for key in ("window", "layers", "hidden", "dropout", "highway")},
+                     model=meta["model"], horizon=meta.get("horizon") or kwargs["horizon"])  # a recursive model's
+        # kwargs say 1 step: the weights record the steps it forecasts
         if cfg.horizon and cfg.horizon != fixed.get("horizon"):
-            raise FovealError(f"horizon: these weights forecast {fixed.get('horizon')} steps at once; "
+            raise FovealError(f"horizon: these weights forecast {fixed.get('horizon')} steps; "
                               f"leave horizon= out or give {fixed.get('horizon')}")
-        for key in ("target", "time", "id"):  # a CSV's columns may be named anew for data=
+        for key in ("target", "time", "id", "covariates"):  # a CSV's columns may be named anew for data=
             if cfg.data and getattr(cfg, key):
                 fixed[key] = getattr(cfg, key)
         fixed["backtest"] = cfg.backtest or trained.get("backtest", 0)  # the run's origins unless asked otherwise
@@ -104,16 +131,22 @@ class ForecastTask(Task):
         # the defaults that depend on the mode, filled in once (and so recorded in the weights)
         self.cfg = replace(self.cfg, data=self.cfg.data or "synthetic", horizon=self.cfg.horizon or DEFAULT_HORIZON)
         cfg = self.cfg
+        if cfg.recursive and cfg.covariates:
+            raise FovealError("recursive: rolling a forecast out needs the future of every input, and covariates= "
+                              "are past only; drop one of them")
         create_model(cfg.model, "forecast", **model_kwargs(cfg, 1))  # refuse a bad model or option before data
-        data = load_series(cfg.data, cfg.target, cfg.time, cfg.id)
+        data = load_series(cfg.data, cfg.target, cfg.time, cfg.id, cfg.covariates)
         split_windows(data, cfg.window, cfg.horizon, cfg.val_fraction, cfg.test_fraction, cfg.backtest)
         self.use_data(data, data_meta)
         if data_meta and data_meta.get("targets") != data.targets:
             raise FovealError(f"target: the data's columns {data.targets} differ from the weights' {data_meta.get('targets')}")
+        if data_meta and data_meta.get("covariates", []) != data.covariates:
+            raise FovealError(f"covariates: the data's columns {data.covariates} differ from the weights' "
+                              f"{data_meta.get('covariates', [])}")
         self.scaling = data_meta["scaling"] if data_meta else fit_scaling(data)
         self.season = self.resolve_season(data)
         mean, std = np.array(self.scaling["mean"]), np.array(self.scaling["std"])
-        self.scaled = [((s.values - mean) / std).astype(np.float32) for s in data.series]
+        self.scaled = [((s.inputs - mean) / std).astype(np.float32) for s in data.series]  # targets, covariates
         self.imgsz = cfg.window  # the engine's records have an input size: a forecaster's is its window
         self.references: dict[str, dict] = {}  # split -> truth, baselines and MASE scales (the same every epoch)
 
@@ -130,7 +163,7 @@ class ForecastTask(Task):
         return True
 
     def dataset(self, split, train):
-        return Windows(self.scaled, self.split_items(split), self.cfg.window, self.cfg.horizon)
+        return Windows(self.scaled, self.split_items(split), self.cfg.window, self.cfg.horizon, len(self.data.targets))
 
     def model_kwargs(self):
         return model_kwargs(self.cfg, len(self.data.targets))
@@ -139,22 +172,33 @@ class ForecastTask(Task):
         return create_model(self.cfg.model, "forecast", **self.model_kwargs())
 
     def weights_meta(self):
-        return {**super().weights_meta(), "scaling": self.scaling, "season": self.season, "targets": self.data.targets}
+        # horizon: the steps forecast (a recursive model's kwargs say 1)
+        return {**super().weights_meta(), "scaling": self.scaling, "season": self.season, "targets": self.data.targets,
+                "covariates": self.data.covariates, "horizon": self.cfg.horizon}
 
     def loss(self, model, batch):
         x, y, _ = batch
         forecast = model(x).float()
+        if self.cfg.recursive:  # a one-step model learns the next step; val rolls it out over the horizon
+            y = y[:, :1]
         loss = F.mse_loss(forecast, y) if self.cfg.loss == "mse" else F.l1_loss(forecast, y)
         return loss, {"loss": loss.item()}
 
     def forward_eval(self, model, batch):
-        return model(batch[0]).float()
+        return self.forecast(model, batch[0])
+
+    def forecast(self, model, x: torch.Tensor) -> torch.Tensor:
+        """(B, horizon, F) scaled forecasts of scaled windows x (B, window, F + C), in val and predict alike:
+        the model's own, or a recursive model's rolled out."""
+        return roll_out(model, x, self.cfg.horizon) if self.cfg.recursive else model(x).float()
 
     def new_evaluator(self):
         return ForecastEvaluator(self)
 
     def unscale(self, forecast: np.ndarray) -> np.ndarray:
-        return forecast * np.array(self.scaling["std"]) + np.array(self.scaling["mean"])
+        """A forecast (..., F) in the data's units: the scaling's first F columns are the targets'."""
+        targets = forecast.shape[-1]
+        return forecast * np.array(self.scaling["std"][:targets]) + np.array(self.scaling["mean"][:targets])
 
     def reference(self, split: str) -> dict:
         """Of `split`'s windows, in order: truth (N, H, F), each baseline's forecast (N, H, F), the MASE
@@ -194,8 +238,15 @@ class ForecastTask(Task):
 
     @classmethod
     def model_for_info(cls, cfg):
-        raise FovealError("info: forecast models take a (batch, window, features) series, not an image, and the "
-                          "layer table is made for images; `foveal forecast train` prints the parameter count")
+        features = len(column_list(cfg.target)) or 1
+        return cfg.model, model_kwargs(replace(cfg, horizon=cfg.horizon or DEFAULT_HORIZON), features), cfg.window
+
+    @classmethod
+    def info_input(cls, kwargs, imgsz):
+        columns = kwargs["features"] + kwargs.get("covariates", 0)
+        return ((1, kwargs["window"], columns),
+                f"over a window of {kwargs['window']} steps of {columns} column(s), "
+                f"forecasting {kwargs['horizon']} step(s) of {kwargs['features']} at once")
 
 
 class ForecastEvaluator(Evaluator):

@@ -2,7 +2,8 @@
 made of the val residuals' quantiles, written as forecast.csv (and predictions.json) and forecast.png.
 
 The engine's predict runs a Predictor over Frames; here a Frame is one whole series of data= (its
-`pixels` hold the series' (T, F) values in the data's units, not an image), made by Task.predict_source.
+`pixels` hold the series' (T, F + C) targets and covariates in the data's units, not an image), made by
+Task.predict_source. The forecast, its interval and the CSV are of the targets only.
 """
 
 import csv
@@ -21,7 +22,7 @@ from .forecast_report import plot_forecast
 def series_frames(task, meta: dict) -> list[Frame]:
     """The series of the data (the weights' own, or data=) as Frames, the task set up with the weights' scaling."""
     task.setup(data_meta=meta)
-    return [Frame(series.name, None, series.values, None) for series in task.data.series]
+    return [Frame(series.name, None, series.inputs, None) for series in task.data.series]
 
 
 @torch.inference_mode()
@@ -34,7 +35,7 @@ def val_residuals(task, model, device) -> np.ndarray | None:
     forecasts = []
     for start in range(0, len(windows), 256):
         x = torch.stack([windows[i][0] for i in range(start, min(start + 256, len(windows)))]).to(device)
-        forecasts.append(model(x).float().cpu().numpy())
+        forecasts.append(task.forecast(model, x).cpu().numpy())
     truth = np.stack([task.data.series[s].values[o:o + task.cfg.horizon] for s, o in rows])
     return truth - task.unscale(np.concatenate(forecasts).astype(np.float64))
 
@@ -56,7 +57,7 @@ class ForecastPredictor(Predictor):
             scaled = (values[-task.cfg.window:] - np.array(task.scaling["mean"])) / np.array(task.scaling["std"])
             x = torch.from_numpy(scaled.astype(np.float32))[None].to(self.device)
         with self.phase("inference"):
-            forecast = self.model(x).float()
+            forecast = task.forecast(self.model, x)
         with self.phase("postprocess"):
             return task.unscale(forecast[0].cpu().numpy().astype(np.float64))  # (H, F)
 

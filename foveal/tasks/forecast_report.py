@@ -17,8 +17,11 @@ HISTORY_SHOWN = 8  # horizons of history drawn before a forecast in predict's pl
 def write_forecast_report(task, run_dir, history, result):
     cfg, metrics, details = task.cfg, result.metrics, result.details
     season = f"season {task.season} ({'given' if cfg.season else 'detected from the train part'})"
-    note = (f"{len(details['rows'])} {task.eval_split} windows of {cfg.window} steps -> {cfg.horizon}, scored in the "
-            f"data's units; MASE divides by the train part's seasonal naive MAE ({season}); "
+    reads = f" (covariates {', '.join(task.data.covariates)} read too)" if task.data.covariates else ""
+    steps_made = "one step at a time, fed back" if cfg.recursive else "all at once"
+    note = (f"{len(details['rows'])} {task.eval_split} windows of {cfg.window} steps{reads} -> {cfg.horizon} "
+            f"({steps_made}) of {', '.join(task.data.targets)}, scored in the data's units; MASE divides by the "
+            f"train part's seasonal naive MAE ({season}); "
             f"gain = 1 - MASE / MASE of the baseline (above 0: {cfg.model} is better)")
     keys = ("mae", "rmse", "smape", "mase")
     rows = [[cfg.model, *(metrics[k] for k in keys), ""]]
