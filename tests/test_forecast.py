@@ -202,6 +202,23 @@ def test_info_counts_the_recurrence(capsys):
     assert encoder.macs == 10 * 3 * 8 * ((2 + 8) + (8 + 8))
 
 
+def test_onnx_export_scores_forecasts_and_benchmarks_as_pytorch(trained, tmp_path):
+    run, _ = trained
+    weights = tmp_path / "best.safetensors"  # export writes beside the weights: not into the shared fixture's
+    weights.write_bytes(run.best.read_bytes())
+    graph = foveal.api.run("forecast", "export", weights=weights, dynamic=True, verbose=False)
+    assert graph == tmp_path / "best.onnx"
+    expected = foveal.val("forecast", weights=weights, project=tmp_path, verbose=False).metrics
+    exported = foveal.val("forecast", weights=graph, project=tmp_path, verbose=False).metrics
+    for key in ("mase", "rmse", "smape", "mase_autoreg"):
+        assert exported[key] == pytest.approx(expected[key], rel=1e-4), key
+    forecasts = [foveal.predict("forecast", weights=w, project=tmp_path, verbose=False) for w in (weights, graph)]
+    assert [row["value"] for row in forecasts[1]] == pytest.approx([row["value"] for row in forecasts[0]], rel=1e-4)
+    rows = foveal.api.run("forecast", "benchmark", weights=weights, runs=5, batch=4, project=tmp_path, verbose=False)
+    assert [row["format"] for row in rows] == ["pytorch", "onnx"]
+    assert rows[1]["gain_naive"] == pytest.approx(rows[0]["gain_naive"], abs=1e-4) and rows[1]["p50_ms"] > 0
+
+
 def test_test_split_and_backtest_origins(tmp_path):
     run = foveal.train("forecast", model="ar", test_fraction=0.1, backtest=5, project=tmp_path,
                        **{**QUICK, "epochs": 1})

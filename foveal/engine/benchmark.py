@@ -73,7 +73,8 @@ def benchmark(task_class, cfg, log=print) -> list[dict]:
     write_json(run_dir / "benchmark.json", {**setting, "rows": rows, "notes": notes})
     write_text(run_dir / "benchmark.csv", rows_csv(rows))
     if cfg.verbose:
-        log(f"{meta['model']} at {imgsz} px on {device} ({threads} threads), latency at batch 1 over "
+        log(f"{meta['model']} {task_class.info_input(meta['model_kwargs'], imgsz)[1]} on {device} ({threads} threads), "
+            f"latency at batch 1 over "
             f"{cfg.runs} runs, throughput at batch {cfg.batch}")
         log(format_table(rows))
         for note in notes:

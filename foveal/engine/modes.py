@@ -78,9 +78,9 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     summary = predictor.finish()
     if cfg.verbose:
         speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
-        log(f"{'interrupted after ' if interrupted else ''}{count} images/frames, {summary}{speed}")
+        log(f"{'interrupted after ' if interrupted else ''}{count} {task.inputs}, {summary}{speed}")
         if count and any(predictor.seconds.values()):
-            log("per image: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
+            log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
         log(f"results: {run_dir}")
     return predictor.results
 
@@ -101,10 +101,15 @@ def export(task_class, cfg, log=print) -> Path:
     use_inference_options(task, model, "val")  # a graph with NMS keeps val's thresholds
     task.check_imgsz(imgsz)
     calibration = calibration_images(task, model, {**meta, "imgsz": imgsz}) if cfg.int8 else None
+    input_shape, _ = task_class.info_input(meta["model_kwargs"], imgsz)
+    series_shape = input_shape if len(input_shape) == 3 else None  # (1, window, columns): not images
     path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic,
-                       nms=cfg.nms, half=cfg.half, simplify=cfg.simplify, calibration=calibration)
+                       nms=cfg.nms, half=cfg.half, simplify=cfg.simplify, calibration=calibration,
+                       series_shape=series_shape)
     if cfg.verbose:
-        shape = "any batch, any size in multiples of 32" if cfg.dynamic else f"1 x 3 x {imgsz} x {imgsz}"
+        shape = " x ".join(map(str, input_shape))
+        if cfg.dynamic:
+            shape = "any batch" + ("" if series_shape else ", any size in multiples of 32")
         kind = f"; int8, calibrated on {len(calibration)} images" if cfg.int8 else ""
         log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB; input {shape}{kind})")
     return path

@@ -49,10 +49,12 @@ def missing_runtime(what: str) -> FovealError:
 
 
 def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: bool, *, nms: bool = True,
-                half: bool = False, simplify: bool = False, calibration: torch.Tensor | None = None) -> Path:
+                half: bool = False, simplify: bool = False, calibration: torch.Tensor | None = None,
+                series_shape: tuple | None = None) -> Path:
     """Write `model` (eval mode, on the CPU, or on CUDA for half) as ONNX to `path` with `meta` in its
     metadata; returns path. nms: NMS inside the graph where the model can have it (see the module docstring).
-    calibration: (N, 3, H, W) inputs as the model receives them; given, the graph is quantized to int8."""
+    calibration: (N, 3, H, W) inputs as the model receives them; given, the graph is quantized to int8.
+    series_shape: (1, window, columns) of a model that reads series, not images (dynamic: any batch)."""
     try:
         import onnx  # noqa: F401  (the exporter needs onnx and onnxscript)
         import onnxscript  # noqa: F401
@@ -76,21 +78,25 @@ def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: b
     # dynamic: a size of one is specialised by torch.export, so the example has 2 images and 2+ strides a side
     side = max(imgsz, 2 * STRIDE) if dynamic else imgsz
     channels = meta.get("channels", 3)  # restore's grey models take one
-    example = torch.rand(2 if dynamic else 1, channels, side, side, device=device,
-                         dtype=torch.half if half else torch.float)
+    shape = (*series_shape[1:],) if series_shape else (channels, side, side)
+    example = torch.rand(2 if dynamic else 1, *shape, device=device, dtype=torch.half if half else torch.float)
     shapes = None
     if dynamic:
         rows, cols = torch.export.Dim("rows", max=256), torch.export.Dim("cols", max=256)  # in strides
-        shapes = ({0: torch.export.Dim("batch", max=1024), 2: STRIDE * rows, 3: STRIDE * cols},)  # by position: forward's name for it varies
+        sizes = {} if series_shape else {2: STRIDE * rows, 3: STRIDE * cols}
+        shapes = ({0: torch.export.Dim("batch", max=1024), **sizes},)  # by position: forward's name for it varies
+    if not series_shape:
+        example = example.contiguous(memory_format=torch.channels_last)
     try:
-        program = torch.onnx.export(module, (example.contiguous(memory_format=torch.channels_last),),
+        program = torch.onnx.export(module, (example,),
                                     dynamo=True, external_data=False, dynamic_shapes=shapes, verbose=False,
                                     input_names=["images"])
     except Exception as e:  # the exporter wraps the cause (an operator, a guard): its first line says it
         lines = str(e.__cause__ or e).strip().splitlines() or [type(e).__name__]
         raise FovealError(f"export: {meta['model']} cannot be exported to ONNX ({lines[0][:300]})") from None
     proto = program.model_proto
-    fixed = [name for name, dim in zip(("batch", "", "height", "width"), proto.graph.input[0].type.tensor_type.shape.dim)
+    free = ("batch",) if series_shape else ("batch", "", "height", "width")  # a series' window stays fixed
+    fixed = [name for name, dim in zip(free, proto.graph.input[0].type.tensor_type.shape.dim)
              if name and dim.HasField("dim_value")]
     if dynamic and fixed:  # the exporter fixes a dimension it cannot keep free, silently: say so instead
         raise FovealError(f"dynamic: {meta['model']} exports with a fixed {' and '.join(fixed)} only; "

@@ -99,6 +99,7 @@ class Task:
     embedded: tuple[str, ...] = ()  # data sets foveal makes itself (data=NAME)
     eval_split = "val"  # the split the evaluator scores: val in training, cfg.split in `val`
     info_on_meta = False  # `info` may build the model without weight memory (its cost is shape-only)
+    inputs, input_name = "images/frames", "image"  # what predict's log calls the task's inputs
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg

@@ -30,7 +30,7 @@ from ..registry import create_model
 from .base import EvalResult, Evaluator, Task
 from .forecast_baselines import BASELINES, baseline_forecasts
 
-MODES = ("train", "val", "predict", "info", "data")
+MODES = ("train", "val", "predict", "info", "export", "benchmark", "data")
 DEFAULT_HORIZON = 12
 MAX_SEASON_LAG = 400  # season detection looks at lags up to a third of the train part, and at most this
 
@@ -107,6 +107,7 @@ class ForecastTask(Task):
     curve_groups = [("loss (scaled)", ["train_loss", "val_loss"]),
                     ("val MASE", ["mase", *(f"mase_{b}" for b in BASELINES)]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
+    inputs, input_name = "series", "series"
 
     @classmethod
     def trained_config(cls, cfg, meta):
@@ -225,6 +226,14 @@ class ForecastTask(Task):
         from .forecast_report import write_forecast_report
 
         write_forecast_report(self, run_dir, history, result)
+
+    def frames(self, split, count):
+        """What predict gets, for benchmark: the history (targets, covariates) before each of `split`'s first
+        `count` origins."""
+        rows = self.split_items(split)
+        if not len(rows):
+            raise FovealError(f"split: the data's '{split}' split has no windows: nothing to time")
+        return [self.data.series[series].inputs[:origin] for series, origin in rows[:count]]
 
     def predict_source(self, meta):
         from .forecast_predict import series_frames

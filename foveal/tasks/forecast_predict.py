@@ -88,4 +88,4 @@ class ForecastPredictor(Predictor):
             if png is not None:
                 write_bytes(self.run_dir / "forecast.png", png)
         interval = f"{self.cfg.interval:.0%} interval from the val residuals" if self.bounds is not None else "no interval (no val windows)"
-        return f"{len(self.plotted)} series forecast {self.task.cfg.horizon} steps ahead, {interval}"
+        return f"forecast {self.task.cfg.horizon} steps ahead, {interval}"
