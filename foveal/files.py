@@ -14,14 +14,33 @@ from typing import Callable
 from .errors import FovealError
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting one: restored at once
+    os.umask(mask)
+    return mask
+
+
+UMASK = current_umask()  # read once, at import: umask() is process-wide, not thread-safe
+
+
+def plain_file_mode(path: Path) -> int:
+    """The permissions a plain open(path, "w") would leave: an existing file's own, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~UMASK
+
+
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path), fsync it and rename it over `path`; the temporary file goes on failure."""
+    """Call write(tmp_path), fsync it and rename it over `path`; the temporary file goes on failure. The file
+    gets the permissions open() would give it (some savers, safetensors among them, create theirs 0600)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique: two writers never share one
     try:
         write(tmp)
         with open(tmp, "rb+") as f:  # some writers (savers given a path) close without fsync
             os.fsync(f.fileno())
+        os.chmod(tmp, plain_file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

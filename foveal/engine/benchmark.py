@@ -53,7 +53,7 @@ def benchmark(task_class, cfg, log=print) -> list[dict]:
     meta = trained_meta(cfg.weights, task_class.name)
     imgsz = cfg.imgsz or meta["imgsz"]
     device = select_device(cfg.device)
-    threads = configure_cpu(cfg.threads)
+    threads = configure_cpu(cfg.threads, log=log if cfg.verbose else None)
     rows = [{"format": "pytorch", **measure(task_class, cfg, cfg.weights, imgsz, device)}]
     notes = []
     if missing := [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]:

@@ -1,7 +1,10 @@
 """Device, threads, mixed precision and seeding: the machine-dependent choices, made in one place."""
 
+import math
 import os
 import random
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -9,11 +12,76 @@ import torch
 from ..errors import FovealError
 
 
-def available_cores() -> int:
+def cgroup_cpu_limit(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup") -> float | None:
+    """The CPUs a cgroup quota lets this process use (a container's `--cpus`), or None when unlimited:
+    cgroup v2's cpu.max, else v1's cfs quota / period, in this process's own cgroup or at the root."""
     try:
-        return len(os.sched_getaffinity(0))
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    paths = {}  # controller -> this process's cgroup path
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else ["v2"]:
+            paths[controller] = path.lstrip("/")
+    candidates = [(Path(root) / paths.get("v2", ""), "cpu.max", None)]
+    for folder in ("cpu", "cpu,cpuacct"):
+        for base in dict.fromkeys([paths.get("cpu", ""), ""]):
+            candidates.append((Path(root) / folder / base, "cpu.cfs_quota_us", "cpu.cfs_period_us"))
+    for folder, quota_file, period_file in candidates:
+        try:
+            if period_file is None:
+                quota, period = (folder / quota_file).read_text().split()
+            else:
+                quota, period = (folder / quota_file).read_text(), (folder / period_file).read_text()
+            if quota.strip() in ("max", "-1"):
+                continue
+            return int(quota) / int(period)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return max(1, min(cores, math.floor(limit))) if limit else cores
+
+
+def cores_busy_elsewhere(seconds: float = 0.15) -> float:
+    """How many of this process's cores other processes kept busy over the next `seconds` (from /proc/stat,
+    less this process's own CPU time); 0 where there is no /proc (macOS, Windows)."""
+    try:
+        allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    except AttributeError:
+        return 0.0
+
+    def busy_and_total():
+        busy = total = 0
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *ticks = line.split()
+            if name in allowed:
+                ticks = [int(t) for t in ticks[:8]]  # user nice system idle iowait irq softirq steal
+                total += sum(ticks)
+                busy += sum(ticks) - ticks[3] - ticks[4]
+        return busy, total
+
+    try:
+        busy0, total0 = busy_and_total()
+        own0 = time.process_time()
+        time.sleep(seconds)
+        busy1, total1 = busy_and_total()
+    except (OSError, ValueError):
+        return 0.0
+    own = time.process_time() - own0
+    if total1 <= total0:
+        return 0.0
+    share = (busy1 - busy0) / (total1 - total0)  # of the allowed cores' time
+    return max(0.0, share * len(allowed) - own / seconds)
 
 
 def select_device(name: str = "auto", local_rank: int = 0, distributed: bool = False) -> torch.device:
@@ -39,14 +107,36 @@ def select_device(name: str = "auto", local_rank: int = 0, distributed: bool = F
     return device
 
 
-def configure_cpu(threads: int = 0, processes_per_machine: int = 1) -> int:
-    """Use every core (shared between local processes) and flush denormals; returns the thread count."""
-    count = threads or max(1, available_cores() // processes_per_machine)
-    torch.set_num_threads(count)
+def default_threads(processes_per_machine: int = 1) -> tuple[int, str]:
+    """(thread count, a line to print or "") for threads=0: the cores this process may use, less those
+    other processes keep busy as it starts, at least 1. Threads that outnumber the free cores wait on each
+    other in every parallel region (an op runs as fast as its slowest thread): on 2 cores beside another
+    job, 2 threads made a yolo_n forward 20x slower than 1 (benchmarks/busy_machine.py). Processes of one
+    run (torchrun, serve workers) split the cores between them instead."""
+    cores = available_cores()
+    if processes_per_machine > 1 or cores == 1:
+        return max(1, cores // processes_per_machine), ""
+    busy = cores_busy_elsewhere()
+    free = max(1, cores - math.floor(busy + 0.5))
+    if free == cores:
+        return cores, ""
+    return free, (f"busy machine: other processes are using {busy:.1f} of {cores} cores; {free} "
+                  f"thread{'s' if free > 1 else ''} (threads=N to choose)")
+
+
+def configure_cpu(threads: int = 0, processes_per_machine: int = 1, log=None) -> int:
+    """Set torch's thread count (`threads`, or default_threads) and flush denormals; returns the count.
+    `log` receives the line that says when a busy machine made foveal take fewer threads."""
+    note = ""
+    if not threads:
+        threads, note = default_threads(processes_per_machine)
+    torch.set_num_threads(threads)
+    if note and log is not None:
+        log(note)
     # Tiny floats (denormals: decaying weights, Adam moments, vanishing activations) run many
     # times slower on x86; flushing them to zero costs nothing measurable (benchmarks/train_speed.py).
     torch.set_flush_denormal(True)
-    return count
+    return threads
 
 
 def cpu_has_native_bf16() -> bool:

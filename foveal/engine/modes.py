@@ -24,10 +24,11 @@ from .trainer import evaluate, move_to
 CALIBRATION_IMAGES = 32  # int8 export: the images whose activations set the quantization ranges
 
 
-def trained_task(task_class, cfg, mode: str):
-    """(task configured from the weights' metadata, model in eval mode, metadata, device)."""
+def trained_task(task_class, cfg, mode: str, log=None):
+    """(task configured from the weights' metadata, model in eval mode, metadata, device); `log` hears of a
+    busy machine's thread choice."""
     device = select_device(cfg.device)
-    configure_cpu(cfg.threads)
+    configure_cpu(cfg.threads, log=log)
     model, meta = load_trained(cfg.weights, task_class.name, device)
     task = task_class.create(task_class.trained_config(cfg, meta))
     use_inference_options(task, model, mode)
@@ -51,7 +52,7 @@ def score_split(task, model, device):
 
 def validate(task_class, cfg, log=print):
     """Score trained weights on cfg.split; writes runs/<task>/valN with metrics.json and report.html."""
-    task, model, meta, device = trained_task(task_class, cfg, "val")
+    task, model, meta, device = trained_task(task_class, cfg, "val", log if cfg.verbose else None)
     task.setup(data_meta=meta)
     cfg = task.cfg
     result = score_split(task, model, device)
@@ -68,7 +69,7 @@ def validate(task_class, cfg, log=print):
 def predict(task_class, cfg, log=print) -> list[dict]:
     """Run trained weights over cfg.source (images, folders, globs, videos, cameras); writes
     runs/<task>/predictN with predictions.json and, with save=true, annotated images or video."""
-    task, model, meta, device = trained_task(task_class, cfg, "predict")
+    task, model, meta, device = trained_task(task_class, cfg, "predict", log if cfg.verbose else None)
     # the source opened and the options checked before the run folder exists: bad input leaves nothing behind
     source = task.predict_source(meta)
     predictor = task.predictor(task.inference_model(model), meta, device)
@@ -93,7 +94,7 @@ def export(task_class, cfg, log=print) -> Path:
         raise FovealError(f"weights: {cfg.weights} is already exported; name the .safetensors it came from")
     if cfg.half and cfg.int8:
         raise FovealError("int8: an int8 graph is a CPU graph, half=true a GPU one: choose one of them")
-    configure_cpu(cfg.threads)
+    configure_cpu(cfg.threads, log=log if cfg.verbose else None)
     device = select_device(cfg.device) if cfg.half else torch.device("cpu")  # fp16 is traced where it runs
     model, meta = load_trained(cfg.weights, task_class.name, device)
     imgsz = cfg.imgsz or meta["imgsz"]

@@ -3,6 +3,7 @@
 import dataclasses
 from pathlib import Path
 
+from ..config import read_yaml_config
 from ..errors import FovealError
 from .checkpoint import load_train_state
 
@@ -13,13 +14,19 @@ RESUME_CHANGES = ("epochs", "patience", "device", "amp", "workers", "threads", "
 
 def prepare_resume(cfg, given: set[str] | None = None):
     """(config to continue with, saved train state) for `cfg.resume`; `given`: the keys the user typed
-    (None: the keys whose value is not the default)."""
+    (None: the keys whose value is not the default). The state is None for a run killed before its first
+    epoch was saved whole (train_state.pt is written last): it starts again in its folder."""
     path = Path(cfg.resume)
     state_file = path / "train_state.pt" if path.is_dir() else path
-    if not state_file.is_file():
+    if state_file.is_file():
+        state = load_train_state(state_file)
+        saved_config = state["config"]
+    elif (state_file.parent / "config.yaml").is_file():
+        # killed in its first epoch, or while saving it (the state is written last): the run starts again there
+        state, saved_config = None, read_yaml_config(state_file.parent / "config.yaml")
+    else:
         raise FovealError(f"resume: no train_state.pt in {path} (it is written after each epoch)")
-    state = load_train_state(state_file)
-    saved = type(cfg)(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(cfg)}})
+    saved = type(cfg)(**{k: v for k, v in saved_config.items() if k in {f.name for f in dataclasses.fields(cfg)}})
     if given is None:
         defaults = type(cfg)()
         given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
@@ -30,6 +37,8 @@ def prepare_resume(cfg, given: set[str] | None = None):
                           f"{', '.join(RESUME_CHANGES)} may differ")
     merged = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in changed if k in RESUME_CHANGES},
                                  resume=str(state_file.parent))
+    if state is None:
+        return merged, None
     if state.get("stopped_early") and "patience" not in changed:
         raise FovealError(f"resume: {state_file.parent} stopped early at epoch {state['epoch']} (no better val metric "
                           f"in {saved.patience} epochs); pass patience=0 or a larger patience to train on")

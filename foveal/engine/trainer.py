@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..config import config_dict, save_config
+from ..errors import FovealError
 from ..files import write_text
 from ..report import drawing
 from . import distributed
@@ -67,36 +68,108 @@ def autocast(device: torch.device, dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def train_one_epoch(task, model, loader, optimizer, scheduler, device, amp_dtype, scaler, ema,
-                    clip_grad: float, progress) -> dict[str, float]:
-    """One pass over the training data; returns the mean of each loss term."""
-    model.train()
-    sums, count = {}, 0
-    for batch in loader:
-        batch = move_to(batch, device)
-        with autocast(device, amp_dtype):
-            loss, items = task.loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_grad > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+class Diverged(Exception):
+    """The loss or the gradients stayed non-finite: training cannot go on (fit turns it into one line)."""
+
+
+class StepGuard:
+    """Watches every training step for a non-finite loss or gradient. Such a step is skipped (no update) and
+    counted; under amp=auto it is redone in fp32 first, and after FALLBACK_AFTER redone steps the run trains
+    on in fp32 (the user asked for speed, not for bf16). A loss that stays non-finite for GIVE_UP_AFTER steps
+    in a row, or a whole epoch, raises Diverged."""
+
+    FALLBACK_AFTER = 3
+    GIVE_UP_AFTER = 20
+
+    def __init__(self, amp: str, amp_dtype, log):
+        self.amp_dtype, self.log = amp_dtype, log
+        self.can_fall_back = amp == "auto" and amp_dtype is not None
+        self.redone = 0  # steps redone in fp32 in the whole run
+        self.in_a_row = 0
+        self.skipped = 0  # in the current epoch
+
+    def redo_in_fp32(self, epoch: int, step: int) -> bool:
+        """Whether a failed low-precision step is to be redone in fp32; switches to fp32 for good after a few."""
+        if not self.can_fall_back:
+            return False
+        self.redone += 1
+        if self.redone >= self.FALLBACK_AFTER:
+            self.log(f"amp: {dtype_name(self.amp_dtype)} gave a non-finite loss at {self.redone} steps (the last at "
+                     f"epoch {epoch}, step {step}); training on in fp32")
+            self.amp_dtype, self.can_fall_back = None, False
+        return True
+
+    def step_done(self, finite: bool, epoch: int, step: int):
+        if finite:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.skipped += 1
+        if self.in_a_row >= self.GIVE_UP_AFTER:
+            raise Diverged(f"the loss has not been finite for {self.in_a_row} steps in a row (epoch {epoch}, "
+                           f"step {step})")
+
+
+def dtype_name(dtype) -> str:
+    """amp's name for an autocast dtype: bf16, fp16 or off."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "off"}[dtype]
+
+
+def train_step(task, model, batch, optimizer, scaler, device, amp_dtype, clip_grad: float, distributed_run: bool):
+    """Forward, backward and (if the loss and gradients are finite) the optimizer step; returns the loss terms,
+    or None when the step was skipped. A GradScaler (fp16) skips overflowing steps itself: its own business."""
+    with autocast(device, amp_dtype):
+        loss, items = task.loss(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad > 0:
+        scaler.unscale_(optimizer)
+        norm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    # under DDP the gradients (averaged over the processes) decide alone, so that every process skips together
+    finite_loss = distributed_run or math.isfinite(sum(items.values()))
+    if scaler.is_enabled():  # fp16: the scaler skips an overflowing step itself, and lowers its scale
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
+        return items if finite_loss else None
+    if clip_grad <= 0:  # one pass over the gradients: a few percent of a small model's step
+        norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    if not (finite_loss and torch.isfinite(norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    optimizer.step()
+    return items
+
+
+def train_one_epoch(task, model, loader, optimizer, scheduler, device, guard: StepGuard, scaler, ema,
+                    clip_grad: float, progress, epoch: int, distributed_run: bool = False) -> dict[str, float]:
+    """One pass over the training data; returns the mean of each loss term over the steps taken."""
+    model.train()
+    sums, count = {}, 0
+    guard.skipped = 0
+    for step, batch in enumerate(loader, 1):
+        batch = move_to(batch, device)
+        items = train_step(task, model, batch, optimizer, scaler, device, guard.amp_dtype, clip_grad, distributed_run)
+        if items is None and guard.amp_dtype is not None and guard.redo_in_fp32(epoch, step):
+            items = train_step(task, model, batch, optimizer, scaler, device, None, clip_grad, distributed_run)
+        guard.step_done(items is not None, epoch, step)
+        scheduler.step()  # skipped steps too: the schedule keeps its length
+        progress.update(1)
+        if items is None:
+            continue
         if ema is not None:
             ema.update_parameters(model)
         for k, v in items.items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1
-        progress.update(1)
         progress.set_postfix({k: f"{v / count:.4f}" for k, v in sums.items()}, refresh=False)
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    if not count:
+        raise Diverged(f"the loss was not finite at any step of epoch {epoch}")
+    return {k: v / count for k, v in sums.items()}
 
 
 @torch.inference_mode()
-def evaluate(task, model, loader, device):
-    """Run `model` over `loader` and let the task's evaluator score it.
+def evaluate(task, model, loader, device, progress: str = ""):
+    """Run `model` over `loader` and let the task's evaluator score it; `progress`: a bar's label, or none.
 
     Always in full precision, whatever `amp` trained with: the metrics of an epoch, of the end of
     training and of `val` are then the same numbers on every machine (autocast's choice depends on it).
@@ -104,7 +177,7 @@ def evaluate(task, model, loader, device):
     """
     model = task.inference_model(model.eval())
     evaluator = task.new_evaluator()
-    for batch in loader:
+    for batch in tqdm(loader, desc=progress, leave=False, disable=not progress or None, dynamic_ncols=True):
         batch = move_to(batch, device)
         outputs = task.forward_eval(model, batch)
         evaluator.update(outputs, batch)
@@ -134,7 +207,7 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     device = select_device(cfg.device, dist_info.local_rank, dist_info.enabled)
     distributed.init(dist_info, device)
     log = log if (dist_info.is_main and cfg.verbose) else (lambda *a, **k: None)
-    threads = configure_cpu(cfg.threads, dist_info.local_world_size)
+    threads = configure_cpu(cfg.threads, dist_info.local_world_size, log)
     make_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     task = task_class.create(cfg)
@@ -149,6 +222,8 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(cfg.amp, device)
+    if state is not None and state.get("amp_fell_back") and cfg.amp == "auto":
+        amp_dtype = None  # as the run went on before it was stopped
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = AveragedModel(model, avg_fn=ema_average(cfg.ema_decay), use_buffers=True) if cfg.ema else None
 
@@ -175,9 +250,10 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
         best_fitness, best_epoch = state["best_fitness"], state["best_epoch"]
 
     # the input is checked: only now the run folder
-    if state is not None:
+    if cfg.resume:
         run_dir = Path(cfg.resume)
-        log(f"resuming {run_dir} from epoch {start_epoch} of {cfg.epochs}")
+        log(f"resuming {run_dir} from epoch {start_epoch} of {cfg.epochs}" if state is not None else
+            f"resuming {run_dir}: no epoch had been saved whole, starting it again")
     else:
         run_dir = distributed.broadcast(new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok)
                                         if dist_info.is_main else None, dist_info)
@@ -187,61 +263,76 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     train_model = wrap_parallel(model, device, dist_info)
     total, trainable = count_parameters(model)
     log(f"{task.name} {cfg.model}: {total:,} parameters ({trainable:,} trainable) on {device}"
-        f"{f' x{dist_info.world_size} processes' if dist_info.enabled else ''}, {threads} threads, "
-        f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val images, amp={amp_dtype or 'off'}")
+        f"{f' x{dist_info.world_size} processes' if dist_info.enabled else ''}, {threads} thread{'s' if threads > 1 else ''}, "
+        f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val {task.items_name}, amp={dtype_name(amp_dtype)}")
     log(f"run folder: {run_dir}")
 
     weights_meta = {**task.weights_meta(), "config": config_dict(cfg)}
     stalled = 0 if best_epoch < 0 else len(history) - best_epoch
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        if cfg.freeze and cfg.unfreeze_epoch and epoch == cfg.unfreeze_epoch:
-            unfreeze(model)
-            train_model = wrap_parallel(model, device, dist_info)  # DDP syncs only what needed gradients when wrapped
-            log(f"epoch {epoch + 1}: unfreezing all layers")
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))  # dropout; the data: the loader
-        train_loader.sampler.set_epoch(epoch, epoch_seed(cfg.seed, epoch, dist_info.rank))
-        started = time.perf_counter()
-        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                  disable=not (dist_info.is_main and cfg.verbose) or None, dynamic_ncols=True) as bar:
-            losses = train_one_epoch(task, train_model, train_loader, optimizer, scheduler, device,
-                                     amp_dtype, scaler, ema, cfg.clip_grad, bar)
-        losses = {f"train_{k}": distributed.average(v, dist_info, device) for k, v in losses.items()}
-        distributed.check_in_sync(model, dist_info, device)
-        eval_model = ema.module if ema is not None else model
-        metrics = None
-        if dist_info.is_main:
-            metrics = evaluate(task, eval_model, val_loader, device).metrics
-        metrics = distributed.broadcast(metrics, dist_info)
-        row = {"epoch": epoch + 1, **losses, **metrics, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": round(time.perf_counter() - started, 3)}
-        history.append(row)
-        improved = metrics[task.fitness] > best_fitness
-        if improved:
-            best_fitness, best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
-        else:
-            stalled += 1
-        stopped_early = bool(cfg.patience) and stalled >= cfg.patience and epoch + 1 < cfg.epochs
-        log(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(
-            f"{k}={v:.4g}" for k, v in row.items() if k != "epoch") + (" *" if improved else ""))
-        if dist_info.is_main:
-            meta = {**weights_meta, "epoch": epoch + 1, "metrics": metrics}
-            eval_state = eval_model.state_dict()
-            save_weights(run_dir / "last.safetensors", eval_state, meta)
+    guard = StepGuard(cfg.amp, amp_dtype, log)
+    table = EpochTable(task, cfg.epochs, log)
+    show = dist_info.is_main and cfg.verbose
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if cfg.freeze and cfg.unfreeze_epoch and epoch == cfg.unfreeze_epoch:
+                unfreeze(model)
+                train_model = wrap_parallel(model, device, dist_info)  # DDP syncs only what needed gradients when wrapped
+                log(f"epoch {epoch + 1}: unfreezing all layers")
+            torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))  # dropout; the data: the loader
+            train_loader.sampler.set_epoch(epoch, epoch_seed(cfg.seed, epoch, dist_info.rank))
+            started = time.perf_counter()
+            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                      disable=not show or None, dynamic_ncols=True) as bar:
+                losses = train_one_epoch(task, train_model, train_loader, optimizer, scheduler, device, guard,
+                                         scaler, ema, cfg.clip_grad, bar, epoch + 1, dist_info.enabled)
+            if guard.skipped:
+                log(f"epoch {epoch + 1}: {guard.skipped} of {steps_per_epoch} steps skipped (non-finite loss or gradients)")
+            losses = {f"train_{k}": distributed.average(v, dist_info, device) for k, v in losses.items()}
+            distributed.check_in_sync(model, dist_info, device)
+            eval_model = ema.module if ema is not None else model
+            metrics = None
+            if dist_info.is_main:
+                metrics = evaluate(task, eval_model, val_loader, device, "val" if show else "").metrics
+            metrics = distributed.broadcast(metrics, dist_info)
+            if not_finite := [k for k in (task.fitness, "val_loss") if not math.isfinite(metrics.get(k, 0.0))]:
+                raise Diverged(f"epoch {epoch + 1}'s val {', '.join(f'{k}={metrics[k]}' for k in not_finite)}")
+            row = {"epoch": epoch + 1, **losses, **metrics, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(time.perf_counter() - started, 3)}
+            history.append(row)
+            improved = metrics[task.fitness] > best_fitness
             if improved:
-                save_weights(run_dir / "best.safetensors", eval_state, meta)
-            if cfg.save_period and (epoch + 1) % cfg.save_period == 0:
-                save_weights(run_dir / f"epoch{epoch + 1}.safetensors", eval_state, meta)
-            write_metrics_csv(run_dir / "metrics.csv", history)
-            save_train_state(run_dir / "train_state.pt", {
-                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {}, "history": history,
-                "best_fitness": best_fitness, "best_epoch": best_epoch, "config": config_dict(cfg),
-                "schedule": plan, "stopped_early": stopped_early, "torch_rng": torch.get_rng_state()})
-        if stopped_early:
-            log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {best_epoch})")
-            break
+                best_fitness, best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
+            else:
+                stalled += 1
+            stopped_early = bool(cfg.patience) and stalled >= cfg.patience and epoch + 1 < cfg.epochs
+            table.log_row(row, improved)
+            if dist_info.is_main:
+                meta = {**weights_meta, "epoch": epoch + 1, "metrics": metrics}
+                eval_state = eval_model.state_dict()
+                # the resume state last: a kill at any moment of this save leaves the previous epoch's state,
+                # from which this epoch is trained again and these files written again
+                save_weights(run_dir / "last.safetensors", eval_state, meta)
+                if improved:
+                    save_weights(run_dir / "best.safetensors", eval_state, meta)
+                if cfg.save_period and (epoch + 1) % cfg.save_period == 0:
+                    save_weights(run_dir / f"epoch{epoch + 1}.safetensors", eval_state, meta)
+                write_metrics_csv(run_dir / "metrics.csv", history)
+                save_train_state(run_dir / "train_state.pt", {
+                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else {}, "history": history,
+                    "best_fitness": best_fitness, "best_epoch": best_epoch, "config": config_dict(cfg),
+                    "schedule": plan, "stopped_early": stopped_early, "torch_rng": torch.get_rng_state(),
+                    "amp_fell_back": amp_dtype is not None and guard.amp_dtype is None})
+            if stopped_early:
+                log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {best_epoch})")
+                break
+    except Diverged as e:
+        distributed.shutdown()
+        kept = (f"epoch {len(history)}, the last finished, is kept in {run_dir} (resume=RUN continues it)" if history
+                else f"no epoch finished ({run_dir})")
+        raise FovealError(f"training stopped: {e}; {kept}; try amp=off, or a lower lr than {cfg.lr:g}") from None
 
     result = None
     if dist_info.is_main:
@@ -249,6 +340,27 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     distributed.barrier(dist_info)
     distributed.shutdown()
     return result
+
+
+class EpochTable:
+    """The console's epoch lines: a header, then a row per epoch with the figures that matter for the task
+    (the training and val loss, Task.epoch_columns, the seconds); metrics.csv keeps every figure."""
+
+    def __init__(self, task, epochs: int, log):
+        self.task, self.epochs, self.log = task, epochs, log
+        self.columns: list[str] = []
+        self.epoch_width = max(5, len(str(epochs)) * 2 + 1)  # "12/30"
+
+    def log_row(self, row: dict, improved: bool):
+        if not self.columns:
+            wanted = ["train_loss", "val_loss", *(self.task.epoch_columns or (self.task.fitness,)), "lr", "seconds"]
+            self.columns = [k for k in wanted if k in row]
+            self.widths = [max(len(k), 9) for k in self.columns]
+            self.log(f"{'epoch':>{self.epoch_width}} " +
+                     " ".join(f"{k:>{w}}" for k, w in zip(self.columns, self.widths)))
+        epoch = f"{row['epoch']}/{self.epochs}"
+        self.log(f"{epoch:>{self.epoch_width}} " + " ".join(
+            f"{row[k]:>{w}.4g}" for k, w in zip(self.columns, self.widths)) + ("  *" if improved else ""))
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -291,9 +403,11 @@ def finish(task, run_dir: Path, history: list[dict], device, val_loader, log) ->
     model.to(device)
     if task.cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    result = evaluate(task, model, val_loader, device)
+    result = evaluate(task, model, val_loader, device, "val best" if task.cfg.verbose else "")
     with drawing(task.cfg.plots):
         task.write_report(run_dir, history, result, model)
-    log(f"best epoch {meta['epoch']}: " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+    shown = [k for k in ("val_loss", *(task.epoch_columns or (task.fitness,))) if k in result.metrics]
+    log(f"best epoch {meta['epoch']}: " + " ".join(f"{k}={result.metrics[k]:.4g}" for k in shown)
+        + f" (every figure: {run_dir / 'metrics.csv'})")
     log(f"report: {run_dir / 'report.html'}")
     return RunResult(run_dir, result.metrics, history, run_dir / "best.safetensors")

@@ -96,6 +96,8 @@ class Task:
     Config = TrainConfig
     fitness = ""  # the val metric to maximise: picks best.safetensors and drives early stopping
     curve_groups: list[tuple[str, list[str]]] = []  # report plots of metrics.csv columns
+    epoch_columns: tuple[str, ...] = ()  # the val metrics of the console's epoch table (else the fitness)
+    items_name = "images"  # what the training log counts in the splits
     embedded: tuple[str, ...] = ()  # data sets foveal makes itself (data=NAME)
     eval_split = "val"  # the split the evaluator scores: val in training, cfg.split in `val`
     info_on_meta = False  # `info` may build the model without weight memory (its cost is shape-only)

@@ -42,6 +42,7 @@ class ClassifyTask(Task):
     name = "classify"
     Config = ClassifyConfig
     fitness = "top1"
+    epoch_columns = ("top1", "top5")
     curve_groups = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["top1", "top5"]),
                     ("learning rate", ["lr"])]
     embedded = EMBEDDED

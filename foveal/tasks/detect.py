@@ -72,6 +72,7 @@ class DetectTask(BoxTask):
     name = "detect"
     Config = DetectConfig
     fitness = "map"
+    epoch_columns = ("map50", "map")
     curve_groups = [("loss", []), ("mAP", ["map", "map50", "map75"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 

@@ -104,6 +104,8 @@ class ForecastTask(Task):
     name = "forecast"
     Config = ForecastConfig
     fitness = "gain_naive"
+    epoch_columns = ("mae", "mase", "gain_naive")
+    items_name = "windows"
     curve_groups = [("loss (scaled)", ["train_loss", "val_loss"]),
                     ("val MASE", ["mase", *(f"mase_{b}" for b in BASELINES)]), ("learning rate", ["lr"])]
     embedded = EMBEDDED

@@ -100,6 +100,7 @@ class RestoreTask(Task):
     name = "restore"
     Config = RestoreConfig
     fitness = "psnr"
+    epoch_columns = ("psnr", "ssim")
     curve_groups = [("loss", ["train_loss", "val_loss"]), ("PSNR dB", ["psnr", "psnr_input", "psnr_bicubic",
                                                                         "psnr_nlm"]),
                     ("learning rate", ["lr"])]

@@ -112,6 +112,7 @@ class SegmentTask(Task):
     name = "segment"
     Config = SegmentConfig
     fitness = "miou"
+    epoch_columns = ("miou", "dice")
     curve_groups = [("loss", []), ("mIoU / Dice", ["miou", "dice", "dice_fg"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 

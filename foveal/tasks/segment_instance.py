@@ -19,6 +19,7 @@ class InstanceSegmentTask(BoxTask):
     name = "segment"
     Config = SegmentConfig
     fitness = "mask_map"
+    epoch_columns = ("map", "mask_map50", "mask_map")
     curve_groups = [("loss", []), ("AP", ["mask_map", "mask_map50", "map"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 

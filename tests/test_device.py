@@ -1,0 +1,81 @@
+"""The thread count foveal chooses: the cores this process may use (affinity, a cgroup quota), less those
+other processes keep busy when it starts; and the permissions of the files it writes."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from foveal.engine import device
+from foveal.engine.checkpoint import save_weights
+from foveal.files import write_text
+
+measure_busy_cores = device.cores_busy_elsewhere  # conftest's quiet_machine replaces it in every test
+
+
+@pytest.mark.parametrize("version, files, cpus", [
+    ("v2", {"cpu.max": "150000 100000\n"}, 1.5),
+    ("v2", {"cpu.max": "max 100000\n"}, None),
+    ("v1", {"cpu/docker/abc/cpu.cfs_quota_us": "200000\n", "cpu/docker/abc/cpu.cfs_period_us": "100000\n"}, 2.0),
+    ("v1", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ("v1", {"cpu,cpuacct/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 0.5),
+])
+def test_a_cgroup_quota_is_read_in_either_version(tmp_path, version, files, cpus):
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("0::/\n" if version == "v2" else "4:memory:/x\n2:cpu,cpuacct:/docker/abc\n0::/\n")
+    assert device.cgroup_cpu_limit(proc, root) == cpus
+
+
+def test_a_quota_caps_the_cores(monkeypatch):
+    monkeypatch.setattr(device, "cgroup_cpu_limit", lambda: 1.5)
+    assert device.available_cores() == 1
+    monkeypatch.setattr(device, "cgroup_cpu_limit", lambda: None)
+    assert device.available_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("cores, busy, threads", [(2, 0.2, 2), (2, 0.7, 1), (2, 2.0, 1), (8, 3.2, 5), (8, 9.0, 1)])
+def test_busy_cores_are_left_to_their_processes(monkeypatch, cores, busy, threads):
+    monkeypatch.setattr(device, "available_cores", lambda: cores)
+    monkeypatch.setattr(device, "cores_busy_elsewhere", lambda seconds=0.0: busy)
+    chosen, note = device.default_threads()
+    assert chosen == threads
+    assert (note != "") == (threads < cores)
+    if note:
+        assert f"using {busy:.1f} of {cores} cores; {threads} thread" in note
+    lines = []
+    assert device.configure_cpu(0, log=lines.append) == threads == torch.get_num_threads()
+    assert lines == ([note] if note else [])
+    # processes of one run split the cores between them, and a given count is taken as it is
+    assert device.default_threads(processes_per_machine=2) == (cores // 2, "")
+    assert device.configure_cpu(3, log=lines.append) == 3 and len(lines) <= 1
+
+
+def test_another_process_spinning_counts_as_busy_and_our_own_threads_do_not():
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        busy = measure_busy_cores(0.5)
+    finally:
+        spinner.kill()
+    assert busy >= 0.6  # one core (more if something else runs too)
+
+
+def test_files_get_the_permissions_open_would_give(tmp_path, monkeypatch):
+    monkeypatch.setattr("foveal.files.UMASK", 0o022)
+    old = os.umask(0o022)
+    try:
+        save_weights(tmp_path / "best.safetensors", {"w": torch.ones(2)}, {"task": "classify"})
+        write_text(tmp_path / "config.yaml", "a: 1\n")
+        for name in ("best.safetensors", "config.yaml"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+        (tmp_path / "config.yaml").chmod(0o600)  # an existing file keeps its own, as with open()
+        write_text(tmp_path / "config.yaml", "a: 2\n")
+        assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
