@@ -6,19 +6,22 @@ Three workloads, each a whole command as a user runs it (python start-up and tor
   train     `foveal detect train` of yolo_n, 128 px, 2 epochs of 96 synthetic scenes (COCO files)
   predict   `foveal detect predict` of its weights over the 96 scenes' folder
 
-Each pair (train + predict, train + train, forward + forward) starts both processes at once; the ratio
-is a process's seconds in the pair over its seconds alone (the median of --repeats runs alone). Fair
-sharing of the cores makes it about 2. Three arms, measured in the same run:
+Each pair (train + predict, train + train, forward + forward) starts both processes at once; in
+`train+predict@8` the second starts 8 seconds after the first (the run chose its threads on a quiet
+machine: it must give cores back). The ratio is a process's seconds in the pair over its seconds alone
+(medians of --repeats runs). Fair sharing of the cores makes it about 2 while both run. Three arms,
+measured in the same run:
 
   before    every core as torch threads, OpenMP's default wait policy (threads spin a while when idle)
-  threads   foveal's thread choice (the cores left free when the run starts), OpenMP's default wait policy
+  threads   foveal's thread choice (the cores left free, at the start and, in training, every 10 s after),
+            OpenMP's default wait policy
   foveal    foveal's thread choice and OMP_WAIT_POLICY=PASSIVE (what foveal sets when the user has not)
 
 Goal (issue 23): in the foveal arm each process of a pair at most 2.5x its time alone, and alone no
 slower than `before`. Run by hand on an otherwise quiet machine, never in CI:
 
     .venv/bin/python benchmarks/busy_machine.py
-    .venv/bin/python benchmarks/busy_machine.py --pairs train+predict --repeats 3
+    .venv/bin/python benchmarks/busy_machine.py --pairs train+predict@8 --repeats 3
 """
 
 import argparse
@@ -71,10 +74,12 @@ def arm_setup(arm: str, command: list[str], cores: int, name: str) -> tuple[list
     return command, env
 
 
-def run_together(jobs: list[tuple[list[str], dict]]) -> list[float]:
-    """Start every job at once; each one's wall seconds."""
+def run_together(jobs: list[tuple[list[str], dict]], delay: float = 0.0) -> list[float]:
+    """Start every job, `delay` seconds apart; each one's wall seconds."""
     started, processes = [], []
-    for command, env in jobs:
+    for k, (command, env) in enumerate(jobs):
+        if k:
+            time.sleep(delay)
         started.append(time.perf_counter())
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     seconds = [0.0] * len(jobs)
@@ -116,7 +121,8 @@ def prepare(workdir: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", nargs="+", default=["forward+forward", "train+predict", "train+train"])
+    parser.add_argument("--pairs", nargs="+", default=["forward+forward", "train+predict", "train+train",
+                                                       "train+predict@8"])
     parser.add_argument("--arms", nargs="+", default=["before", "threads", "foveal"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--forwards", type=int, default=300)
@@ -130,11 +136,12 @@ def main():
         print(f"{'arm':8} {'pair':16} {'process':8} {'alone s':>8} {'pair s':>8} {'ratio':>6}")
         for arm in args.arms:
             for pair in args.pairs:
-                names = pair.split("+")
+                names, _, delay = pair.partition("@")
+                names, delay = names.split("+"), float(delay or 0)
                 alone = {name: statistics.median(run_together([arm_setup(arm, work[name], cores, f"{name}-a")])[0]
                                                  for _ in range(args.repeats)) for name in set(names)}
                 together = [run_together([arm_setup(arm, work[name], cores, f"{name}-{k}")
-                                          for k, name in enumerate(names)]) for _ in range(args.repeats)]
+                                          for k, name in enumerate(names)], delay) for _ in range(args.repeats)]
                 for k, name in enumerate(names):
                     seconds = statistics.median(run[k] for run in together)
                     print(f"{arm:8} {pair:16} {name:8} {alone[name]:8.1f} {seconds:8.1f} {seconds / alone[name]:6.2f}",

@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from foveal.engine import device
 from foveal.engine.checkpoint import save_weights
 from foveal.files import write_text
 
-measure_busy_cores = device.cores_busy_elsewhere  # conftest's quiet_machine replaces it in every test
+measure_busy_cores = device.busy_cores_between  # conftest's quiet_machine replaces it in every test
 
 
 @pytest.mark.parametrize("version, files, cpus", [
@@ -60,7 +61,9 @@ def test_busy_cores_are_left_to_their_processes(monkeypatch, cores, busy, thread
 def test_another_process_spinning_counts_as_busy_and_our_own_threads_do_not():
     spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
     try:
-        busy = measure_busy_cores(0.5)
+        first = device.cpu_sample()
+        time.sleep(0.5)
+        busy = measure_busy_cores(first, device.cpu_sample())
     finally:
         spinner.kill()
     assert busy >= 0.6  # one core (more if something else runs too)
@@ -79,3 +82,26 @@ def test_files_get_the_permissions_open_would_give(tmp_path, monkeypatch):
         assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_long_run_follows_the_free_cores(monkeypatch):
+    monkeypatch.setattr(device, "available_cores", lambda: 4)
+    busy = iter([2.6, 2.4, 0.3, 0.0])  # a job starts beside the run, then ends
+    monkeypatch.setattr(device, "busy_cores_between", lambda first, last: next(busy))
+    lines, threads = [], torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        watch = device.ThreadWatch(4, True, lines.append, every=0.0)
+        seen = []
+        for step in range(4):
+            watch.check(f"step {step}")
+            seen.append(torch.get_num_threads())
+        assert seen == [1, 2, 4, 4]  # never above the count chosen at the start
+        assert lines[0] == "busy machine: other processes are using 2.6 cores; 1 thread from step 0"
+        assert lines[2] == "machine free again: other processes are using 0.3 cores; 4 threads from step 2"
+        assert len(lines) == 3
+        torch.set_num_threads(2)
+        device.ThreadWatch(2, False, lines.append, every=0.0).check("step 5")  # a count the user gave: kept
+        assert torch.get_num_threads() == 2 and len(lines) == 3
+    finally:
+        torch.set_num_threads(threads)

@@ -5,6 +5,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,15 +53,17 @@ def available_cores() -> int:
     return max(1, min(cores, math.floor(limit))) if limit else cores
 
 
-def cores_busy_elsewhere(seconds: float = 0.15) -> float:
-    """How many of this process's cores other processes kept busy over the next `seconds` (from /proc/stat,
-    less this process's own CPU time); 0 where there is no /proc (macOS, Windows)."""
+class CpuSample(NamedTuple):
+    when: float  # time.monotonic()
+    busy: int  # clock ticks the process's allowed cores spent busy, since boot
+    total: int  # all their ticks, idle included
+    own: float  # this process's CPU seconds (every thread)
+
+
+def cpu_sample() -> CpuSample | None:
+    """The counters busy_cores_between compares; None where there is no /proc (macOS, Windows)."""
     try:
         allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)}
-    except AttributeError:
-        return 0.0
-
-    def busy_and_total():
         busy = total = 0
         for line in Path("/proc/stat").read_text().splitlines():
             name, *ticks = line.split()
@@ -68,20 +71,49 @@ def cores_busy_elsewhere(seconds: float = 0.15) -> float:
                 ticks = [int(t) for t in ticks[:8]]  # user nice system idle iowait irq softirq steal
                 total += sum(ticks)
                 busy += sum(ticks) - ticks[3] - ticks[4]
-        return busy, total
+    except (AttributeError, OSError, ValueError):
+        return None
+    return CpuSample(time.monotonic(), busy, total, time.process_time())
 
-    try:
-        busy0, total0 = busy_and_total()
-        own0 = time.process_time()
-        time.sleep(seconds)
-        busy1, total1 = busy_and_total()
-    except (OSError, ValueError):
+
+def busy_cores_between(first: CpuSample | None, last: CpuSample | None) -> float:
+    """How many of this process's cores other processes kept busy from `first` to `last`: the busy share of
+    the cores' time, less this process's own CPU time."""
+    if first is None or last is None or last.total <= first.total or last.when <= first.when:
         return 0.0
-    own = time.process_time() - own0
-    if total1 <= total0:
-        return 0.0
-    share = (busy1 - busy0) / (total1 - total0)  # of the allowed cores' time
-    return max(0.0, share * len(allowed) - own / seconds)
+    cores = len(os.sched_getaffinity(0))
+    share = (last.busy - first.busy) / (last.total - first.total)
+    return max(0.0, share * cores - (last.own - first.own) / (last.when - first.when))
+
+
+def cores_busy_elsewhere(seconds: float = 0.15) -> float:
+    """How many of this process's cores other processes keep busy over the next `seconds`."""
+    first = cpu_sample()
+    time.sleep(seconds if first is not None else 0)
+    return busy_cores_between(first, cpu_sample())
+
+
+class ThreadWatch:
+    """For a run whose threads foveal chose (threads=0): every `every` seconds, between training steps, the
+    cores other processes kept busy since the last look; torch's threads follow the cores left free (at
+    least 1, at most the count chosen at the start). A job started beside a long run would otherwise leave
+    both waiting on each other: the run's threads were chosen when the machine was quiet."""
+
+    def __init__(self, threads: int, enabled: bool, log, every: float = 10.0):
+        self.most, self.log, self.every = threads, log, every
+        self.last = cpu_sample() if enabled and threads > 1 else None
+
+    def check(self, where: str):
+        if self.last is None or time.monotonic() - self.last.when < self.every:
+            return
+        now = cpu_sample()
+        busy = busy_cores_between(self.last, now)
+        self.last = now
+        threads = min(self.most, max(1, available_cores() - math.floor(busy + 0.5)))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            self.log(f"{'busy machine' if threads < self.most else 'machine free again'}: other processes are "
+                     f"using {busy:.1f} cores; {threads} thread{'s' if threads > 1 else ''} from {where}")
 
 
 def select_device(name: str = "auto", local_rank: int = 0, distributed: bool = False) -> torch.device:

@@ -25,7 +25,7 @@ from ..files import write_text
 from ..report import drawing
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
-from .device import autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
+from .device import ThreadWatch, autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
 from .loaders import data_workers, make_loader
 from .optim import build_optimizer, build_scheduler
 from .resume import prepare_resume
@@ -141,7 +141,8 @@ def train_step(task, model, batch, optimizer, scaler, device, amp_dtype, clip_gr
 
 
 def train_one_epoch(task, model, loader, optimizer, scheduler, device, guard: StepGuard, scaler, ema,
-                    clip_grad: float, progress, epoch: int, distributed_run: bool = False) -> dict[str, float]:
+                    clip_grad: float, progress, epoch: int, distributed_run: bool = False,
+                    watch: ThreadWatch | None = None) -> dict[str, float]:
     """One pass over the training data; returns the mean of each loss term over the steps taken."""
     model.train()
     sums, count = {}, 0
@@ -152,6 +153,8 @@ def train_one_epoch(task, model, loader, optimizer, scheduler, device, guard: St
         if items is None and guard.amp_dtype is not None and guard.redo_in_fp32(epoch, step):
             items = train_step(task, model, batch, optimizer, scaler, device, None, clip_grad, distributed_run)
         guard.step_done(items is not None, epoch, step)
+        if watch is not None:
+            watch.check(f"epoch {epoch}, step {step}")
         scheduler.step()  # skipped steps too: the schedule keeps its length
         progress.update(1)
         if items is None:
@@ -271,6 +274,7 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     stalled = 0 if best_epoch < 0 else len(history) - best_epoch
     stopped_early = False
     guard = StepGuard(cfg.amp, amp_dtype, log)
+    watch = ThreadWatch(threads, device.type == "cpu" and not cfg.threads and not dist_info.enabled, log)
     table = EpochTable(task, cfg.epochs, log)
     show = dist_info.is_main and cfg.verbose
     try:
@@ -285,7 +289,7 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                       disable=not show or None, dynamic_ncols=True) as bar:
                 losses = train_one_epoch(task, train_model, train_loader, optimizer, scheduler, device, guard,
-                                         scaler, ema, cfg.clip_grad, bar, epoch + 1, dist_info.enabled)
+                                         scaler, ema, cfg.clip_grad, bar, epoch + 1, dist_info.enabled, watch)
             if guard.skipped:
                 log(f"epoch {epoch + 1}: {guard.skipped} of {steps_per_epoch} steps skipped (non-finite loss or gradients)")
             losses = {f"train_{k}": distributed.average(v, dist_info, device) for k, v in losses.items()}
