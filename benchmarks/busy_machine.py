@@ -3,7 +3,7 @@
 Three workloads, each a whole command as a user runs it (python start-up and torch import included):
 
   forward   a fused yolo_n in eval mode, batch 1 at 160 px, --forwards calls (foveal's default threads)
-  train     `foveal detect train` of yolo_n, 128 px, 2 epochs of 96 synthetic scenes (COCO files)
+  train     `foveal detect train` of yolo_n, 128 px, 4 epochs of 96 synthetic scenes (COCO files)
   predict   `foveal detect predict` of its weights over the 96 scenes' folder
 
 Each pair (train + predict, train + train, forward + forward) starts both processes at once; in
@@ -52,7 +52,7 @@ def commands(workdir: Path, forwards: int) -> dict[str, list[str]]:
     common = ["amp=off", "plots=false", "workers=0", f"project={workdir}", "exist_ok=true"]
     return {
         "forward": [sys.executable, "-c", FORWARD.replace("{forwards}", str(forwards))],
-        "train": [*python, "detect", "train", data(workdir), "model=yolo_n", "imgsz=128", "epochs=2", "batch=16",
+        "train": [*python, "detect", "train", data(workdir), "model=yolo_n", "imgsz=128", "epochs=4", "batch=16",
                   *common],
         "predict": [*python, "detect", "predict", f"weights={workdir}/detect/weights/best.safetensors",
                     f"source={workdir}/scenes/train", *common[3:]],

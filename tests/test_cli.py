@@ -52,7 +52,10 @@ def test_train_val_predict_info_through_the_cli(tmp_path, colour_folder):
     train = run_cli("classify", "train", f"data={colour_folder}", "model=simple_cnn", "epochs=2", "batch=8",
                     "name=cli", *common)
     assert train.returncode == 0, train.stderr
-    assert "epoch 2/2" in train.stdout and "report:" in train.stdout
+    table = [line.split() for line in train.stdout.splitlines() if line.lstrip().startswith(("epoch ", "1/2", "2/2"))]
+    assert table[0] == ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds"], train.stdout
+    assert [row[0] for row in table[1:]] == ["1/2", "2/2"] and all(len(row) in (7, 8) for row in table[1:])
+    assert "report:" in train.stdout
     weights = tmp_path / "classify" / "cli" / "best.safetensors"
 
     val = run_cli("classify", "val", f"weights={weights}", *common)
