@@ -1,6 +1,7 @@
 """foveal: train, evaluate, inspect and deploy vision models, on a laptop CPU or a GPU."""
 
 from .api import TaskAPI, config, info, predict, run, train, val
+from .engine.results import Results
 from .errors import FovealError
 from .registry import create_model, list_models
 
@@ -12,4 +13,4 @@ restore = TaskAPI("restore")
 forecast = TaskAPI("forecast")
 
 __all__ = ["train", "val", "predict", "info", "run", "config", "create_model", "list_models",
-           "classify", "detect", "segment", "restore", "forecast", "FovealError", "__version__"]
+           "classify", "detect", "segment", "restore", "forecast", "FovealError", "Results", "__version__"]

@@ -175,5 +175,7 @@ def test_the_task_comes_from_the_weights_on_the_command_line(colour_weights, tmp
     assert "predict: name the weights (weights=...)" in capsys.readouterr().err
     assert foveal.cli.main(["train", "data=digits"]) == 2
     assert "train: name the task" in capsys.readouterr().err
+    assert foveal.cli.main(["info", f"weights={colour_weights}"]) == 0
+    assert "simple_cnn at 16x16, 3 classes" in capsys.readouterr().out
     assert foveal.val(weights=colour_weights, project=tmp_path, verbose=False).metrics["top1"] == 1.0
     assert foveal.cli.main(["version"]) == 0 and capsys.readouterr().out == f"foveal {foveal.__version__}\n"
