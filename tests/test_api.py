@@ -142,6 +142,14 @@ def test_stream_over_a_video_yields_frame_by_frame(colour_weights, tmp_path, mon
     assert (first.path, first.frame, first.orig_shape, len(calls)) == ("clip", 0, (48, 64), 1)  # one frame at a time
     assert [r.frame for r in results] == [1, 2, 3, 4] and len(calls) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    # save=True: the command line's outputs, the annotated video written as the frames go by
+    for result in foveal.predict(weights=colour_weights, source=video, stream=True, save=True, project=tmp_path):
+        assert result.plot().shape == (48, 64, 3)
+    written = tmp_path / "classify" / "predict"
+    assert len(json.loads((written / "predictions.json").read_text())) == 5
+    capture = cv2.VideoCapture(str(written / "clip.mp4"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 5
+    capture.release()
 
 
 @pytest.mark.parametrize("source, message", [
