@@ -1,5 +1,6 @@
-"""Prediction input and output shared by every task: frames from images, folders, globs, video files
-and cameras, and the loop that runs a model over them, writing annotated images or video as it goes.
+"""Prediction input and output shared by every task: frames from images, folders, globs, video files,
+cameras and in-memory arrays (the Python API), and the loop that runs a model over them, writing
+annotated images or video as it goes.
 
 One frame at a time, as a real-time stream would be. Ctrl-C or the end of a stream stops cleanly,
 keeping everything written so far (predictions.json included).
