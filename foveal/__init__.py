@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .api import TaskAPI, config, info, predict, run, train, val
+from .engine.results import Results
 from .errors import FovealError
 from .registry import create_model, list_models
 
@@ -19,4 +20,4 @@ restore = TaskAPI("restore")
 forecast = TaskAPI("forecast")
 
 __all__ = ["train", "val", "predict", "info", "run", "config", "create_model", "list_models",
-           "classify", "detect", "segment", "restore", "forecast", "FovealError", "__version__"]
+           "classify", "detect", "segment", "restore", "forecast", "FovealError", "Results", "__version__"]

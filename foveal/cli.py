@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .api import MODES, TASKS, run, task_class
+from .api import MODES, OTHER_MODES, TASKS, run, task_class
 from .config import describe
 from .engine import runs
 from .errors import FovealError
@@ -21,16 +21,19 @@ from .files import write_text
 from .registry import list_models
 
 USAGE = f"""usage: foveal TASK MODE [key=value ...]     tasks: {', '.join(TASKS)}; modes: {', '.join(MODES)}
+       foveal MODE weights=W [key=value ...]    the same, the task read from the weights (all but train)
        foveal TASK help                         the keys of TASK, with types, defaults and meanings
        foveal models [TASK]                     the available architectures
        foveal serve weights=W [port=8000]       trained weights behind an HTTP API and a web page
        foveal basics OP [key=value ...]         convolution, pooling, output sizes, image ops (basics help)
+       foveal version                           the version
 
 examples:
   foveal classify train data=digits model=simple_cnn epochs=5
   foveal classify train resume=runs/classify/exp
   foveal classify val weights=runs/classify/exp/best.safetensors
   foveal classify predict weights=runs/classify/exp/best.safetensors source=images/ topk=3
+  foveal predict weights=runs/detect/exp/best.safetensors source=video.mp4
   foveal classify info model=resnet18 imgsz=224 rf=true memory=true
   foveal classify explain weights=runs/classify/exp/best.safetensors source=img.png method=gradcam
   (features and explain: classify, detect and segment; convert: detect)"""
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    if argv[0] in ("-V", "--version"):
+    if argv[0] in ("-V", "--version", "version"):
         print(f"foveal {__version__}")
         return 0
     try:
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if argv[0] == "models":
             print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))
+            return 0
+        if argv[0] in (*MODES, *OTHER_MODES):  # `foveal MODE key=value ...`: the task from the weights
+            run(None, argv[0], **parse_pairs(argv[1:]))
             return 0
         if len(argv) > 1 and argv[1] in ("help", "-h", "--help"):
             print(f"foveal {argv[0]} keys:\n{describe(task_class(argv[0]).Config)}")

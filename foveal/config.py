@@ -120,7 +120,9 @@ class TrainConfig:
     # evaluation and prediction
     weights: str = opt("", "trained weights (.safetensors, or .onnx from export) for val, predict and export")
     vid_stride: int = opt(1, "predict: run on every Nth frame of a video or camera", range="[1, inf)")
-    source: str = opt("", "predict: an image, a folder or a glob")
+    source: str = opt("", "predict: an image, a folder, a glob, a video or a camera index (from Python also numpy "
+                          "arrays, PIL images, torch tensors (3, H, W) in [0, 1], or a list of them)")
+    bgr: bool = opt(False, "predict from Python: numpy arrays given as source are BGR (OpenCV's order), not RGB")
     split: str = opt("val", "val: which split to evaluate", ("train", "val", "test"))
     format: str = opt("onnx", "export: the file format", ("onnx",))
     dynamic: bool = opt(False, "export: any batch size and any input size (multiples of 32) instead of (1, imgsz)")

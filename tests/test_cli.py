@@ -147,7 +147,7 @@ def test_export_to_onnx_and_use_it_in_val_predict_and_info(digits_weights, tmp_p
     assert tops[1]["top1"] == pytest.approx(tops[0]["top1"], abs=1e-3) and tops[0]["top1"] > 0.5
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(image)
-    guesses = [foveal.predict("classify", weights=w, source=image, project=tmp_path, verbose=False)[0]["top"]
+    guesses = [foveal.predict("classify", weights=w, source=image)[0].predictions[0]["top"]
                for w in (weights, onnx_file)]
     assert [g["class"] for g in guesses[0]] == [g["class"] for g in guesses[1]]
     np.testing.assert_allclose([g["score"] for g in guesses[1]], [g["score"] for g in guesses[0]], atol=1e-4)

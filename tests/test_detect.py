@@ -142,7 +142,7 @@ def test_missing_camera_is_one_clear_error(trained, tmp_path, capfd):
     project, _ = trained
     best = project / "detect" / "e2e" / "best.safetensors"
     with pytest.raises(FovealError, match=r"^camera 99: cannot open") as error:  # the CLI prints it as one line
-        foveal.predict("detect", weights=best, source="99", project=tmp_path, verbose=False)
+        foveal.predict("detect", weights=best, source="99", project=tmp_path, save=True)
     assert "\n" not in str(error.value)
     assert capfd.readouterr().err == ""  # nor does OpenCV log its attempts at the device
     assert not (tmp_path / "detect").exists()  # it failed before making a run folder
@@ -182,9 +182,8 @@ def boxes_by_file(detections: list[dict]) -> dict:
 def test_save_txt_labels_read_back_as_yolo_data(trained, yolo_data, tmp_path):
     project, _ = trained
     best, images = project / "detect" / "e2e" / "best.safetensors", yolo_data.parent / "images" / "val"
-    options = dict(weights=best, source=images, conf=0.01, save=False, save_txt=True, project=tmp_path,
-                   verbose=False, threads=1)
-    detections = foveal.predict("detect", name="plain", **options)
+    options = dict(weights=best, source=images, conf=0.01, save_txt=True, project=tmp_path, threads=1)
+    detections = [d for result in foveal.predict("detect", name="plain", **options) for d in result.predictions]
     assert detections, "the tiny model should find something at conf=0.01"
     # the predicted labels beside their images in the YOLO layout, read back by foveal's reader (strict)
     labels = tmp_path / "readback" / "labels"
@@ -203,7 +202,8 @@ def test_save_txt_labels_read_back_as_yolo_data(trained, yolo_data, tmp_path):
     assert sorted(int(d["category_id"]) for d in detections) == sorted(
         label for item in read.values() for label in item.labels.tolist())
 
-    detections = foveal.predict("detect", name="conf", save_conf=True, **options)
+    detections = [d for result in foveal.predict("detect", name="conf", save_conf=True, **options)
+                  for d in result.predictions]
     lines = [line.split() for stem in sorted({Path(d["file_name"]).stem for d in detections})
              for line in (tmp_path / "detect" / "conf" / "labels" / f"{stem}.txt").read_text().splitlines()]
     ordered = sorted(detections, key=lambda d: (Path(d["file_name"]).stem, d["image_id"]))
@@ -328,8 +328,7 @@ def test_learns_through_the_engine_and_val_writes_coco_results(trained_detector,
                           project=tmp_path, verbose=False)
     assert exported.metrics["map"] == pytest.approx(metrics["map"], abs=1e-3)
     image = next(images.iterdir())
-    found = [foveal.predict("detect", weights=w, source=image, project=tmp_path, verbose=False, save=False)
-             for w in (best, best.with_suffix(".onnx"))]
+    found = [foveal.predict("detect", weights=w, source=image)[0].predictions for w in (best, best.with_suffix(".onnx"))]
     assert [d["category_id"] for d in found[0]] == [d["category_id"] for d in found[1]] and found[0]
     np.testing.assert_allclose([d["bbox"] for d in found[1]], [d["bbox"] for d in found[0]], rtol=1e-3, atol=0.02)
 

@@ -134,10 +134,10 @@ def test_val_reproduces_training_and_predict_writes_csv_and_plot(trained, tmp_pa
     result = foveal.val("forecast", weights=run.best, project=tmp_path, verbose=False)
     for key in ("mase", "rmse", "mase_autoreg", "gain_naive"):
         assert result.metrics[key] == pytest.approx(run.metrics[key], abs=1e-6), key
-    results = foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", verbose=False)
+    (result,) = foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", save=True)
     folder = tmp_path / "forecast" / "p"
     rows = list(csv.DictReader(open(folder / "forecast.csv")))
-    assert len(rows) == 6 == len(results)
+    assert len(rows) == 6 == len(result.predictions) == len(result.forecast.values)
     assert [int(r["time"]) for r in rows] == list(range(480, 486))  # past the end of the data
     assert all(float(r["value_lower"]) <= float(r["value"]) <= float(r["value_upper"]) for r in rows)
     assert (folder / "forecast.png").read_bytes()[:4] == b"\x89PNG"
@@ -165,7 +165,7 @@ def test_long_csv_with_gaps_dates_and_many_series(tmp_path):
     run = foveal.train("forecast", data=str(path), target="units", time="date", id="store", model="window_mlp",
                        window=12, horizon=3, epochs=2, project=tmp_path, verbose=False, workers=0)
     assert np.isfinite(run.metrics["mase"])
-    foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", verbose=False)
+    foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", save=True)
     rows = list(csv.DictReader(open(tmp_path / "forecast" / "p" / "forecast.csv")))
     assert [(r["series"], r["time"][:10]) for r in rows[:4]] == [("a", "2010-01-01"), ("a", "2010-02-01"),
                                                                   ("a", "2010-03-01"), ("b", "2010-01-01")]
@@ -212,8 +212,8 @@ def test_onnx_export_scores_forecasts_and_benchmarks_as_pytorch(trained, tmp_pat
     exported = foveal.val("forecast", weights=graph, project=tmp_path, verbose=False).metrics
     for key in ("mase", "rmse", "smape", "mase_autoreg"):
         assert exported[key] == pytest.approx(expected[key], rel=1e-4), key
-    forecasts = [foveal.predict("forecast", weights=w, project=tmp_path, verbose=False) for w in (weights, graph)]
-    assert [row["value"] for row in forecasts[1]] == pytest.approx([row["value"] for row in forecasts[0]], rel=1e-4)
+    forecasts = [foveal.predict("forecast", weights=w)[0].forecast.values for w in (weights, graph)]
+    np.testing.assert_allclose(forecasts[1], forecasts[0], rtol=1e-4)
     rows = foveal.api.run("forecast", "benchmark", weights=weights, runs=5, batch=4, project=tmp_path, verbose=False)
     assert [row["format"] for row in rows] == ["pytorch", "onnx"]
     assert rows[1]["gain_naive"] == pytest.approx(rows[0]["gain_naive"], abs=1e-4) and rows[1]["p50_ms"] > 0
@@ -262,9 +262,9 @@ def test_recursive_model_learns_and_val_and_predict_roll_it_out(tmp_path):
     assert result.details["forecast"].shape == result.details["truth"].shape == (len(result.details["rows"]), 6, 1)
     for key in ("mase", "rmse", "mase_autoreg", "gain_naive"):
         assert result.metrics[key] == pytest.approx(run.metrics[key], abs=1e-6), key
-    results = foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", verbose=False)
+    (result,) = foveal.predict("forecast", weights=run.best, project=tmp_path, name="p", save=True)
     rows = list(csv.DictReader(open(tmp_path / "forecast" / "p" / "forecast.csv")))
-    assert len(rows) == 6 == len(results) and [int(r["step"]) for r in rows] == list(range(1, 7))
+    assert len(rows) == 6 == len(result.predictions) and [int(r["step"]) for r in rows] == list(range(1, 7))
     assert len({r["value"] for r in rows}) == 6  # six forecasts, not one repeated
     assert all(float(r["value_lower"]) <= float(r["value"]) <= float(r["value_upper"]) for r in rows)
 
@@ -298,7 +298,7 @@ def test_covariates_are_read_but_not_forecast(tmp_path):
     assert meta["model_kwargs"]["covariates"] == 1 and meta["config"]["covariates"] == "driver"
     result = foveal.val("forecast", weights=driven.best, project=tmp_path, verbose=False)
     assert result.metrics["mase"] == pytest.approx(driven.metrics["mase"], abs=1e-6)
-    foveal.predict("forecast", weights=driven.best, project=tmp_path, name="p", verbose=False)
+    foveal.predict("forecast", weights=driven.best, project=tmp_path, name="p", save=True)
     rows = list(csv.DictReader(open(tmp_path / "forecast" / "p" / "forecast.csv")))
     assert list(rows[0]) == ["series", "step", "time", "sales", "sales_lower", "sales_upper"]  # targets only
 

@@ -175,8 +175,7 @@ def test_a_classification_folder_mixing_every_kind_is_indexed_read_and_trained(t
     run = foveal.train("classify", data=str(tmp_path / "mixed"), model="simple_cnn", epochs=1, imgsz=16, batch=8,
                        threads=1, workers=0, val_fraction=0.5, verbose=False, project=tmp_path / "runs")
     assert Path(run.best).is_file()
-    predictions = foveal.predict("classify", weights=run.best, source=tmp_path / "mixed", threads=1, verbose=False,
-                                 project=tmp_path / "runs")
+    predictions = foveal.predict("classify", weights=run.best, source=tmp_path / "mixed", threads=1)
     assert len(predictions) == 2 * len(KINDS)  # every kind predicts too
 
 

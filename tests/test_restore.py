@@ -83,18 +83,19 @@ def test_predict_writes_pngs_and_scores_degraded_sources(denoiser, tmp_path):
     source.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(source / "a.png")
-    results = foveal.predict("restore", weights=run.best, source=source, degrade=True, compare=True,
-                             project=tmp_path, name="p", verbose=False)
+    (result,) = foveal.predict("restore", weights=run.best, source=source, degrade=True, compare=True,
+                               project=tmp_path, name="p", save=True)
     written = Image.open(tmp_path / "restore" / "p" / "a.png")
     assert written.size == (3 * 70, 50)  # input | output | reference
-    assert results[0]["width"] == 70 and "psnr" in results[0]
+    assert result.predictions[0]["width"] == 70 and "psnr" in result.predictions[0]
+    assert result.restored.shape[:2] == (50, 70) and result.plot().shape == (50, 3 * 70, 3)
 
 
 def test_super_resolution_predict_enlarges(tmp_path):
     run = foveal.train("restore", model="espcn", width=8, scale=2, project=tmp_path, **{**QUICK, "epochs": 1})
     source = tmp_path / "low.png"
     Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(source)
-    foveal.predict("restore", weights=run.best, source=source, project=tmp_path, name="p", verbose=False)
+    foveal.predict("restore", weights=run.best, source=source, project=tmp_path, name="p", save=True)
     assert Image.open(tmp_path / "restore" / "p" / "low.png").size == (60, 40)
 
 

@@ -97,9 +97,10 @@ def test_onnx_export_scores_and_predicts_as_pytorch(trained, mask_data, request)
     for key in ("miou", "dice", "pixel_acc"):
         assert scores["best.onnx"][key] == pytest.approx(scores["best.safetensors"][key], abs=1e-3), key
     image = mask_data[0] / "val/images/000.png"
-    masks = [foveal.predict("segment", weights=run_dir / weights, source=image, project=project, verbose=False)
+    masks = [foveal.predict("segment", weights=run_dir / weights, source=image)[0]
              for weights in ("best.safetensors", "best.onnx")]
-    assert masks[0][0]["pixels"] == masks[1][0]["pixels"]
+    assert masks[0].predictions[0]["pixels"] == masks[1].predictions[0]["pixels"]
+    np.testing.assert_array_equal(masks[0].mask, masks[1].mask)
 
 
 def test_predict_writes_overlays_masks_and_polygons(trained, mask_data, tmp_path):
@@ -285,7 +286,10 @@ def test_mask_rcnn_trains_evaluates_and_predicts(tiny_coco, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     (images / "a.png").write_bytes(next((tiny_coco / "val").iterdir()).read_bytes())
-    results = foveal.predict("segment", weights=run.best, source=images, conf=0.0, max_det=5, project=tmp_path,
-                             name="pred", verbose=False)
+    (result,) = foveal.predict("segment", weights=run.best, source=images, conf=0.0, max_det=5, project=tmp_path,
+                               name="pred", save=True)
+    results = result.predictions
     assert len(results) == 5 and all(r["area"] >= 0 and "segmentation" in r for r in results)
+    assert result.masks.shape == (5, *result.orig_shape) and len(result.boxes) == 5
+    assert [int(r["area"]) for r in results] == result.masks.sum((1, 2)).tolist()
     assert (tmp_path / "segment" / "pred" / "a.jpg").is_file()

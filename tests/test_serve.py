@@ -85,8 +85,8 @@ def test_predict_answers_what_predict_writes(server, tmp_path):
     answer = httpx.post(f"{url}/predict", files={"file": (image.name, image.read_bytes(), "image/png")}).json()
     assert answer["task"] == "detect" and (answer["width"], answer["height"]) == (150, 100)
     assert set(answer["ms"]) == {"preprocess", "inference", "postprocess"}
-    expected = foveal.predict("detect", weights=best.with_suffix(".onnx"), source=image, project=tmp_path, save=False,
-                              verbose=False)
+    (expected,) = foveal.predict("detect", weights=best.with_suffix(".onnx"), source=image)
+    expected = expected.predictions
     found = answer["results"]
     assert found and [r["category"] for r in found] == [r["category"] for r in expected]
     np.testing.assert_allclose([r["bbox"] for r in found], [r["bbox"] for r in expected], atol=0.02)

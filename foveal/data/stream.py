@@ -1,5 +1,6 @@
-"""Prediction input and output shared by every task: frames from images, folders, globs, video files
-and cameras, and the loop that runs a model over them, writing annotated images or video as it goes.
+"""Prediction input and output shared by every task: frames from images, folders, globs, video files,
+cameras and in-memory arrays (the Python API), and the loop that runs a model over them, writing
+annotated images or video as it goes.
 
 One frame at a time, as a real-time stream would be. Ctrl-C or the end of a stream stops cleanly,
 keeping everything written so far (predictions.json included).
@@ -12,8 +13,10 @@ from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
+import torch
+from PIL import Image
 
-from ..data.images import read_pixels, resolve_source
+from ..data.images import pil_to_rgb, read_pixels, resolve_source
 from ..errors import FovealError
 from ..files import write_bytes, write_json
 
@@ -101,20 +104,96 @@ def frames(source: str, video_stride: int = 1):
     return image_frames(resolve_source(source))
 
 
+def array_frames(source, bgr: bool = False) -> list[Frame]:
+    """Frames of in-memory images (the Python API): a numpy array (H, W, 3) uint8, RGB (BGR with `bgr`),
+    or (H, W) grey; a PIL image of any mode; a torch tensor (3, H, W) or (B, 3, H, W), float in [0, 1] or
+    uint8, RGB; or a list of these (and of paths). Each is checked and converted now, before any work:
+    a bad one is a one-line FovealError naming what was given."""
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    if not items:
+        raise FovealError("source: an empty list: give at least one image")
+    named = []  # (name, pixels): a file keeps its path as its name, an array is image0, image1, ...
+    for k, item in enumerate(items):
+        where = f"source[{k}]" if isinstance(source, (list, tuple)) else "source"
+        if isinstance(item, (str, Path)):
+            named.extend((str(path), read_pixels(path)) for path in resolve_source(str(item)))
+        else:
+            first = len(named)
+            named.extend((f"image{first + n}", pixels) for n, pixels in enumerate(image_array(item, bgr, where)))
+    return [Frame(name, None, pixels, None) for name, pixels in named]
+
+
+def image_array(item, bgr: bool, where: str) -> list[np.ndarray]:
+    """The (H, W, 3) uint8 RGB frames of one in-memory image or tensor batch (see array_frames)."""
+    if isinstance(item, Image.Image):
+        return [pil_to_rgb(item)]
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8:
+            raise FovealError(f"{where}: a numpy array of {item.dtype}; expected uint8 (0..255) pixels "
+                              "(a float image in [0, 1] can be given as a torch tensor (3, H, W))")
+        if item.ndim == 3 and item.shape[2] == 1:
+            item = item[:, :, 0]
+        if item.ndim == 2:
+            return [np.ascontiguousarray(np.repeat(checked_size(item, where)[:, :, None], 3, axis=2))]
+        if item.ndim != 3 or item.shape[2] != 3:
+            raise FovealError(f"{where}: a numpy array of shape {item.shape}; expected (H, W, 3) colour or (H, W) "
+                              "grey pixels")
+        checked_size(item, where)
+        return [np.ascontiguousarray(item[:, :, ::-1] if bgr else item)]
+    if isinstance(item, torch.Tensor):
+        return tensor_frames(item, where)
+    raise FovealError(f"{where}: {type(item).__name__} {str(item)[:40]!r} is not an image; expected a path, a numpy "
+                      "array, a PIL image or a torch tensor (or a list of them)")
+
+
+def tensor_frames(tensor, where: str) -> list[np.ndarray]:
+    """(H, W, 3) uint8 frames of a (3, H, W) or (B, 3, H, W) RGB tensor (grey: one channel), float in [0, 1]."""
+    batch = tensor.detach()[None] if tensor.ndim == 3 else tensor.detach()
+    if batch.ndim != 4 or batch.shape[1] not in (1, 3):
+        raise FovealError(f"{where}: a tensor of shape {tuple(tensor.shape)}; expected (3, H, W) or (B, 3, H, W)")
+    if batch.dtype.is_floating_point:
+        low, high = (batch.min().item(), batch.max().item()) if batch.numel() else (0.0, 0.0)
+        if not (0 <= low and high <= 1):  # False for NaN too
+            raise FovealError(f"{where}: a {batch.dtype} tensor with values from {low:.4g} to {high:.4g}; expected "
+                              "values in [0, 1]")
+        batch = (batch.float() * 255).round()
+    elif batch.dtype != torch.uint8:
+        raise FovealError(f"{where}: a tensor of {batch.dtype}; expected floats in [0, 1] (or uint8)")
+    frames = batch.to("cpu", torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+    return [np.ascontiguousarray(checked_size(frame, where)) for frame in frames]
+
+
+def checked_size(pixels: np.ndarray, where: str) -> np.ndarray:
+    if not pixels.shape[0] or not pixels.shape[1]:
+        raise FovealError(f"{where}: an empty image of {pixels.shape[1]} x {pixels.shape[0]} pixels")
+    return pixels
+
 
 def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, results: list, save: bool,
                verbose: bool, log=print) -> tuple[int, float, bool]:
+    """predicted_frames to the end, or to Ctrl-C. Returns (frames, seconds spent in infer, interrupted)."""
+    count, seconds = 0, 0.0
+    try:
+        for *_, spent in predicted_frames(source, run_dir, infer, annotate, results, save, verbose, log):
+            count, seconds = count + 1, seconds + spent
+    except KeyboardInterrupt:
+        return count, seconds, True
+    return count, seconds, False
+
+
+def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Callable, results: list, save: bool,
+                     verbose: bool, log=print):
     """For each frame of `source`: output = infer(frame pixels) (timed), then
     (image, summary) = annotate(frame, output); `image` (RGB) is written as <stem>.jpg or into
-    <video>.mp4 at the source's frame rate when `save`. `results` is written to predictions.json
-    at the end, also on Ctrl-C or an error. Returns (frames, seconds spent in infer, interrupted)."""
-    writers, count, seconds, interrupted = {}, 0, 0.0, False
+    <video>.mp4 at the source's frame rate when `save`. Yields (frame, output, image, seconds in infer),
+    one frame at a time (the Python API's results). `results` is written to predictions.json at the
+    end, also on Ctrl-C, an error or a consumer that stops early; nothing is written without `run_dir`."""
+    writers = {}
     try:
         for frame in source:
             started = time.perf_counter()
             output = infer(frame.pixels)
-            seconds += time.perf_counter() - started
-            count += 1
+            spent = time.perf_counter() - started
             image, summary = annotate(frame, output)
             if save and image is not None:
                 bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
@@ -128,13 +207,12 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
                     writers[frame.name].write(bgr)
             if verbose and (frame.index is None or frame.index % 100 == 0):
                 log(f"{frame.name}{'' if frame.index is None else f' frame {frame.index}'}: {summary}")
-    except KeyboardInterrupt:
-        interrupted = True
+            yield frame, output, image, spent
     finally:
         for writer in writers.values():
             writer.release()
-        write_json(run_dir / "predictions.json", results, indent=1)
-    return count, seconds, interrupted
+        if run_dir is not None:
+            write_json(run_dir / "predictions.json", results, indent=1)
 
 
 def frame_stem(frame: Frame) -> str:

@@ -6,11 +6,12 @@ here once.
 """
 
 import contextlib
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from ..data.stream import run_stream
+from ..data.stream import predicted_frames, run_stream
 from ..errors import FovealError
 from ..files import write_json
 from ..report import drawing
@@ -19,6 +20,7 @@ from .device import configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
 from .loaders import data_workers, make_loader
+from .results import Results
 from .trainer import evaluate, move_to
 
 CALIBRATION_IMAGES = 32  # int8 export: the images whose activations set the quantization ranges
@@ -66,24 +68,69 @@ def validate(task_class, cfg, log=print):
     return result
 
 
+def open_predictor(task_class, cfg, frames=None, writes: bool = True, log=print):
+    """(task, Predictor, its frames, run folder or None): cfg.source opened (or `frames`, the Python API's
+    arrays, taken) and the options checked before the run folder exists: bad input leaves nothing behind.
+    Without `writes` no run folder is made and the predictor writes nothing."""
+    task, model, meta, device = trained_task(task_class, cfg, "predict", log if cfg.verbose else None)
+    if frames is not None and task.input_name != "image":
+        raise FovealError(f"source: {task.name} predicts from its data (data=), not from images or arrays")
+    source = task.predict_source(meta) if frames is None else frames
+    predictor = task.predictor(task.inference_model(model), meta, device)
+    run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict") if writes else None
+    predictor.run_dir = run_dir
+    return task, predictor, source, run_dir
+
+
+def log_predicted(task, predictor, count: int, seconds: float, interrupted: bool, summary: str, run_dir, log):
+    speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
+    log(f"{'interrupted after ' if interrupted else ''}{count} {task.inputs}, {summary}{speed}")
+    if count and any(predictor.seconds.values()):
+        log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
+    if run_dir is not None:
+        log(f"results: {run_dir}")
+
+
 def predict(task_class, cfg, log=print) -> list[dict]:
     """Run trained weights over cfg.source (images, folders, globs, videos, cameras); writes
     runs/<task>/predictN with predictions.json and, with save=true, annotated images or video."""
-    task, model, meta, device = trained_task(task_class, cfg, "predict", log if cfg.verbose else None)
-    # the source opened and the options checked before the run folder exists: bad input leaves nothing behind
-    source = task.predict_source(meta)
-    predictor = task.predictor(task.inference_model(model), meta, device)
-    run_dir = predictor.run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
+    task, predictor, source, run_dir = open_predictor(task_class, cfg, log=log)
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
                                              predictor.results, cfg.save, cfg.verbose, log)
     summary = predictor.finish()
     if cfg.verbose:
-        speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
-        log(f"{'interrupted after ' if interrupted else ''}{count} {task.inputs}, {summary}{speed}")
-        if count and any(predictor.seconds.values()):
-            log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
-        log(f"results: {run_dir}")
+        log_predicted(task, predictor, count, seconds, interrupted, summary, run_dir, log)
     return predictor.results
+
+
+def predict_results(task_class, cfg, frames=None, writes: bool = False, log=print):
+    """The Python API's predict: a generator of one Results per image or frame, lazy (a long video is
+    never held in memory), after the checks of open_predictor, made now. With `writes`, the run folder
+    holds what the command line writes; without, nothing is written, not even predictions.json."""
+    opened = open_predictor(task_class, cfg, frames, writes)
+    return each_result(*opened, cfg, log)
+
+
+def each_result(task, predictor, source, run_dir, cfg, log):
+    count, seconds, total, before = 0, 0.0, 0, dict(predictor.seconds)
+    for frame, output, image, spent in predicted_frames(source, run_dir, predictor.infer, predictor.annotate,
+                                                        predictor.results, cfg.save, cfg.verbose, log):
+        count, seconds = count + 1, seconds + spent
+        speed = {name: round(1000 * (t - before[name]), 3) for name, t in predictor.seconds.items() if t > before[name]}
+        before = dict(predictor.seconds)
+        entries = predictor.results[total:] if run_dir is not None else list(predictor.results)
+        total += len(entries)
+        if run_dir is None:  # nothing to write at the end: a long video's entries are not kept
+            predictor.results.clear()
+        yield Results(task.name, frame.name, frame.index, frame.pixels, predictor.classes, entries,
+                      {**speed, "total": round(1000 * spent, 3)}, partial(predictor.draw, frame, output), image,
+                      **predictor.fields(frame, output))
+    if cfg.verbose:
+        # finish() counts the entries, dropped frame by frame when nothing is written
+        summary = predictor.finish() if run_dir is not None else f"{total} predictions"
+        log_predicted(task, predictor, count, seconds, False, summary, run_dir, log)
+    elif run_dir is not None:
+        predictor.finish()
 
 
 def export(task_class, cfg, log=print) -> Path:

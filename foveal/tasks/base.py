@@ -86,6 +86,14 @@ class Predictor:
     def annotate(self, frame, output) -> tuple[np.ndarray | None, str]:
         raise NotImplementedError
 
+    def draw(self, frame, output) -> np.ndarray | None:
+        """The (H, W, 3) uint8 RGB picture of `output` that save=true writes (the Python API's Results.plot)."""
+        return None
+
+    def fields(self, frame, output) -> dict:
+        """The Python API's Results attributes of `output` (boxes, masks, probs, ...: engine/results.py)."""
+        return {}
+
     def finish(self) -> str:
         """Write any further output once every frame is done; returns a summary for the last log line."""
         return f"{len(self.results)} results"

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
 from ..data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
+from ..engine.results import Probs
 from ..engine.transfer import head_prefixes
 from ..files import write_text
 from ..errors import FovealError
@@ -136,15 +138,23 @@ class ClassifyPredictor(Predictor):
     def annotate(self, frame, top):
         self.results.append({"path": frame.name, "frame": frame.index,
                              "top": [{"class": c, "score": p} for c, p in top]})
-        image = None
-        if self.cfg.save:
-            image = frame.pixels.copy()
-            for row, (c, p) in enumerate(top[:3]):
-                cv2.putText(image, f"{c} {p:.2f}", (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                            (255, 255, 0), 1, cv2.LINE_AA)
+        image = self.draw(frame, top) if self.cfg.save else None
         return image, ", ".join(f"{c} {p:.3f}" for c, p in top)
 
+    def draw(self, frame, top):
+        image = frame.pixels.copy()
+        for row, (c, p) in enumerate(top[:3]):
+            cv2.putText(image, f"{c} {p:.2f}", (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 0), 1, cv2.LINE_AA)
+        return image
+
+    def fields(self, frame, top):
+        return {"probs": Probs(np.array([self.classes.index(c) for c, _ in top], np.int64),
+                               np.array([p for _, p in top], np.float32))}
+
     def finish(self):
+        if self.run_dir is None:  # the Python API without save=True: nothing written
+            return f"{len(self.results)} classified"
         table = io.StringIO()
         rows = csv.writer(table, lineterminator="\n")
         rows.writerow(["path", "frame", "class", "score"])

@@ -12,6 +12,7 @@ import torch
 
 from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
+from ..engine.results import Boxes
 from ..errors import FovealError
 from ..files import write_bytes, write_text
 from ..ops.boxes import nms, unletterbox_boxes
@@ -117,9 +118,17 @@ class DetectPredictor(Predictor):
             (self.run_dir / "labels").mkdir(exist_ok=True)
             write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",
                        yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0], cfg.save_conf))
-        drawn = draw_boxes(frame.pixels, det["boxes"], det["labels"], classes, None if cfg.hide_conf else det["scores"],
-                           line_width=cfg.line_width, captions=not cfg.hide_labels) if cfg.save else None
+        drawn = self.draw(frame, det) if cfg.save else None
         return drawn, f"{len(det['labels'])} detections"
+
+    def draw(self, frame, det):
+        cfg = self.cfg
+        return draw_boxes(frame.pixels, det["boxes"], det["labels"], self.classes,
+                          None if cfg.hide_conf else det["scores"], line_width=cfg.line_width,
+                          captions=not cfg.hide_labels)
+
+    def fields(self, frame, det):
+        return {"boxes": Boxes.of(det)}
 
     def finish(self):
         return f"{len(self.results)} detections"

@@ -9,11 +9,13 @@ Task.predict_source. The forecast, its interval and the CSV are of the targets o
 import csv
 import io
 
+import cv2
 import numpy as np
 import torch
 
 from ..data.series import Windows, format_time, future_times
 from ..data.stream import Frame
+from ..engine.results import Forecast
 from ..files import write_bytes, write_text
 from .base import Predictor
 from .forecast_report import plot_forecast
@@ -61,11 +63,15 @@ class ForecastPredictor(Predictor):
         with self.phase("postprocess"):
             return task.unscale(forecast[0].cpu().numpy().astype(np.float64))  # (H, F)
 
+    def interval(self, output):
+        """(lower, upper) of a forecast, or (None, None) without val windows."""
+        return (output + self.bounds[0], output + self.bounds[1]) if self.bounds is not None else (None, None)
+
     def annotate(self, frame, output):
         task = self.task
         series = next(s for s in task.data.series if s.name == frame.name)
         times = future_times(series.times, task.data.step, len(output))
-        lower, upper = (output + self.bounds[0], output + self.bounds[1]) if self.bounds is not None else (None, None)
+        lower, upper = self.interval(output)
         for step, time in enumerate(times):
             entry = {"series": frame.name, "step": step + 1, "time": format_time(time)}
             for column, target in enumerate(task.data.targets):
@@ -76,6 +82,18 @@ class ForecastPredictor(Predictor):
             self.results.append(entry)
         self.plotted.append((series, times, output, lower, upper))
         return None, f"{len(output)} steps from {format_time(times[0])}, {task.data.targets[0]} {output[0, 0]:.4g} .. {output[-1, 0]:.4g}"
+
+    def draw(self, frame, output):
+        """The series' forecast.png panel, as pixels."""
+        series = next(s for s in self.task.data.series if s.name == frame.name)
+        times = future_times(series.times, self.task.data.step, len(output))
+        png = plot_forecast([(series, times, output, *self.interval(output))], self.task.data.targets[0],
+                            self.cfg.interval, self.task.cfg.horizon)
+        return None if png is None else cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR),
+                                                     cv2.COLOR_BGR2RGB)
+
+    def fields(self, frame, output):
+        return {"forecast": Forecast(output, *self.interval(output))}
 
     def finish(self):
         if self.cfg.save and self.results:

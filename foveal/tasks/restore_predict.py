@@ -44,7 +44,7 @@ class RestorePredictor(Predictor):
             entry.update(psnr=round(psnr(pred, target, self.border, luma).item(), 4),
                          ssim=round(ssim(pred, target, self.border, luma).item(), 6))
         self.results.append(entry)
-        image = side_by_side(low, restored, clean, self.task.scale) if self.cfg.compare else restored
+        image = self.draw(frame, output)
         summary = f"{restored.shape[1]}x{restored.shape[0]}" + (f", {entry['psnr']:.2f} dB" if "psnr" in entry else "")
         if frame.index is None:  # an image: a PNG here (run_stream would write a lossy JPEG)
             if self.cfg.save:
@@ -52,6 +52,13 @@ class RestorePredictor(Predictor):
                 atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
             return None, summary
         return image, summary
+
+    def draw(self, frame, output):
+        low, restored, clean = output
+        return side_by_side(low, restored, clean, self.task.scale) if self.cfg.compare else restored
+
+    def fields(self, frame, output):
+        return {"restored": output[1]}
 
     def finish(self):
         return f"{len(self.results)} restored"

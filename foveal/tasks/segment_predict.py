@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..data.detect_transforms import letterbox
 from ..data.stream import frame_stem
+from ..engine.results import Boxes
 from ..files import atomic_write
 from ..ops.boxes import unletterbox_boxes
 from ..ops.windows import window_starts
@@ -119,9 +120,15 @@ class SemanticPredictor(Predictor):
         if cfg.save and frame.index is None:
             (self.run_dir / "masks").mkdir(exist_ok=True)
             palette_png(labels, self.run_dir / "masks" / f"{frame_stem(frame)}.png")
-        drawn = overlay_classes(frame.pixels, labels, cfg.alpha) if cfg.save else None
+        drawn = self.draw(frame, labels) if cfg.save else None
         return drawn, ", ".join(f"{c} {n / labels.size:.1%}" for c, n in pixels.items() if c != classes[0]) or \
             f"{classes[0]} only"
+
+    def draw(self, frame, labels):
+        return overlay_classes(frame.pixels, labels, self.cfg.alpha)
+
+    def fields(self, frame, labels):
+        return {"mask": labels}
 
     def finish(self):
         return f"{len(self.results)} segmented"
@@ -144,9 +151,15 @@ class InstancePredictor(Predictor):
                                  "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
                                  "score": round(float(score), 5), "segmentation": mask_polygons(mask),
                                  "area": int(mask.sum())})
-        drawn = draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
-                               line_width=self.cfg.line_width) if self.cfg.save else None
+        drawn = self.draw(frame, det) if self.cfg.save else None
         return drawn, f"{len(det['labels'])} objects"
+
+    def draw(self, frame, det):
+        return draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], self.classes, det["scores"],
+                              line_width=self.cfg.line_width)
+
+    def fields(self, frame, det):
+        return {"boxes": Boxes.of(det), "masks": det["masks"]}
 
     def finish(self):
         return f"{len(self.results)} objects"
