@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ..data.images import read_pixels, resolve_source
 from ..errors import FovealError
@@ -89,6 +90,22 @@ def image_frames(paths: list[Path]):
         yield Frame(str(path), None, pixels, None)
 
 
+class Counted:
+    """Frames whose number is known before the first (total None: a camera's), for predict's progress bar."""
+
+    def __init__(self, frames, total: int | None):
+        self.frames, self.total = frames, total
+
+    def __iter__(self):
+        return iter(self.frames)
+
+
+def video_length(capture: cv2.VideoCapture, stride: int) -> int | None:
+    """The frames a video file will give at `stride`, as its container says (None when it does not)."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return math.ceil(count / stride) if math.isfinite(count) and count > 0 else None
+
+
 def frames(source: str, video_stride: int = 1):
     """Frames of a camera index, a video file (every `video_stride`th), or images (a file, folder or glob).
 
@@ -97,20 +114,27 @@ def frames(source: str, video_stride: int = 1):
     """
     if is_stream(source):
         name = f"camera{source}" if source.isdigit() else Path(source).stem
-        return stream_frames(open_capture(source), name, video_stride)
-    return image_frames(resolve_source(source))
+        capture = open_capture(source)
+        length = None if source.isdigit() else video_length(capture, video_stride)
+        return Counted(stream_frames(capture, name, video_stride), length)
+    paths = resolve_source(source)
+    return Counted(image_frames(paths), len(paths))
 
 
 
 def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, results: list, save: bool,
-               verbose: bool, log=print) -> tuple[int, float, bool]:
+               verbose: bool, log=print, unit: str = "frame") -> tuple[int, float, bool]:
     """For each frame of `source`: output = infer(frame pixels) (timed), then
     (image, summary) = annotate(frame, output); `image` (RGB) is written as <stem>.jpg or into
     <video>.mp4 at the source's frame rate when `save`. `results` is written to predictions.json
-    at the end, also on Ctrl-C or an error. Returns (frames, seconds spent in infer, interrupted)."""
+    at the end, also on Ctrl-C or an error. Returns (frames, seconds spent in infer, interrupted).
+    With `verbose`, a progress bar on a terminal for more than one frame (a camera's: a count and a rate)."""
     writers, count, seconds, interrupted = {}, 0, 0.0, False
+    total = len(source) if isinstance(source, list) else getattr(source, "total", None)
+    bar = tqdm(source, total=total, desc="predict", unit=unit, leave=False, dynamic_ncols=True,
+               disable=not verbose or total == 1 or None)  # None: off where stderr is not a terminal
     try:
-        for frame in source:
+        for frame in bar:
             started = time.perf_counter()
             output = infer(frame.pixels)
             seconds += time.perf_counter() - started
@@ -127,10 +151,12 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
                                                               (image.shape[1], image.shape[0]))
                     writers[frame.name].write(bgr)
             if verbose and (frame.index is None or frame.index % 100 == 0):
-                log(f"{frame.name}{'' if frame.index is None else f' frame {frame.index}'}: {summary}")
+                with tqdm.external_write_mode():  # the line above the bar, not through it
+                    log(f"{frame.name}{'' if frame.index is None else f' frame {frame.index}'}: {summary}")
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        bar.close()
         for writer in writers.values():
             writer.release()
         write_json(run_dir / "predictions.json", results, indent=1)

@@ -13,7 +13,7 @@ import torch
 from ..data.stream import run_stream
 from ..errors import FovealError
 from ..files import write_json
-from ..report import drawing
+from ..report import drawing, text_table
 from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
@@ -61,6 +61,8 @@ def validate(task_class, cfg, log=print):
         task.write_report(run_dir, [], result, model)
     if cfg.verbose:
         log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+        if (table := task.per_class_table(result)) is not None:
+            log(text_table(table))
         log(f"report: {run_dir / 'report.html'}")
     return result
 
@@ -74,10 +76,10 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     predictor = task.predictor(task.inference_model(model), meta, device)
     run_dir = predictor.run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict")
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
-                                             predictor.results, cfg.save, cfg.verbose, log)
+                                             predictor.results, cfg.save, cfg.verbose, log, task.input_name)
     summary = predictor.finish()
     if cfg.verbose:
-        speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
+        speed = f", {count / seconds:.1f} {task.speed_unit} (model and post-processing)" if seconds else ""
         log(f"{'interrupted after ' if interrupted else ''}{count} {task.inputs}, {summary}{speed}")
         if count and any(predictor.seconds.values()):
             log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))

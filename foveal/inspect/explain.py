@@ -173,7 +173,7 @@ def explain(task_class, cfg, log=print) -> list[dict]:
              "layer": "input gradient" if cam_type is None else layer_text, "target": cfg.target}
     write_report(run_dir / "report.html", f"{task_class.name} explain: {cfg.method}",
                  [Section("settings", [about, "left: the image; right: the heatmap over it (red: most evidence)"]),
-                  *sections])
+                  *sections], plot_files=False)  # the heatmaps are written beside it already
     if cfg.verbose:
         log(f"results: {run_dir}")
     return results

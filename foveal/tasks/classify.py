@@ -93,6 +93,9 @@ class ClassifyTask(Task):
         write_classify_report(run_dir, f"classify {self.cfg.model} on {self.cfg.data} ({self.eval_split})", history,
                               result, self.classes, self.data.splits[self.eval_split], self.curve_groups)
 
+    def per_class_table(self, result):
+        return per_class_table(result, self.classes)
+
     def predictor(self, model, meta, device):
         return ClassifyPredictor(self, model, meta, device)
 
@@ -197,13 +200,19 @@ def sample_grid(source: LabelledImages, details: dict, classes: list[str], count
     return image_grid(images, captions, colors)
 
 
+def per_class_table(result: EvalResult, classes: list[str]) -> Table:
+    """precision, recall, F1 and support of each class (the report's table, and the end of `val`)."""
+    scores = per_class_scores(result.details["confusion"])
+    return Table(["class", "precision", "recall", "f1", "support"],
+                 [[c, scores["precision"][i].item(), scores["recall"][i].item(), scores["f1"][i].item(),
+                   int(scores["support"][i])] for i, c in enumerate(classes)])
+
+
 def write_classify_report(run_dir: Path, title: str, history: list[dict], result: EvalResult,
                           classes: list[str], source: LabelledImages, curve_groups):
     details = result.details
     scores = per_class_scores(details["confusion"])
-    table = Table(["class", "precision", "recall", "f1", "support"],
-                  [[c, scores["precision"][i].item(), scores["recall"][i].item(), scores["f1"][i].item(),
-                    int(scores["support"][i])] for i, c in enumerate(classes)])
+    table = per_class_table(result, classes)
     sections = [Section("summary", [result.metrics])]
     if history:
         sections.append(Section("training curves", [plot_curves(history, curve_groups)]))

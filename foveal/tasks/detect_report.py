@@ -26,15 +26,21 @@ def prediction_grid(items, detections, classes, count: int = 12, conf: float = 0
     return image_grid(images, captions, columns=4)
 
 
+def per_class_table(result: EvalResult, classes, items) -> Table:
+    """AP50-95, AP50 and true instances of each class (-1: no ground truth) for the report and `val`."""
+    coco = result.details["coco"]
+    return Table(["class", "AP50-95", "AP50", "instances"],
+                 [[c, coco.per_class_ap[c], coco.per_class_ap50[c],
+                   int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+
+
 def write_detect_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items):
     coco = result.details["coco"]
     loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
     groups = [("loss", loss_keys), ("mAP", ["map", "map50", "map75"]), ("learning rate", ["lr"])]
     curves = coco.pr_curve(0.5)  # (R, K)
     precision = {name: np.asarray(curves)[:, k] for k, name in enumerate(classes)}
-    table = Table(["class", "AP50-95", "AP50", "instances"],
-                  [[c, coco.per_class_ap[c], coco.per_class_ap50[c],
-                    int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+    table = per_class_table(result, classes, items)
     sections = [Section("summary", [result.metrics])]
     if history:
         sections.append(Section("training curves", [NO_VAL_LOSS, plot_curves(history, groups)]))

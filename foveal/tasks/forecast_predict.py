@@ -61,11 +61,16 @@ class ForecastPredictor(Predictor):
         with self.phase("postprocess"):
             return task.unscale(forecast[0].cpu().numpy().astype(np.float64))  # (H, F)
 
+    def clip(self, values):
+        """nonnegative=true: a count's forecast and interval end at 0 (the interval is the unclipped one's, clipped)."""
+        return np.clip(values, 0, None) if self.cfg.nonnegative and values is not None else values
+
     def annotate(self, frame, output):
         task = self.task
         series = next(s for s in task.data.series if s.name == frame.name)
         times = future_times(series.times, task.data.step, len(output))
         lower, upper = (output + self.bounds[0], output + self.bounds[1]) if self.bounds is not None else (None, None)
+        output, lower, upper = self.clip(output), self.clip(lower), self.clip(upper)
         for step, time in enumerate(times):
             entry = {"series": frame.name, "step": step + 1, "time": format_time(time)}
             for column, target in enumerate(task.data.targets):
@@ -75,7 +80,9 @@ class ForecastPredictor(Predictor):
                     entry[f"{target}_upper"] = float(upper[step, column])
             self.results.append(entry)
         self.plotted.append((series, times, output, lower, upper))
-        return None, f"{len(output)} steps from {format_time(times[0])}, {task.data.targets[0]} {output[0, 0]:.4g} .. {output[-1, 0]:.4g}"
+        first = output[:, 0]
+        return None, (f"{len(output)} steps from {format_time(times[0])}, {task.data.targets[0]} between "
+                      f"{first.min():.4g} and {first.max():.4g}")
 
     def finish(self):
         if self.cfg.save and self.results:

@@ -20,7 +20,9 @@ from ..files import atomic_write
 from ..ops.boxes import unletterbox_boxes
 from ..ops.windows import window_starts
 from ..report.draw import class_colour, draw_instances, overlay_classes
+from ..report import counted
 from .base import Placement, Predictor
+from .boxes import NothingFound
 from .segment import SegmentTask, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
 
@@ -130,6 +132,10 @@ class SemanticPredictor(Predictor):
 class InstancePredictor(Predictor):
     """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
 
+    def __init__(self, task, model, meta, device):
+        super().__init__(task, model, meta, device)
+        self.nothing_found = NothingFound()
+
     def prepare(self, pixels):
         return letterboxed_input(pixels, self.imgsz, self.device, unit_channels_last)
 
@@ -146,7 +152,8 @@ class InstancePredictor(Predictor):
                                  "area": int(mask.sum())})
         drawn = draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
                                line_width=self.cfg.line_width) if self.cfg.save else None
-        return drawn, f"{len(det['labels'])} objects"
+        self.nothing_found.keep(frame.pixels)
+        return drawn, counted(len(det["labels"]), "object")
 
     def finish(self):
-        return f"{len(self.results)} objects"
+        return counted(len(self.results), "object") + self.nothing_found.hint(self)

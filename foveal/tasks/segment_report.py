@@ -26,13 +26,19 @@ def semantic_grid(items, samples, num_classes: int, binary_masks: bool = False) 
     return image_grid(images, captions, columns=6)
 
 
+def semantic_table(result: EvalResult, classes) -> Table:
+    """IoU, Dice and true and predicted pixels of each class (NaN: in neither), for the report and `val`."""
+    semantic = result.details["semantic"]
+    confusion = np.asarray(semantic.confusion)  # rows: true class, columns: predicted
+    return Table(["class", "IoU", "Dice", "true pixels", "predicted pixels"],
+                 [[c, semantic.per_class_iou[c], semantic.per_class_dice[c], int(confusion[k].sum()),
+                   int(confusion[:, k].sum())] for k, c in enumerate(classes)])
+
+
 def write_semantic_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items,
                           curve_groups, binary_masks: bool = False):
     semantic = result.details["semantic"]
-    confusion = np.asarray(semantic.confusion)  # rows: true class, columns: predicted
-    table = Table(["class", "IoU", "Dice", "true pixels", "predicted pixels"],
-                  [[c, semantic.per_class_iou[c], semantic.per_class_dice[c], int(confusion[k].sum()),
-                    int(confusion[:, k].sum())] for k, c in enumerate(classes)])
+    table = semantic_table(result, classes)
     loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
     groups = [("loss", loss_keys), *curve_groups[1:]]
     sections = [Section("summary", [result.metrics, MIOU_NOTE])]
@@ -65,11 +71,16 @@ def instance_grid(items, detections, classes, count: int = 8, conf: float = 0.25
     return image_grid(images, captions, columns=4)
 
 
-def write_instance_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items):
+def instance_table(result: EvalResult, classes, items) -> Table:
+    """Mask and box AP50-95 and AP50 and true instances of each class, for the report and `val`."""
     box, segm = result.details["coco"], result.details["segm"]
-    table = Table(["class", "mask AP50-95", "mask AP50", "box AP50-95", "box AP50", "instances"],
-                  [[c, segm.per_class_ap[c], segm.per_class_ap50[c], box.per_class_ap[c], box.per_class_ap50[c],
-                    int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+    return Table(["class", "mask AP50-95", "mask AP50", "box AP50-95", "box AP50", "instances"],
+                 [[c, segm.per_class_ap[c], segm.per_class_ap50[c], box.per_class_ap[c], box.per_class_ap50[c],
+                   int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+
+
+def write_instance_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items):
+    table = instance_table(result, classes, items)
     loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
     groups = [("loss", loss_keys), ("AP", ["mask_map", "mask_map50", "map", "map50"]), ("learning rate", ["lr"])]
     sections = [Section("summary", [result.metrics, "mask_*: COCO segm AP of the masks; the rest: COCO bbox AP. "
