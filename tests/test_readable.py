@@ -165,3 +165,28 @@ def test_report_plots_are_named_after_their_sections(tmp_path):
                                                           "confusion_matrix_iou_0_5_2.png", "report.html"]
     write_report(tmp_path / "inspect" / "report.html", "t", [Section("a", [png])], plot_files=False)
     assert [p.name for p in (tmp_path / "inspect").iterdir()] == ["report.html"]
+
+
+def test_labels_go_above_small_images_not_over_them():
+    from foveal.report.draw import enlarged, labelled
+
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+    large, k = enlarged(image, 256)
+    assert k == 6 and np.array_equal(large[::6, ::6], image) and enlarged(large, 256)[1] == 1
+    one, two = labelled(image, ["cat 0.91"], rows=2), labelled(image, ["cat 0.91", "dog 0.05"], rows=2)
+    assert one.shape == two.shape and one.shape[1] == 64 and np.array_equal(two[-48:], image)
+    wide = labelled(image, ["cat 0.91"], min_width=160)
+    assert wide.shape[1] == 3 * 64 and np.array_equal(wide[-3 * 48:], np.repeat(np.repeat(image, 3, 0), 3, 1))
+
+
+def test_classify_predict_writes_the_top_classes_above_the_image(digits_mlp, tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = np.repeat(np.repeat(rng.integers(0, 255, (4, 4, 3), np.uint8), 6, 0), 6, 1)  # 24 px, flat 6 px cells
+    Image.fromarray(pixels).save(tmp_path / "digit.png")
+    foveal.predict("classify", weights=str(digits_mlp), source=str(tmp_path / "digit.png"), save=True,
+                   project=str(tmp_path), verbose=False)
+    written = np.asarray(Image.open(tmp_path / "classify" / "predict" / "digit.jpg")).astype(int)
+    expected = np.repeat(np.repeat(pixels, 7, 0), 7, 1)  # enlarged to 168 px
+    assert written.shape[1] == 168 and written.shape[0] > 168
+    assert np.abs(written[-168:] - expected).mean() < 4  # only JPEG's error: no text over the picture
+    assert (written[:-168] < 100).any()  # the text is in the strip above

@@ -32,6 +32,7 @@ def draw_boxes(image: np.ndarray, boxes, labels, classes: list[str], scores=None
 
 
 IGNORE_COLOUR = (60, 60, 60)
+GRID_SIDE = 256  # reports' image grids enlarge smaller images to this short side before drawing captions
 
 
 def overlay_classes(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, ignore_index: int = 255) -> np.ndarray:

@@ -5,7 +5,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import torch
 import torch.nn.functional as F
 
@@ -18,13 +17,16 @@ from ..errors import FovealError
 from ..metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
 from ..registry import create_model, get_model_entry
 from ..report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
+from ..report.draw import labelled
 from .base import EvalResult, Evaluator, Placement, Predictor, Task
+
+LABELLED_WIDTH = 160  # predict: smaller images are enlarged (whole pixels) to write their top classes above
 
 
 @dataclass
 class ClassifyConfig(TrainConfig):
     model: str = opt("simple_cnn", "architecture name (`foveal models classify` lists them)")
-    save: bool = opt(False, "predict: also write each image with its top classes drawn on it")
+    save: bool = opt(False, "predict: also write each image with its top classes written above it")
     hflip: float = opt(-1.0, "horizontal flip probability (-1: 0.5, or 0 where a flip changes the class, as digits)",
                        range="[0, 1] or -1")
     crop_scale: float = opt(0.6, "random-resized-crop minimum area fraction (1: no crop)", range="(0, 1]")
@@ -138,12 +140,9 @@ class ClassifyPredictor(Predictor):
     def annotate(self, frame, top):
         self.results.append({"path": frame.name, "frame": frame.index,
                              "top": [{"class": c, "score": p} for c, p in top]})
-        image = None
-        if self.cfg.save:
-            image = frame.pixels.copy()
-            for row, (c, p) in enumerate(top[:3]):
-                cv2.putText(image, f"{c} {p:.2f}", (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                            (255, 255, 0), 1, cv2.LINE_AA)
+        # the top classes in a strip above the image, not over it (a small image enlarged to read them)
+        image = labelled(frame.pixels, [f"{c} {p:.2f}" for c, p in top[:3]], min_width=LABELLED_WIDTH) \
+            if self.cfg.save else None
         return image, ", ".join(f"{c} {p:.3f}" for c, p in top)
 
     def finish(self):

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..data.detect_dataset import read_rgb
 from ..report import Section, Table, image_grid, plot_confusion, plot_curves, plot_pr_curves, write_report
-from ..report.draw import draw_boxes
+from ..report.draw import GRID_SIDE, draw_boxes, enlarged
 from .base import EvalResult
 
 GROUND_TRUTH_COLOUR = (40, 200, 40)
@@ -18,9 +18,10 @@ def prediction_grid(items, detections, classes, count: int = 12, conf: float = 0
     """Val images with true boxes (green, no score) and predictions above `conf` (class colours)."""
     images, captions = [], []
     for item, det in list(zip(items, detections))[:count]:
-        image = draw_boxes(read_rgb(item), item.boxes, item.labels, classes, colour=GROUND_TRUTH_COLOUR, line_width=1)
+        image, k = enlarged(read_rgb(item), GRID_SIDE)  # captions on a 64 px scene would hide it
+        image = draw_boxes(image, item.boxes * k, item.labels, classes, colour=GROUND_TRUTH_COLOUR, line_width=1)
         keep = det["scores"] >= conf
-        image = draw_boxes(image, det["boxes"][keep], det["labels"][keep], classes, det["scores"][keep])
+        image = draw_boxes(image, det["boxes"][keep] * k, det["labels"][keep], classes, det["scores"][keep])
         images.append(image)
         captions.append(f"{len(item.labels)} true, {int(keep.sum())} predicted")
     return image_grid(images, captions, columns=4)

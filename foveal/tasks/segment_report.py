@@ -7,7 +7,7 @@ import numpy as np
 from ..data.detect_dataset import read_rgb
 from ..data.segmentation import read_labels
 from ..report import Section, Table, image_grid, plot_bars, plot_curves, write_report
-from ..report.draw import draw_instances, overlay_classes
+from ..report.draw import GRID_SIDE, draw_instances, enlarged, overlay_classes
 from .base import EvalResult
 
 MIOU_NOTE = ("mIoU and mean Dice: one confusion matrix over every pixel of the split at each image's own size, "
@@ -61,10 +61,15 @@ def instance_grid(items, detections, classes, count: int = 8, conf: float = 0.25
 
     images, captions = [], []
     for item, det in list(zip(items, detections))[:count]:
-        image = read_rgb(item)
-        images.append(draw_instances(image, instance_masks(item), item.boxes, item.labels, classes, line_width=2))
+        image, k = enlarged(read_rgb(item), GRID_SIDE)  # captions on a 64 px scene would hide it
+
+        def larger(masks):
+            return np.repeat(np.repeat(np.asarray(masks), k, 1), k, 2)
+
+        images.append(draw_instances(image, larger(instance_masks(item)), item.boxes * k, item.labels, classes,
+                                     line_width=2))
         keep = np.asarray(det["scores"]) >= conf
-        images.append(draw_instances(image, np.asarray(det["masks"])[keep], np.asarray(det["boxes"])[keep],
+        images.append(draw_instances(image, larger(det["masks"])[keep], np.asarray(det["boxes"])[keep] * k,
                                      np.asarray(det["labels"])[keep], classes, np.asarray(det["scores"])[keep],
                                      line_width=2))
         captions += [f"{len(item.labels)} true", f"{int(keep.sum())} predicted"]
