@@ -190,3 +190,32 @@ def test_classify_predict_writes_the_top_classes_above_the_image(digits_mlp, tmp
     assert written.shape[1] == 168 and written.shape[0] > 168
     assert np.abs(written[-168:] - expected).mean() < 4  # only JPEG's error: no text over the picture
     assert (written[:-168] < 100).any()  # the text is in the strip above
+
+
+def test_detect_val_table_holds_each_class_ap_and_instances():
+    import torch
+
+    from foveal.data.detection import DetectionData, ImageAnnotations
+    from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
+    from foveal.tasks.boxes import BoxEvaluator
+    from foveal.tasks.detect import DetectConfig, DetectTask
+
+    items = [ImageAnnotations("", 64, 64, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image)
+             for s in make_scene_set(6, 64, 4, min_objects=1, max_objects=3, min_scale=0.3)]
+    task = DetectTask(DetectConfig())
+    task.data = DetectionData(list(SHAPE_CLASSES), {"val": items})
+    evaluator = BoxEvaluator(items, task.classes)
+    # the truth as detections, but the first image's missed: AP below 1 for its classes
+    evaluator.detections = [{"boxes": torch.tensor(item.boxes, dtype=torch.float32),
+                             "scores": torch.ones(len(item.labels)),
+                             "labels": torch.tensor(item.labels)} for item in items]
+    evaluator.detections[0] = None
+    result = evaluator.compute()
+    table = task.per_class_table(result)
+    coco = result.details["coco"]
+    assert table.columns == ["class", "AP50-95", "AP50", "instances"]
+    assert [row[0] for row in table.rows] == list(SHAPE_CLASSES)
+    for k, (name, ap, ap50, instances) in enumerate(table.rows):
+        assert (ap, ap50) == (coco.per_class_ap[name], coco.per_class_ap50[name])
+        assert instances == sum(int((item.labels == k).sum()) for item in items)
+    assert any(0 < row[1] < 1 for row in table.rows)
