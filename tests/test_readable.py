@@ -81,7 +81,8 @@ def test_predict_says_one_detection_in_the_singular():
 
     predictor, _ = random_detector_predictor(conf=0.001, max_det=1)
     _, summary = predictor.annotate(Frame("a.png", None, scene(0), None), predictor.infer(scene(0)))
-    assert summary == "1 detection" and predictor.finish() == "1 detection"
+    assert summary == "1 detection" and predictor.finish() == "1 detection"  # no hint
+    assert predictor.nothing_found.frames == []  # nor frames kept for one
 
 
 def test_predict_that_finds_nothing_names_the_best_score_it_saw():
@@ -112,8 +113,8 @@ def test_forecast_prints_its_range_and_clips_at_zero_with_nonnegative(tmp_path, 
     free = foveal.predict("forecast", **common)
     out = capsys.readouterr().out
     values = [row["count"] for row in free]
-    assert f"count between {min(values):.4g} and {max(values):.4g}" in out
-    assert re.search(r"[\d.]+ windows/s", out)
+    assert f"4 steps from 240, count between {min(values):.4g} and {max(values):.4g}" in out
+    assert re.search(r"^1 series, .*, [\d.]+ windows/s", out, re.M)  # one window read per series
     assert min(row["count_lower"] for row in free) < 0  # the clip below has something to clip
     clipped = foveal.predict("forecast", nonnegative=True, verbose=False, **common)
     for row, kept in zip(clipped, free):
@@ -138,7 +139,8 @@ def test_predict_shows_a_progress_bar_over_a_folder_on_a_terminal(tmp_path, monk
     count, _, _ = run_stream(source, tmp_path, lambda pixels: pixels.mean(), lambda frame, mean: (None, f"{mean:.0f}"),
                              [], False, verbose, unit="image")
     assert count == 3
-    assert ("predict:" in terminal.getvalue() and "/3 [" in terminal.getvalue() and "image/s" in terminal.getvalue()) == verbose
+    shown = terminal.getvalue()
+    assert ("predict:" in shown and "/3 [" in shown and "image/s" in shown) == verbose
     assert capsys.readouterr().out.count("png: ") == (3 if verbose else 0)  # each image's line kept
 
 
@@ -219,3 +221,4 @@ def test_detect_val_table_holds_each_class_ap_and_instances():
         assert (ap, ap50) == (coco.per_class_ap[name], coco.per_class_ap50[name])
         assert instances == sum(int((item.labels == k).sum()) for item in items)
     assert any(0 < row[1] < 1 for row in table.rows)
+

@@ -13,7 +13,7 @@ import torch
 from ..data.stream import run_stream
 from ..errors import FovealError
 from ..files import write_json
-from ..report import drawing, text_table
+from ..report import counted, drawing, text_table
 from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
@@ -80,7 +80,7 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     summary = predictor.finish()
     if cfg.verbose:
         speed = f", {count / seconds:.1f} {task.speed_unit} (model and post-processing)" if seconds else ""
-        log(f"{'interrupted after ' if interrupted else ''}{count} {task.inputs}, {summary}{speed}")
+        log(f"{'interrupted after ' if interrupted else ''}{counted(count, task.input_name, task.inputs)}, {summary}{speed}")
         if count and any(predictor.seconds.values()):
             log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
         log(f"results: {run_dir}")

@@ -22,19 +22,23 @@ LOW_CONF = 0.001  # val's
 
 class NothingFound:
     """What a box Predictor needs to say, when a run found nothing at its conf, how close it came: the first
-    frames are kept (those runs found nothing in them) and run again at LOW_CONF once, at the end."""
+    frames are kept until something is found, and run again at LOW_CONF once, at the end, if nothing was."""
 
     def __init__(self):
         self.frames: list = []
+        self.found_any = False
 
-    def keep(self, pixels):
-        if len(self.frames) < LOOK_AGAIN_FRAMES:
+    def keep(self, pixels, found: int):
+        self.found_any = self.found_any or found > 0
+        if self.found_any:
+            self.frames = []  # no hint to give: no 4K frames to hold on to
+        elif len(self.frames) < LOOK_AGAIN_FRAMES:
             self.frames.append(pixels)
 
     def hint(self, predictor) -> str:
         """'' when something was found, or the best score the first frames reach at a low conf."""
         model, conf = predictor.model, getattr(predictor.model, "conf", None)
-        if predictor.results or not self.frames or conf is None or conf <= LOW_CONF:
+        if self.found_any or not self.frames or conf is None or conf <= LOW_CONF:
             return ""
         timed = dict(predictor.seconds)  # the look again is not predict's time per image
         model.conf = LOW_CONF

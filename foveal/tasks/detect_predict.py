@@ -122,7 +122,7 @@ class DetectPredictor(Predictor):
                        yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0], cfg.save_conf))
         drawn = draw_boxes(frame.pixels, det["boxes"], det["labels"], classes, None if cfg.hide_conf else det["scores"],
                            line_width=cfg.line_width, captions=not cfg.hide_labels) if cfg.save else None
-        self.nothing_found.keep(frame.pixels)
+        self.nothing_found.keep(frame.pixels, len(det["labels"]))
         return drawn, counted(len(det["labels"]), "detection")
 
     def finish(self):

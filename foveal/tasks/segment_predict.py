@@ -152,7 +152,7 @@ class InstancePredictor(Predictor):
                                  "area": int(mask.sum())})
         drawn = draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], classes, det["scores"],
                                line_width=self.cfg.line_width) if self.cfg.save else None
-        self.nothing_found.keep(frame.pixels)
+        self.nothing_found.keep(frame.pixels, len(det["labels"]))
         return drawn, counted(len(det["labels"]), "object")
 
     def finish(self):
