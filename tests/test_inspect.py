@@ -151,10 +151,10 @@ def test_detector_features_and_explain(trained_detector, tmp_path, capsys):
                                           project=str(tmp_path))
         assert result["cam"].shape == (100, 150) and result["cam"].max() == pytest.approx(1.0)
         assert result["target"].startswith("detection 0: ")
-    assert "on backbone.stages.3 " in capsys.readouterr().out
+    assert "on layer backbone.stages.3: " in capsys.readouterr().out
     predicted = foveal.detect.predict(weights=str(weights), source=str(source), verbose=False, project=str(tmp_path))
     assert result["score"] == pytest.approx(max(p["score"] for p in predicted), abs=1e-4)  # predict's best box
-    with pytest.raises(FovealError, match=r"target: detection 99 asked, but the image has \d+ detections at conf=0.25"):
+    with pytest.raises(FovealError, match=r"target: detection 99 asked, but the image has \d+ detections? at conf=0.25"):
         foveal.detect.explain(weights=str(weights), source=str(source), target="99", project=str(tmp_path))
     with pytest.raises(FovealError, match="needs the .safetensors weights"):
         foveal.detect.explain(weights=str(Path(weights).with_suffix(".onnx")), source=str(source))
