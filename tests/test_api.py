@@ -144,11 +144,14 @@ def test_stream_over_a_video_yields_frame_by_frame(colour_weights, tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
     # save=True: the command line's outputs, the annotated video written as the frames go by
     for result in foveal.predict(weights=colour_weights, source=video, stream=True, save=True, project=tmp_path):
-        assert result.plot().shape == (48, 64, 3)
+        drawn = result.plot()  # the frame under a strip naming its top classes, enlarged to be read
+        assert drawn.shape[0] > 48 and drawn.shape[1] % 64 == 0  # enlarged by whole pixels
     written = tmp_path / "classify" / "predict"
     assert len(json.loads((written / "predictions.json").read_text())) == 5
     capture = cv2.VideoCapture(str(written / "clip.mp4"))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 5
+    size = capture.get(cv2.CAP_PROP_FRAME_HEIGHT), capture.get(cv2.CAP_PROP_FRAME_WIDTH)
+    assert size == pytest.approx(drawn.shape[:2], abs=1)  # the annotated frames (MPEG-4 keeps even sizes)
     capture.release()
 
 

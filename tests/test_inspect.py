@@ -12,6 +12,7 @@ import foveal
 from foveal.cli import main
 from foveal.data.synthetic import make_scene_set
 from foveal.errors import FovealError
+from foveal.inspect.explain import overlay
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam", "saliency")
 COLOURS = {"blue": (30, 30, 230), "red": (230, 30, 30)}  # the class is the colour of the one shape
@@ -97,7 +98,10 @@ def test_every_method_maps_the_whole_image_into_0_1(colour_classifier, tmp_path,
     assert cam.min() >= 0 and cam.max() == pytest.approx(1.0)
     run = tmp_path / "classify" / "explain"
     assert np.array_equal(np.load(run / "cams" / "wide.npy"), cam)
-    assert cv2.imread(str(run / "wide.png")).shape == (40, 56, 3)
+    # the heatmap at the image's own size and pixels, a colour bar beside it
+    drawn = cv2.imread(str(run / "wide.png"))[..., ::-1]
+    assert drawn.shape[0] >= 40 and drawn.shape[1] > 56 + 40
+    assert np.array_equal(drawn[:40, :56], overlay(cv2.imread(str(source))[..., ::-1], cam))
     assert "wide.png" in (run / "report.html").read_text()
 
 
@@ -106,7 +110,7 @@ def test_explain_prints_the_target_and_score(colour_classifier, tmp_path, capsys
     source = next((val / "red").iterdir())
     foveal.classify.explain(weights=str(weights), source=str(source), target="blue", project=str(tmp_path))
     out = capsys.readouterr().out
-    assert f"{source}: blue (class 0), score 0." in out and "gradcam on 5 64x8x8" in out
+    assert f"{source}: blue (class 0), score 0." in out and "gradcam on layer 5: 64 channels of 8x8" in out
 
 
 def test_resnet18_features_at_the_end_of_each_stage(tmp_path):
@@ -147,10 +151,10 @@ def test_detector_features_and_explain(trained_detector, tmp_path, capsys):
                                           project=str(tmp_path))
         assert result["cam"].shape == (100, 150) and result["cam"].max() == pytest.approx(1.0)
         assert result["target"].startswith("detection 0: ")
-    assert "on backbone.stages.3 " in capsys.readouterr().out
+    assert "on layer backbone.stages.3: " in capsys.readouterr().out
     (predicted,) = foveal.detect.predict(weights=str(weights), source=str(source))
     assert result["score"] == pytest.approx(predicted.boxes.conf.max(), abs=1e-4)  # predict's best box
-    with pytest.raises(FovealError, match=r"target: detection 99 asked, but the image has \d+ detections at conf=0.25"):
+    with pytest.raises(FovealError, match=r"target: detection 99 asked, but the image has \d+ detections? at conf=0.25"):
         foveal.detect.explain(weights=str(weights), source=str(source), target="99", project=str(tmp_path))
     with pytest.raises(FovealError, match="needs the .safetensors weights"):
         foveal.detect.explain(weights=str(Path(weights).with_suffix(".onnx")), source=str(source))

@@ -2,6 +2,7 @@
 val scores the baselines as scikit-image computes them, tiles leave no seams, predict writes PNGs at the
 right size, the ONNX export scores as PyTorch, and bad input is one line."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -85,10 +86,14 @@ def test_predict_writes_pngs_and_scores_degraded_sources(denoiser, tmp_path):
     Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(source / "a.png")
     (result,) = foveal.predict("restore", weights=run.best, source=source, degrade=True, compare=True,
                                project=tmp_path, name="p", save=True)
-    written = Image.open(tmp_path / "restore" / "p" / "a.png")
-    assert written.size == (3 * 70, 50)  # input | output | reference
+    written = np.asarray(Image.open(tmp_path / "restore" / "p" / "a.png"))
+    assert written.shape[1] == 3 * 70 and written.shape[0] > 50  # input | output | reference, named above
+    grey = np.asarray(Image.open(source / "a.png").convert("RGB"))
+    grey = cv2.cvtColor(grey, cv2.COLOR_RGB2GRAY)  # the reference as the grey model sees it
+    assert np.array_equal(written[-50:, 140:], np.repeat(grey[..., None], 3, 2))  # labels above, not over it
+    assert (written[:-50] == 255).mean() > 0.8 and (written[:-50] < 128).any()  # a white strip with black text
     assert result.predictions[0]["width"] == 70 and "psnr" in result.predictions[0]
-    assert result.restored.shape[:2] == (50, 70) and result.plot().shape == (50, 3 * 70, 3)
+    assert result.restored.shape[:2] == (50, 70) and result.plot().shape[1] == 3 * 70
 
 
 def test_super_resolution_predict_enlarges(tmp_path):

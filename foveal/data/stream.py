@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from ..data.images import pil_to_rgb, read_pixels, resolve_source
 from ..errors import FovealError
@@ -92,6 +93,22 @@ def image_frames(paths: list[Path]):
         yield Frame(str(path), None, pixels, None)
 
 
+class Counted:
+    """Frames whose number is known before the first (total None: a camera's), for predict's progress bar."""
+
+    def __init__(self, frames, total: int | None):
+        self.frames, self.total = frames, total
+
+    def __iter__(self):
+        return iter(self.frames)
+
+
+def video_length(capture: cv2.VideoCapture, stride: int) -> int | None:
+    """The frames a video file will give at `stride`, as its container says (None when it does not)."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return math.ceil(count / stride) if math.isfinite(count) and count > 0 else None
+
+
 def frames(source: str, video_stride: int = 1):
     """Frames of a camera index, a video file (every `video_stride`th), or images (a file, folder or glob).
 
@@ -100,8 +117,11 @@ def frames(source: str, video_stride: int = 1):
     """
     if is_stream(source):
         name = f"camera{source}" if source.isdigit() else Path(source).stem
-        return stream_frames(open_capture(source), name, video_stride)
-    return image_frames(resolve_source(source))
+        capture = open_capture(source)
+        length = None if source.isdigit() else video_length(capture, video_stride)
+        return Counted(stream_frames(capture, name, video_stride), length)
+    paths = resolve_source(source)
+    return Counted(image_frames(paths), len(paths))
 
 
 def array_frames(source, bgr: bool = False) -> list[Frame]:
@@ -170,11 +190,11 @@ def checked_size(pixels: np.ndarray, where: str) -> np.ndarray:
 
 
 def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, results: list, save: bool,
-               verbose: bool, log=print) -> tuple[int, float, bool]:
+               verbose: bool, log=print, unit: str = "frame") -> tuple[int, float, bool]:
     """predicted_frames to the end, or to Ctrl-C. Returns (frames, seconds spent in infer, interrupted)."""
     count, seconds = 0, 0.0
     try:
-        for *_, spent in predicted_frames(source, run_dir, infer, annotate, results, save, verbose, log):
+        for *_, spent in predicted_frames(source, run_dir, infer, annotate, results, save, verbose, log, unit):
             count, seconds = count + 1, seconds + spent
     except KeyboardInterrupt:
         return count, seconds, True
@@ -182,15 +202,19 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
 
 
 def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Callable, results: list, save: bool,
-                     verbose: bool, log=print):
+                     verbose: bool, log=print, unit: str = "frame"):
     """For each frame of `source`: output = infer(frame pixels) (timed), then
     (image, summary) = annotate(frame, output); `image` (RGB) is written as <stem>.jpg or into
     <video>.mp4 at the source's frame rate when `save`. Yields (frame, output, image, seconds in infer),
     one frame at a time (the Python API's results). `results` is written to predictions.json at the
-    end, also on Ctrl-C, an error or a consumer that stops early; nothing is written without `run_dir`."""
+    end, also on Ctrl-C, an error or a consumer that stops early; nothing is written without `run_dir`.
+    With `verbose`, a progress bar on a terminal for more than one frame (a camera's: a count and a rate)."""
     writers = {}
+    total = len(source) if isinstance(source, list) else getattr(source, "total", None)
+    bar = tqdm(source, total=total, desc="predict", unit=unit, leave=False, dynamic_ncols=True,
+               disable=not verbose or total == 1 or None)  # None: off where stderr is not a terminal
     try:
-        for frame in source:
+        for frame in bar:
             started = time.perf_counter()
             output = infer(frame.pixels)
             spent = time.perf_counter() - started
@@ -206,9 +230,11 @@ def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Ca
                                                               (image.shape[1], image.shape[0]))
                     writers[frame.name].write(bgr)
             if verbose and (frame.index is None or frame.index % 100 == 0):
-                log(f"{frame.name}{'' if frame.index is None else f' frame {frame.index}'}: {summary}")
+                with tqdm.external_write_mode():  # the line above the bar, not through it
+                    log(f"{frame.name}{'' if frame.index is None else f' frame {frame.index}'}: {summary}")
             yield frame, output, image, spent
     finally:
+        bar.close()
         for writer in writers.values():
             writer.release()
         if run_dir is not None:

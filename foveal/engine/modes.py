@@ -14,7 +14,7 @@ import torch
 from ..data.stream import predicted_frames, run_stream
 from ..errors import FovealError
 from ..files import write_json
-from ..report import drawing
+from ..report import counted, drawing, text_table
 from .checkpoint import load_trained, trained_meta
 from .device import configure_cpu, select_device
 from .distributed import DistInfo
@@ -64,6 +64,8 @@ def validate(task_class, cfg, log=print):
         task.write_report(run_dir, [], result, model)
     if cfg.verbose:
         log(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+        if (table := task.per_class_table(result)) is not None:
+            log(text_table(table))
         log(f"report: {run_dir / 'report.html'}")
     return result
 
@@ -83,8 +85,8 @@ def open_predictor(task_class, cfg, frames=None, writes: bool = True, log=print)
 
 
 def log_predicted(task, predictor, count: int, seconds: float, interrupted: bool, summary: str, run_dir, log):
-    speed = f", {count / seconds:.1f} frames/s (model and post-processing)" if seconds else ""
-    log(f"{'interrupted after ' if interrupted else ''}{count} {task.inputs}, {summary}{speed}")
+    speed = f", {count / seconds:.1f} {task.speed_unit} (model and post-processing)" if seconds else ""
+    log(f"{'interrupted after ' if interrupted else ''}{counted(count, task.input_name, task.inputs)}, {summary}{speed}")
     if count and any(predictor.seconds.values()):
         log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
     if run_dir is not None:
@@ -96,7 +98,7 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     runs/<task>/predictN with predictions.json and, with save=true, annotated images or video."""
     task, predictor, source, run_dir = open_predictor(task_class, cfg, log=log)
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
-                                             predictor.results, cfg.save, cfg.verbose, log)
+                                             predictor.results, cfg.save, cfg.verbose, log, task.input_name)
     summary = predictor.finish()
     if cfg.verbose:
         log_predicted(task, predictor, count, seconds, interrupted, summary, run_dir, log)
@@ -114,7 +116,7 @@ def predict_results(task_class, cfg, frames=None, writes: bool = False, log=prin
 def each_result(task, predictor, source, run_dir, cfg, log):
     count, seconds, total, before = 0, 0.0, 0, dict(predictor.seconds)
     for frame, output, image, spent in predicted_frames(source, run_dir, predictor.infer, predictor.annotate,
-                                                        predictor.results, cfg.save, cfg.verbose, log):
+                                                        predictor.results, cfg.save, cfg.verbose, log, task.input_name):
         count, seconds = count + 1, seconds + spent
         speed = {name: round(1000 * (t - before[name]), 3) for name, t in predictor.seconds.items() if t > before[name]}
         before = dict(predictor.seconds)

@@ -13,7 +13,8 @@ torchvision: backbone.body.layer4, whose features reach every FPN level), a segm
 encoder.<depth>, torchvision: backbone.layer4). eigencam shows the activations' first principal
 component: the same map whatever the target.
 
-Per image: <stem>.png (the heatmap over the image; for detect the explained box drawn too) and
+Per image: <stem>.png (the heatmap over the image at its size, a colour bar beside it; for detect the
+explained box drawn too) and
 cams/<stem>.npy (the (H, W) float32 map in [0, 1] on the image's own pixels); explain.json and
 report.html (image, overlay, target and score) for all. The image is prepared by the task's Predictor,
 as predict prepares it (a segmenter's one letterboxed pass: explain does not tile).
@@ -32,6 +33,7 @@ from ..errors import FovealError
 from ..files import atomic_write, write_bytes, write_json
 from ..report import Section, write_report
 from ..report.draw import draw_boxes
+from ..report.plots import with_colour_bar
 from .features import png_bytes, thumbnail
 from .layers import auto_target_layer, named_layers, trace_calls
 from .loading import inspected_model, source_frames
@@ -93,10 +95,29 @@ def inside_mask(image: torch.Tensor, placement) -> torch.Tensor:
     return inside
 
 
+def jet(levels: np.ndarray) -> np.ndarray:
+    """uint8 levels -> their RGB colours in OpenCV's JET (blue 0: no evidence, red 255: most)."""
+    return cv2.cvtColor(cv2.applyColorMap(levels.astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
 def overlay(pixels: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB with the (H, W) [0, 1] map drawn over it in the JET colours (red: most evidence)."""
-    heat = cv2.cvtColor(cv2.applyColorMap((cam * 255).round().astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    heat = jet((cam * 255).round())
     return (HEAT_WEIGHT * heat + (1 - HEAT_WEIGHT) * pixels).round().astype(np.uint8)
+
+
+def heatmap_png(drawn: np.ndarray) -> bytes:
+    """The overlay at the image's own size, with the colour bar that reads it (its colours half-blended)."""
+    colours = jet(np.arange(256)[:, None])[:, 0]
+    blended = HEAT_WEIGHT * colours + (1 - HEAT_WEIGHT) * 255  # as over a white pixel
+    return png_bytes(with_colour_bar(drawn, blended, "evidence", {0: "none", 0.5: "", 1: "most"}))
+
+
+def layer_words(call) -> str:
+    """'layer 5: 64 channels of 8x8' (the layer's output per image), not '5 64x8x8'."""
+    shape = call.shape[1:]
+    size = f"{shape[0]} channels of {shape[1]}x{shape[2]}" if len(shape) == 3 else "x".join(map(str, shape))
+    return f"layer {call.name}: {size}"
 
 
 def frame_box(box: list[float], placement) -> np.ndarray:
@@ -143,7 +164,8 @@ def explain(task_class, cfg, log=print) -> list[dict]:
             if cfg.verbose:
                 log(inspected.describe())
                 passes = f" ({sum(c.shape[1] for c in chosen)} model runs per image)" if cfg.method == "scorecam" else ""
-                log(f"{cfg.method} on {'the input' if cam_type is None else layer_text}{passes}")
+                on = "the input pixels" if cam_type is None else "; ".join(layer_words(c) for c in chosen)
+                log(f"{cfg.method} on {on}{passes}")
         if target is None:
             sections.append(Section(frame.name, ["no detection above conf: nothing to explain (lower conf= to see weaker ones)"]))
             if cfg.verbose:
@@ -156,7 +178,7 @@ def explain(task_class, cfg, log=print) -> list[dict]:
             drawn = draw_boxes(drawn, frame_box(target.box, placement), [0], [target.name], colour=(255, 255, 255),
                                line_width=1, captions=False)
         stem = Path(frame.name).stem
-        write_bytes(run_dir / f"{stem}.png", png_bytes(drawn))
+        write_bytes(run_dir / f"{stem}.png", heatmap_png(drawn))
         save_array(run_dir / "cams" / f"{stem}.npy", cam)
         result = {"file_name": frame.name, "target": target.name, "score": round(target.score, 5), "method": cfg.method,
                   "layer": "input" if cam_type is None else layer_text}
@@ -173,7 +195,7 @@ def explain(task_class, cfg, log=print) -> list[dict]:
              "layer": "input gradient" if cam_type is None else layer_text, "target": cfg.target}
     write_report(run_dir / "report.html", f"{task_class.name} explain: {cfg.method}",
                  [Section("settings", [about, "left: the image; right: the heatmap over it (red: most evidence)"]),
-                  *sections])
+                  *sections], plot_files=False)  # the heatmaps are written beside it already
     if cfg.verbose:
         log(f"results: {run_dir}")
     return results

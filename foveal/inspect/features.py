@@ -157,7 +157,8 @@ def features(task_class, cfg, log=print) -> list[dict]:
         results.append({"file_name": frame.name, "layers": shapes})
         if cfg.verbose:
             log(f"{frame.name}: " + ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items()))
-    write_report(run_dir / "report.html", f"{task_class.name} features: {inspected.meta['model']}", sections)
+    write_report(run_dir / "report.html", f"{task_class.name} features: {inspected.meta['model']}", sections,
+                 plot_files=False)  # the images are written beside it already
     if cfg.verbose:
         log(f"results: {run_dir}")
     return results

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import FovealError, did_you_mean
 from ..ops.boxes import box_iou, clip_boxes
+from ..report import counted
 
 MATCH_IOU = 0.5
 
@@ -97,7 +98,7 @@ def detection_index(target: str, count: int, conf: float) -> int:
         raise FovealError(f"target: a detection's index (0 = the best), or auto; got '{target}'")
     if int(target) >= count:
         found = f"0..{count - 1}" if count else "none"
-        raise FovealError(f"target: detection {target} asked, but the image has {count} detections at "
+        raise FovealError(f"target: detection {target} asked, but the image has {counted(count, 'detection')} at "
                           f"conf={conf:g} ({found})")
     return int(target)
 

@@ -32,6 +32,7 @@ def draw_boxes(image: np.ndarray, boxes, labels, classes: list[str], scores=None
 
 
 IGNORE_COLOUR = (60, 60, 60)
+GRID_SIDE = 256  # reports' image grids enlarge smaller images to this short side before drawing captions
 
 
 def overlay_classes(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, ignore_index: int = 255) -> np.ndarray:
@@ -57,3 +58,28 @@ def draw_instances(image: np.ndarray, masks: np.ndarray, boxes, labels, classes:
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, class_colour(int(label)), max(1, line_width // 2), cv2.LINE_AA)
     return draw_boxes(out, boxes, labels, classes, scores, line_width=max(1, line_width // 2))
+
+
+def enlarged(image: np.ndarray, min_side: int) -> tuple[np.ndarray, int]:
+    """(image repeated k x k times per pixel, k): the smallest whole k that brings the short side to `min_side`,
+    so that captions drawn on a small image cover less of it (nearest: no pixel is made up)."""
+    k = max(1, -(-min_side // max(1, min(image.shape[:2]))))
+    return (np.repeat(np.repeat(image, k, 0), k, 1) if k > 1 else image), k
+
+
+def labelled(image: np.ndarray, lines: list[str], rows: int = 0, min_width: int = 0) -> np.ndarray:
+    """`image` (enlarged to `min_width` first, see `enlarged`) under a white strip of `rows` (at least the
+    lines') text lines: labels beside the content, never over it. The strip's height depends only on the
+    image's width and `rows`, so the frames of a video keep one size."""
+    if image.shape[1] < min_width:
+        k = -(-min_width // image.shape[1])
+        image = np.repeat(np.repeat(image, k, 0), k, 1)
+    scale = min(max(image.shape[1] / 400, 0.35), 0.8)
+    (_, text_height), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    line = text_height + base + 4
+    strip = np.full((line * max(rows, len(lines)) + 4, image.shape[1], 3), 255, np.uint8)
+    for row, text in enumerate(lines):
+        cv2.putText(strip, text, (4, 2 + line * row + text_height + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    pixels = image if image.ndim == 3 else image[..., None]
+    return np.concatenate([strip, np.repeat(pixels, 3 // pixels.shape[2], 2)], 0)

@@ -6,12 +6,13 @@ so the file can be mailed, archived or opened from a copied run folder.
 
 import base64
 import numbers
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from pathlib import Path
 
-from ..files import write_text
+from ..files import write_bytes, write_text
 
 
 @dataclass
@@ -101,8 +102,20 @@ def render_report(title: str, sections: list[Section]) -> str:
             f"<nav><ol>{contents}</ol></nav>\n{body}</body></html>\n")
 
 
-def write_report(path, title: str, sections: list[Section]) -> Path:
-    """Write the report to `path` atomically: a reader never sees a half-written file."""
+def png_name(heading: str, index: int) -> str:
+    """The file name of a section's `index`th plot: 'confusion matrix (counts)' -> confusion_matrix_counts.png."""
+    stem = re.sub(r"[^a-z0-9]+", "_", heading.lower()).strip("_")[:60] or "plot"
+    return f"{stem}{f'_{index + 1}' if index else ''}.png"
+
+
+def write_report(path, title: str, sections: list[Section], plot_files: bool = True) -> Path:
+    """Write the report to `path` atomically: a reader never sees a half-written file. With `plot_files`, its
+    plots are also written beside it as PNG files, where users of other tools look for them to open or paste."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text(path, render_report(title, sections))
+    html = render_report(title, sections)  # first: a bad item writes nothing
+    for section in sections if plot_files else []:
+        plots = [item for item in section.items if isinstance(item, (bytes, bytearray))]
+        for index, png in enumerate(plots):
+            write_bytes(path.parent / png_name(section.heading, index), bytes(png))
+    return write_text(path, html)

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colorbar import ColorbarBase
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -199,3 +201,23 @@ def plot_pr_curves(recall: np.ndarray, precision: dict[str, np.ndarray], title: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
     return _png_bytes(fig)
+
+
+COLOUR_BAR_WIDTH = 90  # pixels right of the image: the bar and its ticks and label
+COLOUR_BAR_MIN_HEIGHT = 160  # a smaller image gets white below it, so the bar stays readable
+
+
+def with_colour_bar(image: np.ndarray, colours: np.ndarray, label: str, ticks: dict[float, str]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB `image` at its own size and pixels (not resampled), with a colour bar of the 256 RGB
+    `colours` it was coloured with (values 0 to 1, `ticks` named) beside it: a (max(H, 160), W + 90, 3) image."""
+    height, width = image.shape[:2]
+    total_height, total_width = max(height, COLOUR_BAR_MIN_HEIGHT), width + COLOUR_BAR_WIDTH
+    fig = Figure(figsize=(total_width / DPI, total_height / DPI), dpi=DPI)
+    canvas = FigureCanvasAgg(fig)
+    fig.figimage(image, xo=0, yo=total_height - height, origin="upper")
+    bar = fig.add_axes([(width + 12) / total_width, 0.1, 14 / total_width, 0.8])
+    ColorbarBase(bar, cmap=ListedColormap(np.asarray(colours) / 255), norm=Normalize(0, 1), label=label,
+                 ticks=list(ticks))
+    bar.set_yticklabels([f"{value:g} {name}".strip() for value, name in ticks.items()], fontsize=8)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -110,6 +110,7 @@ class Task:
     eval_split = "val"  # the split the evaluator scores: val in training, cfg.split in `val`
     info_on_meta = False  # `info` may build the model without weight memory (its cost is shape-only)
     inputs, input_name = "images/frames", "image"  # what predict's log calls the task's inputs
+    speed_unit = "frames/s"  # predict's speed (a forecast reads one window of each series)
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -249,5 +250,9 @@ class Task:
         raise NotImplementedError
 
     # output
+    def per_class_table(self, result: EvalResult):
+        """The report.html Table of per-class scores that `val` also prints, or None (restore, forecast)."""
+        return None
+
     def write_report(self, run_dir: Path, history: list[dict], result: EvalResult, model: nn.Module):
         raise NotImplementedError

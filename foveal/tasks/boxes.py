@@ -16,6 +16,42 @@ from ..registry import create_model
 from .base import EvalResult, Evaluator, Task
 
 
+LOOK_AGAIN_FRAMES = 8  # predict found nothing: the first frames are run again at a low conf for a hint
+LOW_CONF = 0.001  # val's
+
+
+class NothingFound:
+    """What a box Predictor needs to say, when a run found nothing at its conf, how close it came: the first
+    frames are kept until something is found, and run again at LOW_CONF once, at the end, if nothing was."""
+
+    def __init__(self):
+        self.frames: list = []
+        self.found_any = False
+
+    def keep(self, pixels, found: int):
+        self.found_any = self.found_any or found > 0
+        if self.found_any:
+            self.frames = []  # no hint to give: no 4K frames to hold on to
+        elif len(self.frames) < LOOK_AGAIN_FRAMES:
+            self.frames.append(pixels)
+
+    def hint(self, predictor) -> str:
+        """'' when something was found, or the best score the first frames reach at a low conf."""
+        model, conf = predictor.model, getattr(predictor.model, "conf", None)
+        if self.found_any or not self.frames or conf is None or conf <= LOW_CONF:
+            return ""
+        timed = dict(predictor.seconds)  # the look again is not predict's time per image
+        model.conf = LOW_CONF
+        try:
+            scores = [float(det["scores"].max()) for det in map(predictor.infer, self.frames) if len(det["scores"])]
+        finally:
+            model.conf, predictor.seconds = conf, timed
+        first = f"the first {len(self.frames)} {'frames' if len(self.frames) > 1 else 'frame'}"
+        if not scores:
+            return f"; nothing scored above {LOW_CONF:g} in {first} either"
+        return f"; the best score in {first} was {max(scores):.3f} (below conf={conf:g}: lower conf= to see it)"
+
+
 class BoxTask(Task):
     """A Task for detectors; subclasses supply the data, the datasets, the evaluator and the report."""
 

@@ -5,7 +5,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,13 +19,16 @@ from ..errors import FovealError
 from ..metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
 from ..registry import create_model, get_model_entry
 from ..report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
+from ..report.draw import labelled
 from .base import EvalResult, Evaluator, Placement, Predictor, Task
+
+LABELLED_WIDTH = 160  # predict: smaller images are enlarged (whole pixels) to write their top classes above
 
 
 @dataclass
 class ClassifyConfig(TrainConfig):
     model: str = opt("simple_cnn", "architecture name (`foveal models classify` lists them)")
-    save: bool = opt(False, "predict: also write each image with its top classes drawn on it")
+    save: bool = opt(False, "predict: also write each image with its top classes written above it")
     hflip: float = opt(-1.0, "horizontal flip probability (-1: 0.5, or 0 where a flip changes the class, as digits)",
                        range="[0, 1] or -1")
     crop_scale: float = opt(0.6, "random-resized-crop minimum area fraction (1: no crop)", range="(0, 1]")
@@ -96,6 +98,9 @@ class ClassifyTask(Task):
         write_classify_report(run_dir, f"classify {self.cfg.model} on {self.cfg.data} ({self.eval_split})", history,
                               result, self.classes, self.data.splits[self.eval_split], self.curve_groups)
 
+    def per_class_table(self, result):
+        return per_class_table(result, self.classes)
+
     def predictor(self, model, meta, device):
         return ClassifyPredictor(self, model, meta, device)
 
@@ -142,11 +147,8 @@ class ClassifyPredictor(Predictor):
         return image, ", ".join(f"{c} {p:.3f}" for c, p in top)
 
     def draw(self, frame, top):
-        image = frame.pixels.copy()
-        for row, (c, p) in enumerate(top[:3]):
-            cv2.putText(image, f"{c} {p:.2f}", (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                        (255, 255, 0), 1, cv2.LINE_AA)
-        return image
+        # the top classes in a strip above the image, not over it (a small image enlarged to read them)
+        return labelled(frame.pixels, [f"{c} {p:.2f}" for c, p in top[:3]], min_width=LABELLED_WIDTH)
 
     def fields(self, frame, top):
         return {"probs": Probs(np.array([self.classes.index(c) for c, _ in top], np.int64),
@@ -208,13 +210,19 @@ def sample_grid(source: LabelledImages, details: dict, classes: list[str], count
     return image_grid(images, captions, colors)
 
 
+def per_class_table(result: EvalResult, classes: list[str]) -> Table:
+    """precision, recall, F1 and support of each class (the report's table, and the end of `val`)."""
+    scores = per_class_scores(result.details["confusion"])
+    return Table(["class", "precision", "recall", "f1", "support"],
+                 [[c, scores["precision"][i].item(), scores["recall"][i].item(), scores["f1"][i].item(),
+                   int(scores["support"][i])] for i, c in enumerate(classes)])
+
+
 def write_classify_report(run_dir: Path, title: str, history: list[dict], result: EvalResult,
                           classes: list[str], source: LabelledImages, curve_groups):
     details = result.details
     scores = per_class_scores(details["confusion"])
-    table = Table(["class", "precision", "recall", "f1", "support"],
-                  [[c, scores["precision"][i].item(), scores["recall"][i].item(), scores["f1"][i].item(),
-                    int(scores["support"][i])] for i, c in enumerate(classes)])
+    table = per_class_table(result, classes)
     sections = [Section("summary", [result.metrics])]
     if history:
         sections.append(Section("training curves", [plot_curves(history, curve_groups)]))

@@ -115,6 +115,11 @@ class DetectTask(BoxTask):
     def new_evaluator(self):
         return BoxEvaluator(self.data.splits[self.eval_split], self.classes)
 
+    def per_class_table(self, result):
+        from .detect_report import per_class_table
+
+        return per_class_table(result, self.classes, self.data.splits[self.eval_split])
+
     def write_report(self, run_dir, history, result, model):
         from .detect_report import write_detect_report
 

@@ -16,8 +16,10 @@ from ..engine.results import Boxes
 from ..errors import FovealError
 from ..files import write_bytes, write_text
 from ..ops.boxes import nms, unletterbox_boxes
+from ..report import counted
 from ..report.draw import draw_boxes
 from .base import Placement, Predictor
+from .boxes import NothingFound
 
 
 def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
@@ -71,6 +73,7 @@ class DetectPredictor(Predictor):
         self.stride = task.rect_stride(meta["model"], meta)
         # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
         self.split = hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
+        self.nothing_found = NothingFound()
 
     def prepare(self, pixels):
         boxed, scale, pad = letterbox(pixels, self.imgsz, self.stride)
@@ -119,7 +122,8 @@ class DetectPredictor(Predictor):
             write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",
                        yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0], cfg.save_conf))
         drawn = self.draw(frame, det) if cfg.save else None
-        return drawn, f"{len(det['labels'])} detections"
+        self.nothing_found.keep(frame.pixels, len(det["labels"]))
+        return drawn, counted(len(det["labels"]), "detection")
 
     def draw(self, frame, det):
         cfg = self.cfg
@@ -131,4 +135,4 @@ class DetectPredictor(Predictor):
         return {"boxes": Boxes.of(det)}
 
     def finish(self):
-        return f"{len(self.results)} detections"
+        return counted(len(self.results), "detection") + self.nothing_found.hint(self)

@@ -64,6 +64,8 @@ class ForecastConfig(TrainConfig):
     interval: float = opt(0.8, "predict: coverage of the interval made of the val residuals' quantiles",
                           range="(0, 1)")
     save: bool = opt(True, "predict: write forecast.csv and forecast.png")
+    nonnegative: bool = opt(False, "predict: clip the forecast and its interval at 0 (counts, amounts: a series "
+                                   "that cannot go below zero)")
     epochs: int = opt(30, "number of training epochs")
     batch: int = opt(32, "batch size (per process when run with torchrun)")
     lr: float = opt(1e-2, "initial learning rate")
@@ -110,6 +112,7 @@ class ForecastTask(Task):
                     ("val MASE", ["mase", *(f"mase_{b}" for b in BASELINES)]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
     inputs, input_name = "series", "series"
+    speed_unit = "windows/s"
 
     @classmethod
     def trained_config(cls, cfg, meta):

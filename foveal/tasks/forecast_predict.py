@@ -67,11 +67,19 @@ class ForecastPredictor(Predictor):
         """(lower, upper) of a forecast, or (None, None) without val windows."""
         return (output + self.bounds[0], output + self.bounds[1]) if self.bounds is not None else (None, None)
 
+    def clip(self, values):
+        """nonnegative=true: a count's forecast and interval end at 0 (the interval is the unclipped one's, clipped)."""
+        return np.clip(values, 0, None) if self.cfg.nonnegative and values is not None else values
+
+    def clipped(self, output):
+        """(forecast, lower, upper) as predict gives them."""
+        return (self.clip(output), *map(self.clip, self.interval(output)))
+
     def annotate(self, frame, output):
         task = self.task
         series = next(s for s in task.data.series if s.name == frame.name)
         times = future_times(series.times, task.data.step, len(output))
-        lower, upper = self.interval(output)
+        output, lower, upper = self.clipped(output)
         for step, time in enumerate(times):
             entry = {"series": frame.name, "step": step + 1, "time": format_time(time)}
             for column, target in enumerate(task.data.targets):
@@ -81,19 +89,21 @@ class ForecastPredictor(Predictor):
                     entry[f"{target}_upper"] = float(upper[step, column])
             self.results.append(entry)
         self.plotted.append((series, times, output, lower, upper))
-        return None, f"{len(output)} steps from {format_time(times[0])}, {task.data.targets[0]} {output[0, 0]:.4g} .. {output[-1, 0]:.4g}"
+        first = output[:, 0]
+        return None, (f"{len(output)} steps from {format_time(times[0])}, {task.data.targets[0]} between "
+                      f"{first.min():.4g} and {first.max():.4g}")
 
     def draw(self, frame, output):
         """The series' forecast.png panel, as pixels."""
         series = next(s for s in self.task.data.series if s.name == frame.name)
         times = future_times(series.times, self.task.data.step, len(output))
-        png = plot_forecast([(series, times, output, *self.interval(output))], self.task.data.targets[0],
+        png = plot_forecast([(series, times, *self.clipped(output))], self.task.data.targets[0],
                             self.cfg.interval, self.task.cfg.horizon)
         return None if png is None else cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR),
                                                      cv2.COLOR_BGR2RGB)
 
     def fields(self, frame, output):
-        return {"forecast": Forecast(output, *self.interval(output))}
+        return {"forecast": Forecast(*self.clipped(output))}
 
     def finish(self):
         if self.cfg.save and self.results:

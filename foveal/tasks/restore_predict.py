@@ -10,6 +10,7 @@ from ..data.restore import to_channels, to_pixels, to_tensor
 from ..data.stream import frame_stem
 from ..files import atomic_write
 from ..metrics.restore import psnr, ssim
+from ..report.draw import labelled
 from .base import Predictor
 from .restore import degradation, fixed_graph_size, restore_image
 
@@ -44,7 +45,7 @@ class RestorePredictor(Predictor):
             entry.update(psnr=round(psnr(pred, target, self.border, luma).item(), 4),
                          ssim=round(ssim(pred, target, self.border, luma).item(), 6))
         self.results.append(entry)
-        image = self.draw(frame, output)
+        image = self.draw(frame, output, entry.get("psnr"))
         summary = f"{restored.shape[1]}x{restored.shape[0]}" + (f", {entry['psnr']:.2f} dB" if "psnr" in entry else "")
         if frame.index is None:  # an image: a PNG here (run_stream would write a lossy JPEG)
             if self.cfg.save:
@@ -53,9 +54,9 @@ class RestorePredictor(Predictor):
             return None, summary
         return image, summary
 
-    def draw(self, frame, output):
+    def draw(self, frame, output, psnr: float | None = None):
         low, restored, clean = output
-        return side_by_side(low, restored, clean, self.task.scale) if self.cfg.compare else restored
+        return side_by_side(low, restored, clean, self.task.scale, psnr) if self.cfg.compare else restored
 
     def fields(self, frame, output):
         return {"restored": output[1]}
@@ -68,12 +69,16 @@ def crop_like(clean: np.ndarray, restored: np.ndarray) -> np.ndarray:
     return clean[:restored.shape[0], :restored.shape[1]]
 
 
-def side_by_side(low: np.ndarray, restored: np.ndarray, clean, scale: int) -> np.ndarray:
-    """input (enlarged by repeating pixels) | output | reference (when there is one), one image."""
+def side_by_side(low: np.ndarray, restored: np.ndarray, clean, scale: int, psnr_db: float | None = None) -> np.ndarray:
+    """input (enlarged by repeating pixels) | output | reference (when there is one), one image, each part
+    named in a strip above it (the output with its PSNR against the reference)."""
     enlarged = np.repeat(np.repeat(low, scale, 0), scale, 1)[:restored.shape[0], :restored.shape[1]]
     parts = [enlarged, restored]
     if clean is not None:
         reference = crop_like(clean, restored)
         parts.append(np.repeat(reference, 3 // reference.shape[2], 2))  # grey shown as RGB, as the others
     height = max(p.shape[0] for p in parts)
-    return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in parts], 1)
+    names = [["input"], ["output"] + ([f"PSNR {psnr_db:.2f} dB"] if psnr_db is not None else []), ["reference"]]
+    rows = max(len(lines) for lines in names[:len(parts)])
+    return np.concatenate([labelled(np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))), lines, rows)
+                           for p, lines in zip(parts, names)], 1)

@@ -224,6 +224,11 @@ class SegmentTask(Task):
         return SemanticEvaluator(self.data.splits[self.eval_split], self.classes, self.sigmoid, self.cfg.threshold,
                                  self.cfg.binary_masks)
 
+    def per_class_table(self, result):
+        from .segment_report import semantic_table
+
+        return semantic_table(result, self.classes)
+
     def write_report(self, run_dir, history, result, model):
         from .segment_report import write_semantic_report
 

@@ -42,6 +42,11 @@ class InstanceSegmentTask(BoxTask):
     def new_evaluator(self):
         return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)
 
+    def per_class_table(self, result):
+        from .segment_report import instance_table
+
+        return instance_table(result, self.classes, self.data.splits[self.eval_split])
+
     def write_report(self, run_dir, history, result, model):
         from .segment_report import write_instance_report
 

@@ -21,7 +21,9 @@ from ..files import atomic_write
 from ..ops.boxes import unletterbox_boxes
 from ..ops.windows import window_starts
 from ..report.draw import class_colour, draw_instances, overlay_classes
+from ..report import counted
 from .base import Placement, Predictor
+from .boxes import NothingFound
 from .segment import SegmentTask, logits_to_labels, unletterbox
 from .segment_instance import unletterbox_masks
 
@@ -137,6 +139,10 @@ class SemanticPredictor(Predictor):
 class InstancePredictor(Predictor):
     """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
 
+    def __init__(self, task, model, meta, device):
+        super().__init__(task, model, meta, device)
+        self.nothing_found = NothingFound()
+
     def prepare(self, pixels):
         return letterboxed_input(pixels, self.imgsz, self.device, unit_channels_last)
 
@@ -152,7 +158,8 @@ class InstancePredictor(Predictor):
                                  "score": round(float(score), 5), "segmentation": mask_polygons(mask),
                                  "area": int(mask.sum())})
         drawn = self.draw(frame, det) if self.cfg.save else None
-        return drawn, f"{len(det['labels'])} objects"
+        self.nothing_found.keep(frame.pixels, len(det["labels"]))
+        return drawn, counted(len(det["labels"]), "object")
 
     def draw(self, frame, det):
         return draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], self.classes, det["scores"],
@@ -162,4 +169,4 @@ class InstancePredictor(Predictor):
         return {"boxes": Boxes.of(det), "masks": det["masks"]}
 
     def finish(self):
-        return f"{len(self.results)} objects"
+        return counted(len(self.results), "object") + self.nothing_found.hint(self)

@@ -7,7 +7,7 @@ import numpy as np
 from ..data.detect_dataset import read_rgb
 from ..data.segmentation import read_labels
 from ..report import Section, Table, image_grid, plot_bars, plot_curves, write_report
-from ..report.draw import draw_instances, overlay_classes
+from ..report.draw import GRID_SIDE, draw_instances, enlarged, overlay_classes
 from .base import EvalResult
 
 MIOU_NOTE = ("mIoU and mean Dice: one confusion matrix over every pixel of the split at each image's own size, "
@@ -26,13 +26,19 @@ def semantic_grid(items, samples, num_classes: int, binary_masks: bool = False) 
     return image_grid(images, captions, columns=6)
 
 
+def semantic_table(result: EvalResult, classes) -> Table:
+    """IoU, Dice and true and predicted pixels of each class (NaN: in neither), for the report and `val`."""
+    semantic = result.details["semantic"]
+    confusion = np.asarray(semantic.confusion)  # rows: true class, columns: predicted
+    return Table(["class", "IoU", "Dice", "true pixels", "predicted pixels"],
+                 [[c, semantic.per_class_iou[c], semantic.per_class_dice[c], int(confusion[k].sum()),
+                   int(confusion[:, k].sum())] for k, c in enumerate(classes)])
+
+
 def write_semantic_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items,
                           curve_groups, binary_masks: bool = False):
     semantic = result.details["semantic"]
-    confusion = np.asarray(semantic.confusion)  # rows: true class, columns: predicted
-    table = Table(["class", "IoU", "Dice", "true pixels", "predicted pixels"],
-                  [[c, semantic.per_class_iou[c], semantic.per_class_dice[c], int(confusion[k].sum()),
-                    int(confusion[:, k].sum())] for k, c in enumerate(classes)])
+    table = semantic_table(result, classes)
     loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
     groups = [("loss", loss_keys), *curve_groups[1:]]
     sections = [Section("summary", [result.metrics, MIOU_NOTE])]
@@ -55,21 +61,31 @@ def instance_grid(items, detections, classes, count: int = 8, conf: float = 0.25
 
     images, captions = [], []
     for item, det in list(zip(items, detections))[:count]:
-        image = read_rgb(item)
-        images.append(draw_instances(image, instance_masks(item), item.boxes, item.labels, classes, line_width=2))
+        image, k = enlarged(read_rgb(item), GRID_SIDE)  # captions on a 64 px scene would hide it
+
+        def larger(masks):
+            return np.repeat(np.repeat(np.asarray(masks), k, 1), k, 2)
+
+        images.append(draw_instances(image, larger(instance_masks(item)), item.boxes * k, item.labels, classes,
+                                     line_width=2))
         keep = np.asarray(det["scores"]) >= conf
-        images.append(draw_instances(image, np.asarray(det["masks"])[keep], np.asarray(det["boxes"])[keep],
+        images.append(draw_instances(image, larger(det["masks"])[keep], np.asarray(det["boxes"])[keep] * k,
                                      np.asarray(det["labels"])[keep], classes, np.asarray(det["scores"])[keep],
                                      line_width=2))
         captions += [f"{len(item.labels)} true", f"{int(keep.sum())} predicted"]
     return image_grid(images, captions, columns=4)
 
 
-def write_instance_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items):
+def instance_table(result: EvalResult, classes, items) -> Table:
+    """Mask and box AP50-95 and AP50 and true instances of each class, for the report and `val`."""
     box, segm = result.details["coco"], result.details["segm"]
-    table = Table(["class", "mask AP50-95", "mask AP50", "box AP50-95", "box AP50", "instances"],
-                  [[c, segm.per_class_ap[c], segm.per_class_ap50[c], box.per_class_ap[c], box.per_class_ap50[c],
-                    int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+    return Table(["class", "mask AP50-95", "mask AP50", "box AP50-95", "box AP50", "instances"],
+                 [[c, segm.per_class_ap[c], segm.per_class_ap50[c], box.per_class_ap[c], box.per_class_ap50[c],
+                   int(sum((item.labels == k).sum() for item in items))] for k, c in enumerate(classes)])
+
+
+def write_instance_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items):
+    table = instance_table(result, classes, items)
     loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
     groups = [("loss", loss_keys), ("AP", ["mask_map", "mask_map50", "map", "map50"]), ("learning rate", ["lr"])]
     sections = [Section("summary", [result.metrics, "mask_*: COCO segm AP of the masks; the rest: COCO bbox AP. "
