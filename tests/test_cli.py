@@ -1,6 +1,7 @@
 """`foveal TASK MODE key=value` end to end; one-line errors with exit code 2 for user mistakes, and one
 line plus an error.log (exit code 1) for bugs."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -8,6 +9,7 @@ import tempfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -97,11 +99,19 @@ def test_models_and_help(capsys):
     (["classify", "predict", "weights=w.safetensors", "source=x.png", "topk=0"], "topk: 0 is out of range"),
     (["classify", "train", "data=digits", "model=vit_b_16", "imgsz=100"],
      "imgsz: 100 is not a multiple of vit_b_16's patch size 16 (try 96 or 112)"),
+    (["classify", "val", "weights=pickled.pth"], "pickled.pth: cannot be read as a weights-only PyTorch state dict "
+     "(it holds a pickled argparse.Namespace, and foveal unpickles nothing but tensors and plain containers"),
+    (["classify", "train", "data=digits", "pretrained=pickled.pth"], "it holds a pickled argparse.Namespace"),
+    (["classify", "info", "weights=state.pth"], "weights: state.pth is not a foveal weights file (.safetensors or "
+                                                ".onnx, with the task, model and classes)"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
+    torch.save({"w": torch.zeros(2), "args": argparse.Namespace(lr=0.1)}, "pickled.pth")  # as training scripts do
+    torch.save({"w": torch.zeros(2)}, "state.pth")
     result = main_in_process(capsys, *args, f"project={tmp_path / 'runs'}")
     assert_one_line_error(result, message)
+    assert "\x1b[" not in result.stderr and "weights_only" not in result.stderr  # no colours, no advice to unpickle
     assert run_folders(tmp_path) == []  # the input is checked before the run folder is made
 
 
