@@ -104,20 +104,40 @@ def test_models_and_help(capsys):
     (["classify", "train", "data=digits", "pretrained=pickled.pth"], "it holds a pickled argparse.Namespace"),
     (["classify", "info", "weights=state.pth"], "weights: state.pth is not a foveal weights file (.safetensors or "
                                                 ".onnx, with the task, model and classes)"),
+    (["detect", "train", "data=damaged/data.yaml", "imgsz=100"],  # said before the data's warning
+     "imgsz: must be a multiple of 32 for detection, got 100"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     torch.save({"w": torch.zeros(2), "args": argparse.Namespace(lr=0.1)}, "pickled.pth")  # as training scripts do
     torch.save({"w": torch.zeros(2)}, "state.pth")
+    write_damaged_yolo_set(tmp_path / "damaged")
     result = main_in_process(capsys, *args, f"project={tmp_path / 'runs'}")
     assert_one_line_error(result, message)
     assert "\x1b[" not in result.stderr and "weights_only" not in result.stderr  # no colours, no advice to unpickle
     assert run_folders(tmp_path) == []  # the input is checked before the run folder is made
 
 
+def write_damaged_yolo_set(root):
+    """A YOLO data set whose indexing warns: one image of two cannot be decoded."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "0.png")
+    (root / "images" / "1.png").write_text("not a PNG")
+    (root / "labels" / "0.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+
+
 def test_a_user_error_through_the_process_is_exit_code_2(tmp_path):
     result = run_cli("classify", "train", "data=digits", "batch=0", f"project={tmp_path}")
     assert_one_line_error(result, "batch: 0 is out of range; valid: >= 1")
+
+
+def test_a_mistake_in_the_command_is_said_before_the_data_warns(tmp_path):
+    write_damaged_yolo_set(tmp_path / "damaged")  # the process shows warnings, as pytest does not
+    result = run_cli("detect", "train", f"data={tmp_path / 'damaged' / 'data.yaml'}", "imgsz=100",
+                     f"project={tmp_path / 'runs'}")
+    assert_one_line_error(result, "imgsz: must be a multiple of 32 for detection, got 100")
 
 
 def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digits_weights, capsys):
