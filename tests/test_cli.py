@@ -163,6 +163,21 @@ def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digit
     assert run_folders(tmp_path) == []
 
 
+def test_a_damaged_video_is_foveal_s_line_alone(tmp_path, digits_weights):
+    import cv2
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (32, 32))
+    for k in range(10):
+        writer.write(np.full((32, 32, 3), 20 * k, np.uint8))
+    writer.release()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(video.read_bytes()[:len(video.read_bytes()) // 2])  # cut off, with its index (moov)
+    result = run_cli("classify", "predict", f"weights={digits_weights}", f"source={damaged}",
+                     f"project={tmp_path / 'runs'}")
+    assert_one_line_error(result, f"source: cannot open video {damaged} (unsupported format or damaged file)")
+
+
 def test_export_to_onnx_and_use_it_in_val_predict_and_info(digits_weights, tmp_path):
     weights = tmp_path / "digits.safetensors"
     weights.write_bytes(digits_weights.read_bytes())

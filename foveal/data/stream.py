@@ -6,7 +6,9 @@ keeping everything written so far (predictions.json included).
 """
 
 import math
+import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -15,10 +17,13 @@ import numpy as np
 
 from ..data.images import read_pixels, resolve_source
 from ..errors import FovealError
-from ..files import write_bytes, write_json
+from ..files import atomic_path, write_bytes, write_json
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 DEFAULT_FPS = 30.0  # for streams that don't say (many cameras report 0)
+# FFmpeg's own log lines (a damaged file's "moov atom not found") would come before foveal's one-line error;
+# OpenCV reads this once, at the first capture, so it is set on import (a user's own setting wins)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class Frame(NamedTuple):
@@ -109,6 +114,7 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
     <video>.mp4 at the source's frame rate when `save`. `results` is written to predictions.json
     at the end, also on Ctrl-C or an error. Returns (frames, seconds spent in infer, interrupted)."""
     writers, count, seconds, interrupted = {}, 0, 0.0, False
+    videos = ExitStack()  # each video under a temporary name, renamed over <video>.mp4 once its writer is released
     try:
         for frame in source:
             started = time.perf_counter()
@@ -122,17 +128,17 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
                     write_bytes(run_dir / f"{Path(frame.name).stem}.jpg", cv2.imencode(".jpg", bgr)[1].tobytes())
                 else:
                     if frame.name not in writers:
-                        writers[frame.name] = cv2.VideoWriter(str(run_dir / f"{frame.name}.mp4"),
-                                                              cv2.VideoWriter_fourcc(*"mp4v"), frame.fps,
+                        video = videos.enter_context(atomic_path(run_dir / f"{frame.name}.mp4"))
+                        writers[frame.name] = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps,
                                                               (image.shape[1], image.shape[0]))
+                        videos.callback(writers[frame.name].release)
                     writers[frame.name].write(bgr)
             if verbose and (frame.index is None or frame.index % 100 == 0):
                 log(f"{frame.name}{'' if frame.index is None else f' frame {frame.index}'}: {summary}")
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for writer in writers.values():
-            writer.release()
+        videos.close()  # what was written so far is kept, as predictions.json is
         write_json(run_dir / "predictions.json", results, indent=1)
     return count, seconds, interrupted
 
