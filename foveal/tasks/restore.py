@@ -124,6 +124,8 @@ class RestoreTask(Task):
         if cfg.patch % self.scale:
             raise FovealError(f"patch: {cfg.patch} is not a multiple of scale {self.scale}")
         create_model(cfg.model, "restore", **self.model_kwargs())  # refuse a bad model or option before data
+        self.fixed_size = fixed_graph_size(data_meta or {})
+        self.check_tile()
         self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
         if self.data.paired and self.degradation != Degradation(self.scale):
             raise FovealError("sigma, quality, blur: paired data brings its own degraded images; leave them out")
@@ -131,9 +133,7 @@ class RestoreTask(Task):
         self.imgsz = cfg.imgsz or 256
         self.crop_border = cfg.crop_border if cfg.crop_border >= 0 else (self.scale if self.scale > 1 else 0)
         self.luma = self.scale > 1 and cfg.channels == 3  # super-resolution is scored on Y, as its papers do
-        self.fixed_size = fixed_graph_size(data_meta or {})
         self.baselines: dict[int, dict] = {}  # val image index -> baseline scores (the same every epoch)
-        self.check_tile()
         self.say_uncropped()
 
     def check_tile(self):
