@@ -8,6 +8,7 @@ the target, so a kill at any moment leaves either the old file or the new one, n
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +47,24 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_path(path):
+    """`with atomic_path(path) as tmp:` write tmp (with path's extension: writers such as cv2.VideoWriter
+    pick the format by it) over the block; it is fsynced and renamed over `path` when the block ends,
+    removed when the block raises. For writers that fill a file over time, where atomic_write's one call
+    does not fit."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_bytes(path, data: bytes) -> Path:

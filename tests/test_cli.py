@@ -1,6 +1,7 @@
 """`foveal TASK MODE key=value` end to end; one-line errors with exit code 2 for user mistakes, and one
 line plus an error.log (exit code 1) for bugs."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -8,6 +9,7 @@ import tempfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -100,17 +102,45 @@ def test_models_and_help(capsys):
     (["classify", "predict", "weights=w.safetensors", "source=x.png", "topk=0"], "topk: 0 is out of range"),
     (["classify", "train", "data=digits", "model=vit_b_16", "imgsz=100"],
      "imgsz: 100 is not a multiple of vit_b_16's patch size 16 (try 96 or 112)"),
+    (["classify", "val", "weights=pickled.pth"], "pickled.pth: cannot be read as a weights-only PyTorch state dict "
+     "(it holds a pickled argparse.Namespace, and foveal unpickles nothing but tensors and plain containers"),
+    (["classify", "train", "data=digits", "pretrained=pickled.pth"], "it holds a pickled argparse.Namespace"),
+    (["classify", "info", "weights=state.pth"], "weights: state.pth is not a foveal weights file (.safetensors or "
+                                                ".onnx, with the task, model and classes)"),
+    (["detect", "train", "data=damaged/data.yaml", "imgsz=100"],  # said before the data's warning
+     "imgsz: must be a multiple of 32 for detection, got 100"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
+    torch.save({"w": torch.zeros(2), "args": argparse.Namespace(lr=0.1)}, "pickled.pth")  # as training scripts do
+    torch.save({"w": torch.zeros(2)}, "state.pth")
+    write_damaged_yolo_set(tmp_path / "damaged")
     result = main_in_process(capsys, *args, f"project={tmp_path / 'runs'}")
     assert_one_line_error(result, message)
+    assert "\x1b[" not in result.stderr and "weights_only" not in result.stderr  # no colours, no advice to unpickle
     assert run_folders(tmp_path) == []  # the input is checked before the run folder is made
+
+
+def write_damaged_yolo_set(root):
+    """A YOLO data set whose indexing warns: one image of two cannot be decoded."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "0.png")
+    (root / "images" / "1.png").write_text("not a PNG")
+    (root / "labels" / "0.txt").write_text("0 0.5 0.5 0.2 0.2\n")
 
 
 def test_a_user_error_through_the_process_is_exit_code_2(tmp_path):
     result = run_cli("classify", "train", "data=digits", "batch=0", f"project={tmp_path}")
     assert_one_line_error(result, "batch: 0 is out of range; valid: >= 1")
+
+
+def test_a_mistake_in_the_command_is_said_before_the_data_warns(tmp_path):
+    write_damaged_yolo_set(tmp_path / "damaged")  # the process shows warnings, as pytest does not
+    result = run_cli("detect", "train", f"data={tmp_path / 'damaged' / 'data.yaml'}", "imgsz=100",
+                     f"project={tmp_path / 'runs'}")
+    assert_one_line_error(result, "imgsz: must be a multiple of 32 for detection, got 100")
 
 
 def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digits_weights, capsys):
@@ -134,6 +164,21 @@ def test_errors_about_files_are_one_line_and_leave_no_run_folder(tmp_path, digit
     run_folder = blocker / "runs" / "classify" / "exp"
     assert_one_line_error(below_a_file, f"project: cannot create the run folder {run_folder}: ")
     assert run_folders(tmp_path) == []
+
+
+def test_a_damaged_video_is_foveal_s_line_alone(tmp_path, digits_weights):
+    import cv2
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (32, 32))
+    for k in range(10):
+        writer.write(np.full((32, 32, 3), 20 * k, np.uint8))
+    writer.release()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(video.read_bytes()[:len(video.read_bytes()) // 2])  # cut off, with its index (moov)
+    result = run_cli("classify", "predict", f"weights={digits_weights}", f"source={damaged}",
+                     f"project={tmp_path / 'runs'}")
+    assert_one_line_error(result, f"source: cannot open video {damaged} (unsupported format or damaged file)")
 
 
 def test_export_to_onnx_and_use_it_in_val_predict_and_info(digits_weights, tmp_path):

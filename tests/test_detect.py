@@ -287,6 +287,28 @@ def test_video_stride_predicts_every_nth_frame_at_the_source_speed(tmp_path):
     assert abs(int(every_other[1].pixels.mean()) - 80) < 8  # really the source's third frame
 
 
+def test_a_predicted_video_appears_only_once_complete(tmp_path):
+    from foveal.data.stream import run_stream
+
+    target = tmp_path / "clip.mp4"
+    pixels = [np.full((32, 48, 3), 50 * k, np.uint8) for k in range(4)]
+    seen_while_writing = []
+
+    def annotate(frame, output):
+        seen_while_writing.append(target.exists() or [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"])
+        return output, "drawn"
+
+    source = (Frame("clip", k, image, 10.0) for k, image in enumerate(pixels))
+    count, _, _ = run_stream(source, tmp_path, lambda image: image, annotate, [], save=True, verbose=False)
+    assert count == 4 and seen_while_writing[0] == []  # nothing before the first frame
+    assert all(isinstance(names, list) and len(names) == 1 and names[0].startswith(".clip.") and
+               names[0].endswith(".tmp.mp4") for names in seen_while_writing[1:]), seen_while_writing  # a temporary name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "predictions.json"]  # renamed, nothing left
+    capture = cv2.VideoCapture(str(target))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    capture.release()
+
+
 # ---- learning through the engine, scored by `foveal detect val` on non-square images in COCO form ----------
 
 def coco_stats(annotations: Path, results: list[dict]) -> np.ndarray:

@@ -178,15 +178,32 @@ def test_long_csv_with_gaps_dates_and_many_series(tmp_path):
     (["data={csv}", "target=units", "time=when"], "time: no column 'when'"),
     (["data=nile", "window=90"], "window: 90 steps + horizon 12 do not fit in the train part"),
     (["model=lstn"], "unknown model 'lstn' (did you mean 'lstm'?)"),
+    (["data={infinite}"], "target: column 'units' of {infinite} holds a non-finite value (row 5: 'inf')"),
+    (["data={infinite}"], "leave the cell empty to have it filled as a gap"),
+    (["data={latin1}"], "data: {latin1}:4: not UTF-8 text (byte 0xe9 at byte offset 23); save it as UTF-8"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, args, message):
     path = tmp_path / "sales.csv"
     path.write_text("day,units,label\n" + "".join(f"{k},{k % 7},{'x' if k % 3 else 1}\n" for k in range(60)))
-    code = main(["forecast", "train", *(a.format(csv=path) for a in args), f"project={tmp_path}", "epochs=1"])
+    files = {"csv": path, "infinite": tmp_path / "infinite.csv", "latin1": tmp_path / "latin1.csv"}
+    files["infinite"].write_text("units\n" + "".join(f"{'inf' if k == 3 else k % 7}\n" for k in range(60)))
+    files["latin1"].write_bytes("day,units\n1,2\n2,3\n3,caf\u00e9\n".encode("latin-1"))  # not UTF-8
+    message = message.format(**files)
+    code = main(["forecast", "train", *(a.format(**files) for a in args), f"project={tmp_path}", "epochs=1"])
     error = capsys.readouterr().err
     assert code == 2 and message in error, error
     assert len(error.strip().splitlines()) == 1
     assert not (tmp_path / "forecast").exists()  # refused before a run folder was made
+
+
+def test_a_constant_series_trains_with_its_gains_undefined(tmp_path):
+    path = tmp_path / "flat.csv"
+    path.write_text("units\n" + "5\n" * 60)
+    with pytest.warns(UserWarning, match=r"gain_naive, gain_snaive, gain_mean.*undefined \(nan\).*perfectly"):
+        run = foveal.train("forecast", data=path, window=8, horizon=3, hidden=4, epochs=2, workers=0, verbose=False,
+                           project=tmp_path)
+    assert run.metrics["mase_naive"] == 0 and all(np.isnan(run.metrics[f"gain_{b}"]) for b in ("naive", "mean"))
+    assert run.metrics["neg_mase"] == -run.metrics["mase"] and run.best.is_file()  # epochs ranked by MASE
 
 
 def test_info_counts_the_recurrence(capsys):

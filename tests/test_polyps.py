@@ -1,5 +1,6 @@
 """The embedded `polyps` data (synthetic endoscopy frames) and the Kvasir-SEG / CVC-ClinicDB folder layout."""
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -67,6 +68,18 @@ def test_video_boxes_follow_the_camera():
     assert any(len(boxes) for _, boxes in shown)
     again = list(polyp_video_frames(frames=6, size=(64, 80), seed=3))
     assert all(a.tobytes() == b.tobytes() for (a, _), (b, _) in zip(shown, again))
+
+
+def test_the_video_is_written_under_a_temporary_name_then_renamed(tmp_path, monkeypatch):
+    from foveal.data import polyps
+
+    given = []
+    real_writer = cv2.VideoWriter
+    monkeypatch.setattr(polyps.cv2, "VideoWriter", lambda path, *args: given.append(path) or real_writer(path, *args))
+    boxes = polyps.write_polyp_video(tmp_path / "polyps.mp4", frames=3, size=(32, 48))
+    assert len(given) == 1 and given[0] != str(tmp_path / "polyps.mp4") and given[0].endswith(".tmp.mp4")
+    assert [p.name for p in tmp_path.iterdir()] == ["polyps.mp4"] and len(boxes) == 3
+    assert cv2.VideoCapture(str(tmp_path / "polyps.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3
 
 
 def test_tasks_read_polyps():

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import foveal
+import foveal.cli
 from foveal.data.restore import Degradation, WholeImages, load_restore_data
 from foveal.errors import FovealError
 from foveal.metrics.restore import psnr
@@ -144,11 +145,40 @@ def test_folders_and_pairs(tmp_path):
     (["data=no/such/folder"], "no such folder"),
     (["patch=4000"], "smaller than"),
     (["channels=2"], "expected one of 1, 3"),
+    (["data={small}"], "patch: {small}/0.png is 20x30, smaller than the 48x48 patch; lower patch="),
+    (["data=pairs:{low},{high}", "model=espcn", "scale=3", "patch=24"],
+     "data: pairs: {low}/0.png is 24x24, but {high}/0.png (48x48) at scale 3 needs 16x16"),
 ])
 def test_mistakes_are_one_line(tmp_path, args, message):
-    result = run_cli("restore", "train", *args, "epochs=1", "patches=16", "crop=64", f"project={tmp_path}")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    folders = {"small": tmp_path / "small", "low": tmp_path / "low", "high": tmp_path / "high"}
+    for folder in folders.values():
+        folder.mkdir()
+    for k in range(3):  # images smaller than the patch, and pairs at scale 2 where scale 3 is asked
+        Image.fromarray(np.full((30, 20, 3), 40 * k, np.uint8)).save(folders["small"] / f"{k}.png")
+        Image.fromarray(np.full((48, 48, 3), 40 * k, np.uint8)).save(folders["high"] / f"{k}.png")
+        Image.fromarray(np.full((24, 24, 3), 40 * k, np.uint8)).save(folders["low"] / f"{k}.png")
+    args = [a.format(**folders) for a in args]
+    result = run_cli("restore", "train", *args, "epochs=1", "patches=16", "crop=64", f"project={tmp_path / 'runs'}")
+    assert result.returncode == 2 and message.format(**folders) in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused before the run folder was made
+
+
+@pytest.mark.parametrize("mode", ["predict", "val"])
+def test_a_tile_smaller_than_its_margins_is_refused_before_any_output(denoiser, tmp_path, capsys, mode):
+    run, _ = denoiser
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "dark.png")
+    code = foveal.cli.main(["restore", mode, f"weights={run.best}", "tile=1", f"source={tmp_path / 'dark.png'}",
+                            "verbose=false", f"project={tmp_path / 'runs'}"])
+    assert code == 2 and capsys.readouterr().err == "foveal: error: tile: 1 must be more than twice tile_margin (16)\n"
+    assert not (tmp_path / "runs").exists()  # no predictions.json, no val folder left behind
+
+
+def test_a_crop_larger_than_the_val_images_is_said(denoiser, tmp_path):
+    run, _ = denoiser
+    with pytest.warns(UserWarning, match=r"crop: 5000 is larger than 3 of the 3 val images \(e.g. camera, 512x512\)"):
+        whole = foveal.val("restore", weights=run.best, crop=5000, project=tmp_path, verbose=False)
+    assert whole.metrics["psnr"] != pytest.approx(run.metrics["psnr"], abs=1e-6)  # not the 96 px crops trained on
 
 
 def test_info_of_a_grey_super_resolution_model():

@@ -11,6 +11,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -187,13 +188,94 @@ def asgi_requests(app, *requests):
     (["weights={best}", "port=70000"], "port: 70000 is out of range"),
     (["weights={best}", "colour=red"], "unknown key 'colour'"),
     (["weights={best}", "video=missing.mp4"], "missing.mp4"),
+    (["weights={best}", "port={busy}"],  # checked before the model loads, not uvicorn's own message and exit 3
+     "port: cannot listen on 127.0.0.1:{busy} (another program listens on it); choose another port="),
+    (["weights={best}", "body_timeout=0"], "body_timeout: 0 is out of range"),
 ])
 def test_serve_mistakes_are_one_line(trained_detector, args, words):
     best = trained_detector[0]
-    result = subprocess.run([sys.executable, "-m", "foveal", "serve", *[a.format(best=best) for a in args]],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
-        result.stderr
+    with socket.socket() as listener:  # a port another program listens on
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "foveal", "serve", *[a.format(best=best, busy=busy) for a in args]],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and words.format(busy=busy) in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout, (result.stdout, result.stderr)
+
+
+# ---- slow and odd clients, on a small classifier ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return foveal.train("classify", data="digits", model="mlp", imgsz=8, epochs=1, workers=0, threads=1, amp="off",
+                        verbose=False, project=tmp_path_factory.mktemp("classifier")).best
+
+
+def start_server(weights, *options):
+    """(URL, process) of `foveal serve` on loopback, once /health answers."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "foveal", "serve", f"weights={weights}", f"port={port}",
+                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url, process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"foveal serve did not start: {process.stdout.read()[-2000:]}")
+        time.sleep(0.2)
+
+
+def test_clients_that_stall_their_body_hold_no_queue_place(classifier):
+    url, process = start_server(classifier, "queue=4", "body_timeout=1")
+    port = int(url.rsplit(":", 1)[1])
+    stalled = []
+    try:
+        for _ in range(8):  # twice the queue: headers and 3 of 5000 bytes, then nothing
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\nabc")
+            stalled.append(client)
+        leaving = socket.create_connection(("127.0.0.1", port), timeout=10)
+        leaving.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\nabc")
+        time.sleep(0.2)
+        leaving.close()  # gone mid-body: no ClientDisconnect traceback
+        valid = httpx.post(f"{url}/predict", content=png_bytes(np.zeros((8, 8, 3), np.uint8)), timeout=10)
+        assert valid.status_code == 200, valid.text  # served beside the stalled ones, not 503
+        hdr = cv2.imencode(".hdr", np.random.default_rng(0).random((6, 10, 3)).astype(np.float32))[1].tobytes()
+        fallback = httpx.post(f"{url}/predict", content=hdr, timeout=10)  # PIL cannot read it; OpenCV can
+        assert fallback.status_code == 200 and (fallback.json()["width"], fallback.json()["height"]) == (10, 6)
+        broken = httpx.post(f"{url}/predict", content=b"#?RADIANCE\nbroken", timeout=10)  # OpenCV fails, silently
+        assert broken.status_code == 400 and "not a readable image" in broken.json()["detail"]
+        assert httpx.get(f"{url}/favicon.ico").status_code == 204
+        answers = [client.recv(100).split(b"\r\n")[0] for client in stalled]  # body_timeout=1: within seconds
+        assert answers == [b"HTTP/1.1 408 Request Timeout"] * 8
+    finally:
+        for client in stalled:
+            client.close()
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    lines = output.splitlines()
+    assert "Traceback" not in output and "Exception in ASGI application" not in output and "ERROR" not in output, output
+    assert sum("POST /predict 408" in line and "body_timeout=1 s" in line for line in lines) == 8, output
+    assert sum(line.startswith("POST /predict 200 ") and line.endswith(" ms") for line in lines) == 2, output
+    assert any(line.startswith("GET /favicon.ico 204 ") for line in lines), output
+
+
+def test_quiet_logs_no_line_per_request(classifier):
+    from foveal.serve.app import build
+
+    logged = {}
+    for quiet in ("false", "true"):
+        app, server = build({"weights": str(classifier), "quiet": quiet},
+                            log=lambda line, flush, said=logged.setdefault(quiet, []): said.append(line))
+        asgi_requests(app, ("GET", "/health", {}), ("POST", "/predict", {"content": b"not an image"}))
+    assert [line.rsplit(" ", 2)[0] for line in logged["false"]] == ["GET /health 200", "POST /predict 400"]
+    assert logged["true"] == []
 
 
 # ---- the web page in a real browser --------------------------------------------------------------------

@@ -7,6 +7,7 @@ composited over white, CMYK converted, 16-bit and float images scaled by their d
 """
 
 import glob
+import io
 import json
 import os
 import warnings
@@ -97,7 +98,10 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
 
 def opencv_to_rgb(path) -> np.ndarray:
     """(H, W, 3) uint8 of what cv2.imread reads unchanged (any depth, 1 to 4 channels, BGR order)."""
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if isinstance(path, io.BytesIO):  # an upload held in memory (serve): OpenCV decodes a buffer, not a file object
+        array = cv2.imdecode(np.frombuffer(path.getbuffer(), np.uint8), cv2.IMREAD_UNCHANGED)
+    else:
+        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise OSError("neither PIL nor OpenCV can decode it")
     array = to_uint8(array)

@@ -13,6 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from ..files import atomic_path
 from .detection import DetectionData, ImageAnnotations
 from .segmentation import BACKGROUND, MaskedImage, SegmentationData
 from .synthetic import Scene, _mask_box
@@ -237,10 +238,11 @@ def write_polyp_video(path, frames: int = 48, size: tuple[int, int] = (256, 320)
                       seed: int = 0) -> list[np.ndarray]:
     """Write polyp_video_frames as an mp4 (size is (height, width)); returns each frame's (N, 4) boxes."""
     height, width = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     boxes = []
-    for frame, frame_boxes in polyp_video_frames(frames, size, seed):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        boxes.append(frame_boxes)
-    writer.release()
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        for frame, frame_boxes in polyp_video_frames(frames, size, seed):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            boxes.append(frame_boxes)
+        writer.release()
     return boxes

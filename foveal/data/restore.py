@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ..errors import FovealError
 from .degrade import (add_gaussian_noise, augment, bicubic_downscale, crop_to_multiple, dihedral, gaussian_blur, jpeg,
                       random_patch)
-from .images import CHECK_CACHE, find_unreadable, is_image, list_images, read_pixels
+from .images import CHECK_CACHE, find_unreadable, image_size, is_image, list_images, read_pixels
 
 EMBEDDED = ("photos",)
 # scikit-image's bundled photographs (skimage.data functions that read a file of the wheel)
@@ -154,6 +154,29 @@ def pairs_data(spec: str, val_fraction: float, strict: bool) -> RestoreData:
     references = [Reference(stem, path=highs[stem], low=lows[stem]) for stem in highs
                   if highs[stem] not in bad and lows[stem] not in bad]
     return RestoreData(held_out({"train": references}, val_fraction), paired=True)
+
+
+def reference_size(reference: Reference) -> tuple[int, int]:
+    """(width, height) of a clean image, from its header (no decode) or its pixels."""
+    if reference.pixels is not None:
+        return reference.pixels.shape[1], reference.pixels.shape[0]
+    return image_size(reference.path)
+
+
+def check_sizes(data: RestoreData, scale: int, patch: int = 0):
+    """Refuse, before any work: a pair whose low image is not its clean one's size / scale, and (patch > 0,
+    training) a train image smaller than the patch. Headers only, so a large folder is checked in moments."""
+    for split, references in data.splits.items():
+        for reference in references:
+            width, height = reference_size(reference)
+            if reference.low:
+                low, expected = image_size(reference.low), (width // scale, height // scale)
+                if low != expected:
+                    raise FovealError(f"data: pairs: {reference.low} is {low[0]}x{low[1]}, but {reference.path} "
+                                      f"({width}x{height}) at scale {scale} needs {expected[0]}x{expected[1]}")
+            if patch and split == "train" and min(width, height) < patch:
+                raise FovealError(f"patch: {reference.path or reference.name} is {width}x{height}, smaller than the "
+                                  f"{patch}x{patch} patch; lower patch= (or leave the image out)")
 
 
 def held_out(splits: dict[str, list], val_fraction: float) -> dict[str, list]:

@@ -20,6 +20,7 @@ Split, per series and never shuffled across time: the last `test_fraction` of th
 (mean and std per target and covariate column) is fitted on the train parts only and travels in the weights.
 """
 
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import FovealError, did_you_mean
+from ..files import read_text
 
 EMBEDDED = ("synthetic", "sunspots", "co2", "nile", "elnino")
 SYNTHETIC_LENGTH, SYNTHETIC_SEASON = 480, 12
@@ -116,11 +118,15 @@ def read_table(path: Path):
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pandas.read_parquet(path)
-        return pandas.read_csv(path)
+        return pandas.read_csv(io.StringIO(read_text(path, data_error)))  # read_text names a non-UTF-8 line
     except ImportError as e:  # parquet without pyarrow
         raise FovealError(f"data: {path}: {str(e).splitlines()[0]}") from None
     except (ValueError, UnicodeDecodeError, OSError) as e:
         raise FovealError(f"data: {path} cannot be read as a table ({str(e).splitlines()[0]})") from None
+
+
+def data_error(text: str) -> FovealError:
+    return FovealError(f"data: {text}")
 
 
 def is_numeric(column) -> bool:
@@ -129,16 +135,19 @@ def is_numeric(column) -> bool:
 
 
 def check_numeric(column, name: str, path: Path, key: str = "target"):
-    """Refuse a target (or covariate) column holding text, naming the first such cell (empty cells are gaps,
-    not text)."""
+    """Refuse a target (or covariate) column holding text or an infinite value, naming the first such cell
+    (empty cells are gaps, not text; inf is no gap: no neighbour tells what it stands for)."""
     pandas = require_pandas()
-    if is_numeric(column):
-        return
     numbers = pandas.to_numeric(column, errors="coerce")
     bad = numbers.isna() & column.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise FovealError(f"{key}: column '{name}' of {path} is not numeric (row {row + 2}: '{column.iloc[row]}')")
+    infinite = np.isinf(numbers.to_numpy(np.float64))
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise FovealError(f"{key}: column '{name}' of {path} holds a non-finite value (row {row + 2}: "
+                          f"'{column.iloc[row]}'); leave the cell empty to have it filled as a gap")
 
 
 def embedded_frame(name: str):

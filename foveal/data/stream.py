@@ -7,7 +7,9 @@ keeping everything written so far (predictions.json included).
 """
 
 import math
+import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -19,10 +21,13 @@ from tqdm import tqdm
 
 from ..data.images import pil_to_rgb, read_pixels, resolve_source
 from ..errors import FovealError
-from ..files import write_bytes, write_json
+from ..files import atomic_path, write_bytes, write_json
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 DEFAULT_FPS = 30.0  # for streams that don't say (many cameras report 0)
+# FFmpeg's own log lines (a damaged file's "moov atom not found") would come before foveal's one-line error;
+# OpenCV reads this once, at the first capture, so it is set on import (a user's own setting wins)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class Frame(NamedTuple):
@@ -210,6 +215,7 @@ def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Ca
     end, also on Ctrl-C, an error or a consumer that stops early; nothing is written without `run_dir`.
     With `verbose`, a progress bar on a terminal for more than one frame (a camera's: a count and a rate)."""
     writers = {}
+    videos = ExitStack()  # each video under a temporary name, renamed over <video>.mp4 once its writer is released
     total = len(source) if isinstance(source, list) else getattr(source, "total", None)
     bar = tqdm(source, total=total, desc="predict", unit=unit, leave=False, dynamic_ncols=True,
                disable=not verbose or total == 1 or None)  # None: off where stderr is not a terminal
@@ -225,9 +231,10 @@ def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Ca
                     write_bytes(run_dir / f"{Path(frame.name).stem}.jpg", cv2.imencode(".jpg", bgr)[1].tobytes())
                 else:
                     if frame.name not in writers:
-                        writers[frame.name] = cv2.VideoWriter(str(run_dir / f"{frame.name}.mp4"),
-                                                              cv2.VideoWriter_fourcc(*"mp4v"), frame.fps,
+                        video = videos.enter_context(atomic_path(run_dir / f"{frame.name}.mp4"))
+                        writers[frame.name] = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), frame.fps,
                                                               (image.shape[1], image.shape[0]))
+                        videos.callback(writers[frame.name].release)
                     writers[frame.name].write(bgr)
             if verbose and (frame.index is None or frame.index % 100 == 0):
                 with tqdm.external_write_mode():  # the line above the bar, not through it
@@ -235,8 +242,7 @@ def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Ca
             yield frame, output, image, spent
     finally:
         bar.close()
-        for writer in writers.values():
-            writer.release()
+        videos.close()  # what was written so far is kept, as predictions.json is
         if run_dir is not None:
             write_json(run_dir / "predictions.json", results, indent=1)
 

@@ -7,6 +7,8 @@ with `torch.load(weights_only=True)`, which refuses anything but tensors and pla
 """
 
 import json
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -17,6 +19,7 @@ from ..errors import FovealError
 from ..files import atomic_write
 
 FORMAT_VERSION = 1
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")  # torch.save's usual names
 
 
 def _plain_tensors(state: dict) -> dict:
@@ -61,13 +64,22 @@ def load_weights(path) -> tuple[dict, dict]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise FovealError(f"{path}: cannot be read as a weights-only PyTorch state dict "
-                          f"({str(e).splitlines()[0]})") from None
+        raise FovealError(f"{path}: cannot be read as a weights-only PyTorch state dict ({torch_load_problem(e)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FovealError(f"{path}: expected a state dict of tensors")
     return state, {}
+
+
+def torch_load_problem(error: Exception) -> str:
+    """What torch.load(weights_only=True) refused, in foveal's words: torch's own message is many lines with
+    terminal colour codes and advises unpickling anyway, which could run any code the file holds."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if isinstance(error, pickle.UnpicklingError) and found:
+        return (f"it holds a pickled {found.group(1)}, and foveal unpickles nothing but tensors and plain "
+                f"containers; save the model's state_dict() alone")
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def save_train_state(path: Path, state: dict):
@@ -78,7 +90,7 @@ def load_train_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise FovealError(f"{path}: cannot read the resume state ({str(e).splitlines()[0]})") from None
+        raise FovealError(f"{path}: cannot read the resume state ({torch_load_problem(e)})") from None
 
 
 def load_state(model: torch.nn.Module, state: dict, strict: bool = True):
@@ -125,6 +137,9 @@ def file_meta(weights) -> dict:
     try:
         return read_weights_meta(weights)
     except (SafetensorError, OSError, ValueError) as e:
+        if Path(weights).suffix in TORCH_SUFFIXES:  # a state dict has no metadata to rebuild a model from
+            raise FovealError(f"weights: {weights} is not a foveal weights file (.safetensors or .onnx, with the "
+                              f"task, model and classes); a PyTorch state dict is for pretrained=") from None
         raise FovealError(f"{weights}: not a valid safetensors file ({e})") from None
 
 

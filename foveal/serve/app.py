@@ -10,15 +10,21 @@
 /predict answers with the entries predict writes to predictions.json for one image (detect: COCO
 results, bbox = x, y, w, h; segment: classes' pixels and polygons, or objects; classify: top-k), so
 the API and the files agree. The model runs one request at a time (it already uses every core); up
-to `queue` requests wait, past that 503 with Retry-After. Bodies past `max_upload_mb` get 413 before
-they are parsed; an unreadable upload gets 400 with one line.
+to `queue` requests wait, past that 503 with Retry-After. A body is read whole before its request takes
+a queue place (clients that stall cannot fill the queue): past `max_upload_mb` it gets 413 before it is
+parsed, slower than `body_timeout` 408; an unreadable upload gets 400 with one line. One log line per
+request unless quiet.
 """
 
+import asyncio
 import dataclasses
+import errno
 import io
 import json
 import os
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +51,9 @@ class ServeConfig:
     workers: int = opt(1, "server processes, each with its own copy of the model", range="[1, 64]")
     max_upload_mb: float = opt(20.0, "largest request body in MB; larger ones get 413", range="(0, inf)")
     queue: int = opt(32, "requests waiting or running per process; past it 503 with Retry-After", range="[1, inf)")
+    body_timeout: float = opt(5.0, "seconds a request's body may take to arrive; a slower one gets 408 (it holds no "
+                                   "queue place meanwhile)", range="(0, inf)")
+    quiet: bool = opt(False, "log no line per request (method, path, status, ms); problems are still logged")
     video: str = opt("", "a video file the page can play with live results (the demo)")
 
 
@@ -145,43 +154,88 @@ class DemoVideo:
         self.name = Path(path).name
 
 
-class UploadLimit:
-    """ASGI middleware: a POST body past `limit` bytes gets 413, read and dropped, never parsed or kept."""
+async def send_problem(send, status: int, text: str):
+    """A JSON {"detail": text} answer sent from ASGI middleware (before the app)."""
+    body = json.dumps({"detail": text}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+class RequestLog:
+    """ASGI middleware: one line per request (method, path, status, ms), unless quiet; a request with a
+    problem noted in scope["foveal.note"] (a slow body) is logged, with the note, even when quiet."""
+
+    def __init__(self, app, log, quiet: bool):
+        self.app, self.log, self.quiet = app, log, quiet
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), ["-"]
+
+        async def send_noting_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            note = scope.get("foveal.note")
+            if note or not self.quiet:
+                took = 1000 * (time.perf_counter() - started)
+                self.log(f"{scope['method']} {scope['path']} {status[0]} {took:.0f} ms" + (f" ({note})" if note else ""),
+                         flush=True)
+
+
+class UploadLimit:
+    """ASGI middleware: a POST body is read whole here, within `timeout` seconds, before the app sees the request
+    (so a request holds no queue place while its body arrives); past `limit` bytes it gets 413, read and
+    dropped, never parsed or kept; too slow, 408; a client that leaves midway is let go without an answer."""
+
+    def __init__(self, app, limit: int, timeout: float = 5.0):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) <= self.limit:
-            return await self.app(scope, receive, send)
-        # too large by its header, or of unknown length (chunked): count it as it arrives
+        try:
+            size, chunks = await asyncio.wait_for(self.read_body(receive), self.timeout)
+        except asyncio.TimeoutError:
+            scope["foveal.note"] = f"its body did not arrive within body_timeout={self.timeout:g} s"
+            return await send_problem(send, 408, f"upload: the body did not arrive within body_timeout="
+                                                 f"{self.timeout:g} s")
+        if size is None:  # the client left before its body was complete: nobody to answer
+            scope["foveal.note"] = "the client left before its body arrived"
+            return
+        if size > self.limit:
+            return await send_problem(send, 413, f"upload: {size / 1e6:.1f} MB is more than max_upload_mb="
+                                                 f"{self.limit / 1e6:g}")
+        replay = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
+
+        async def receive_again():  # the body once, then what the client does (its disconnect)
+            message = next(replay, None)
+            return message if message is not None else await receive()
+
+        return await self.app(scope, receive_again, send)
+
+    async def read_body(self, receive) -> tuple[int | None, list[bytes]]:
+        """(size, chunks kept) of the whole body, counted as it arrives (chunks past the limit are dropped);
+        size None when the client disconnected first."""
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                return None, []
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
             if size <= self.limit:
                 chunks.append(message.get("body", b""))
-        if size > self.limit:
-            body = json.dumps({"detail": f"upload: {size / 1e6:.1f} MB is more than max_upload_mb="
-                                         f"{self.limit / 1e6:g}"}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            return await send({"type": "http.response.body", "body": body})
-        replay = iter([{"type": "http.request", "body": b"".join(chunks), "more_body": False}])
-
-        async def receive_again():
-            return next(replay, {"type": "http.disconnect"})
-
-        return await self.app(scope, receive_again, send)
+        return size, chunks
 
 
-def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = None):
+def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = None, log=print):
     """The FastAPI application of a loaded Service."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -189,7 +243,8 @@ def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = 
     from starlette.datastructures import UploadFile
 
     app = FastAPI(title="foveal", docs_url=None, redoc_url=None)  # the docs pages would load scripts from a CDN
-    app.add_middleware(UploadLimit, limit=int(server.max_upload_mb * 1e6))
+    app.add_middleware(UploadLimit, limit=int(server.max_upload_mb * 1e6), timeout=server.body_timeout)
+    app.add_middleware(RequestLog, log=log, quiet=server.quiet)  # added last: the outermost, so it times everything
     app.state.info = service.info
     page = PAGE.read_text(encoding="utf-8")
 
@@ -199,6 +254,10 @@ def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = 
     @app.get("/", response_class=HTMLResponse)
     def index():
         return page
+
+    @app.get("/favicon.ico")
+    def favicon():  # the page has no icon: say so without a 404 in the browser's console
+        return Response(status_code=204)
 
     @app.get("/health")
     def health():
@@ -249,17 +308,38 @@ def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = 
     return app
 
 
-def build(pairs: dict):
-    """(the app, the server config) of the command's key=value pairs; loads the model."""
+def build(pairs: dict, check_port: bool = False, log=print):
+    """(the app, the server config) of the command's key=value pairs; loads the model (after checking that the
+    port is free, with check_port: a busy one is one line before the model loads)."""
     server_pairs, task_pairs = split_options(pairs)
     server = build_config(ServeConfig, server_pairs)
+    if check_port:
+        port_is_free(server.host, server.port)
     video = DemoVideo(server.video) if server.video else None
     task, cfg = task_config(task_pairs, server.workers)
-    return create_app(Service(task, cfg), server, video), server
+    return create_app(Service(task, cfg), server, video, log), server
+
+
+def port_is_free(host: str, port: int):
+    """Refuse a port another program listens on (or that may not be bound), as uvicorn would fail to bind it:
+    with SO_REUSEADDR, as uvicorn binds, so a port left in TIME_WAIT by a stopped server counts as free."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise FovealError(f"host: cannot listen on '{host}' ({e.strerror})") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            why = "another program listens on it" if e.errno == errno.EADDRINUSE else e.strerror
+            raise FovealError(f"port: cannot listen on {host}:{port} ({why}); choose another port=") from None
 
 
 def app_from_env():
     """The app of a worker process (workers > 1): the pairs come through the environment."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # as serve does in its own process
     return build(json.loads(os.environ[ENV_KEY]))[0]
 
 
@@ -272,7 +352,9 @@ def serve(pairs: dict, log=print):
     except ImportError:
         raise FovealError("serve needs the server packages: pip install 'foveal[serve]' "
                           "(fastapi, uvicorn, python-multipart)") from None
-    app, server = build(pairs)  # in this process too: a mistake is one line before anything listens
+    # OpenCV's warnings and errors about an upload or a frame would reach the console; the client has foveal's answer
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    app, server = build(pairs, check_port=True)  # in this process too: a mistake is one line before anything listens
     shown = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
     info = app.state.info
     log(f"foveal serve: {info['task']} {info['model']} ({info['weights']}) at http://{shown}:{server.port}/  "

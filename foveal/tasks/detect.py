@@ -79,9 +79,9 @@ class DetectTask(BoxTask):
     def setup(self, data_meta: dict | None = None):
         cfg = self.cfg
         get_model_entry(cfg.model, "detect")
-        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction), data_meta)
         self.imgsz = cfg.imgsz or 320
-        self.check_imgsz(self.imgsz)
+        self.check_imgsz(self.imgsz)  # before the data is indexed: a mistake in the command is said first
+        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction), data_meta)
         self.stride = self.rect_stride(cfg.model, data_meta)
 
     def dataset(self, split: str, train: bool):

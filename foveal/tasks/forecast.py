@@ -15,6 +15,8 @@ MAE, RMSE, sMAPE and MASE (foveal/metrics/forecast.py); the headline is each
 (forecast_predict.py) forecasts past the end of the data.
 """
 
+import math
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -33,6 +35,9 @@ from .forecast_baselines import BASELINES, baseline_forecasts
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "data")
 DEFAULT_HORIZON = 12
 MAX_SEASON_LAG = 400  # season detection looks at lags up to a third of the train part, and at most this
+PERFECT_MASE = 1e-9  # a baseline's MASE below this is a perfect forecast (AutoReg fits a line to ~1e-13)
+BASELINE_WORDS = {"naive": "the naive", "snaive": "the seasonal naive", "mean": "the mean",
+                  "autoreg": "AutoReg"}
 
 
 @dataclass
@@ -113,6 +118,7 @@ class ForecastTask(Task):
     embedded = EMBEDDED
     inputs, input_name = "series", "series"
     speed_unit = "windows/s"
+    said_undefined = False  # the warning that a gain is undefined is given once a run
 
     @classmethod
     def trained_config(cls, cfg, meta):
@@ -293,8 +299,19 @@ class ForecastEvaluator(Evaluator):
         for name, baseline in reference["baselines"].items():
             overall, steps[name] = forecast_scores(truth, baseline, scale)
             metrics.update({f"{key}_{name}": value for key, value in overall.items()})
-        for name in reference["baselines"]:
-            metrics[f"gain_{name}"] = 1 - metrics["mase"] / metrics[f"mase_{name}"]
+        perfect = [name for name in reference["baselines"] if metrics[f"mase_{name}"] < PERFECT_MASE]
+        for name in reference["baselines"]:  # a gain over a perfect baseline is undefined: nan, not a division
+            metrics[f"gain_{name}"] = math.nan if name in perfect else 1 - metrics["mase"] / metrics[f"mase_{name}"]
+        if "naive" in perfect:  # the fitness must still rank epochs: by MASE, as the gain would have
+            task.fitness = "neg_mase"
+            metrics["neg_mase"] = 0.0 - metrics["mase"]  # 0.0 - 0 is 0, where -0.0 would print "-0"
+        if perfect and not task.said_undefined:
+            task.said_undefined = True
+            warnings.warn(f"{', '.join(f'gain_{name}' for name in perfect)}: undefined (nan), as "
+                          f"{', '.join(BASELINE_WORDS[name] for name in perfect)} forecast the {task.eval_split} part "
+                          f"perfectly (MASE 0: a constant or exactly regular series)"
+                          + ("; the best epoch is the one of the lowest MASE (neg_mase)" if "naive" in perfect else ""),
+                          stacklevel=2)
         return EvalResult(metrics, {"per_step": steps, "forecast": forecast, "truth": truth,
                                     "baselines": reference["baselines"], "rows": task.split_items(task.eval_split),
                                     "season": task.season})

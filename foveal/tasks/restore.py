@@ -11,6 +11,7 @@ not assumed. Prediction (restore_predict.py) and evaluation restore an image wit
 """
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,8 +20,8 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig, opt
 from ..data.degrade import bicubic_upscale
-from ..data.restore import (EMBEDDED, Degradation, Patches, WholeImages, collate_whole, load_restore_data, to_pixels,
-                            to_tensor)
+from ..data.restore import (EMBEDDED, Degradation, Patches, WholeImages, check_sizes, collate_whole, load_restore_data,
+                            reference_size, to_pixels, to_tensor)
 from ..errors import FovealError
 from ..metrics.restore import RestoreScores
 from ..ops.windows import window_starts
@@ -124,14 +125,34 @@ class RestoreTask(Task):
         if cfg.patch % self.scale:
             raise FovealError(f"patch: {cfg.patch} is not a multiple of scale {self.scale}")
         create_model(cfg.model, "restore", **self.model_kwargs())  # refuse a bad model or option before data
+        self.fixed_size = fixed_graph_size(data_meta or {})
+        self.check_tile()
         self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
         if self.data.paired and self.degradation != Degradation(self.scale):
             raise FovealError("sigma, quality, blur: paired data brings its own degraded images; leave them out")
+        check_sizes(self.data, self.scale, 0 if data_meta else cfg.patch)  # patches are cut in training only
         self.imgsz = cfg.imgsz or 256
         self.crop_border = cfg.crop_border if cfg.crop_border >= 0 else (self.scale if self.scale > 1 else 0)
         self.luma = self.scale > 1 and cfg.channels == 3  # super-resolution is scored on Y, as its papers do
-        self.fixed_size = fixed_graph_size(data_meta or {})
         self.baselines: dict[int, dict] = {}  # val image index -> baseline scores (the same every epoch)
+        self.say_uncropped()
+
+    def check_tile(self):
+        """Refuse a tile too small for its margins now, not when the first large image meets it."""
+        if self.tile() and self.tile() <= 2 * self.cfg.tile_margin:
+            raise FovealError(f"tile: {self.tile()} must be more than twice tile_margin ({self.cfg.tile_margin})")
+
+    def say_uncropped(self):
+        """crop= larger than a val image leaves that image whole: say so rather than score it silently."""
+        if not self.cfg.crop:
+            return
+        for split in ("val", "test"):
+            whole = [r for r in self.data.splits.get(split, []) if min(reference_size(r)) < self.cfg.crop]
+            if whole:
+                width, height = reference_size(whole[0])
+                warnings.warn(f"crop: {self.cfg.crop} is larger than {len(whole)} of the {len(self.data.splits[split])} "
+                              f"{split} images (e.g. {whole[0].path or whole[0].name}, {width}x{height}): their "
+                              f"centre crops are cut to the image, so they are scored (nearly) whole", stacklevel=2)
 
     def in_memory(self) -> bool:
         return self.cfg.data == "photos"

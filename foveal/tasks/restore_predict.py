@@ -20,6 +20,7 @@ class RestorePredictor(Predictor):
         super().__init__(task, model, meta, device)
         self.task = task  # predict does not set the task up (no data): what val's setup works out, from the weights
         task.scale, task.fixed_size = meta["model_kwargs"]["scale"], fixed_graph_size(meta)
+        task.check_tile()  # before the run folder is made
         self.degradation = degradation(self.cfg, task.scale)
         self.border = self.cfg.crop_border if self.cfg.crop_border >= 0 else (task.scale if task.scale > 1 else 0)
 
