@@ -24,7 +24,8 @@ from ..files import write_text
 from ..report import drawing
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
-from .device import autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
+from .device import (autocast_dtype, configure_cpu, fp32_where_taps_see_only_padding, make_deterministic,
+                     seed_everything, select_device)
 from .loaders import data_workers, make_loader
 from .optim import build_optimizer, build_scheduler
 from .resume import prepare_resume
@@ -149,6 +150,8 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(cfg.amp, device)
+    if amp_dtype is not None:
+        fp32_where_taps_see_only_padding(model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = AveragedModel(model, avg_fn=ema_average(cfg.ema_decay), use_buffers=True) if cfg.ema else None
 
