@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from foveal.engine import device as device_module
-from foveal.engine.device import autocast_dtype, select_device
+from foveal.engine.device import autocast_dtype, fp32_where_taps_see_only_padding, select_device
 from foveal.engine.distributed import DistInfo, check_in_sync
 from foveal.engine.optim import lr_factor, planned_factor
 from foveal.engine.trainer import epoch_seed, restore_scaler
@@ -125,3 +125,24 @@ def test_amp_auto_follows_the_cpu_and_forced_values_do_not(monkeypatch, native_b
     assert autocast_dtype("bf16", cpu) == torch.bfloat16 and autocast_dtype("off", cpu) is None
     with pytest.raises(FovealError, match="fp16 needs a GPU"):
         autocast_dtype("fp16", cpu)
+
+
+def test_under_cpu_autocast_a_conv_with_padding_only_taps_runs_in_fp32():
+    # a 3x3 stride-2 conv on a 1x1 map: 8 of its 9 taps see only padding, and oneDNN's bf16 weight
+    # gradient leaves theirs unwritten (garbage, often NaN); the conv on the 4x4 map has no such tap
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, 1, 1), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(32, 10))
+    fp32_where_taps_see_only_padding(model)
+    dtypes = {}
+    for index in (0, 2, 4):
+        model[index].register_forward_hook(lambda module, args, out, index=index: dtypes.__setitem__(index, out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(torch.randn(4, 8, 4, 4)).float().square().mean()
+        assert torch.is_autocast_enabled("cpu")  # switched back on after the fp32 conv
+    loss.backward()
+    assert dtypes == {0: torch.bfloat16, 2: torch.float32, 4: torch.bfloat16}  # only the tiny conv pays fp32
+    grad = model[2].weight.grad.clone()
+    assert grad[:, :, 1, 1].abs().sum() > 0
+    grad[:, :, 1, 1] = 0
+    assert torch.equal(grad, torch.zeros_like(grad))  # a tap that sees only zeros learns nothing

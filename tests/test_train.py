@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import foveal
 from foveal.engine.checkpoint import load_train_state, read_weights_meta
 from foveal.errors import FovealError
+from foveal.registry import create_model
 
 from .conftest import QUICK
 
@@ -45,6 +46,23 @@ def test_simple_cnn_learns_digits(tmp_path, amp):
     best_row = history[meta["epoch"] - 1]
     for key in ("top1", "top5", "val_loss", "f1"):
         assert again.metrics[key] == best_row[key] == result.metrics[key], key
+
+
+def test_bf16_training_leaves_the_padding_only_taps_alone(tmp_path):
+    # resnet18 at 16 px: layer4.0.conv1 is a 3x3 stride-2 conv on 1x1 maps, so 8 of its 9 taps see only
+    # zero padding and their gradient is 0; oneDNN's bf16 kernels returned garbage there (weights moved,
+    # often to NaN; NaN losses on AMX CPUs). Without weight decay those taps must end where they started.
+    result = foveal.train("classify", data="digits", model="resnet18", imgsz=16, epochs=1, batch=128, amp="bf16",
+                          weight_decay=0, workers=0, threads=1, verbose=False, plots=False, project=tmp_path)
+    weights = load_file(result.run_dir / "last.safetensors")
+    assert [name for name, w in weights.items() if w.is_floating_point() and not torch.isfinite(w).all()] == []
+    assert result.metrics["top1"] > 0.5  # chance is 0.1
+    torch.manual_seed(0)  # fit seeds torch with seed=0 before building the model
+    start = create_model("resnet18", "classify", num_classes=10, imgsz=16).state_dict()["layer4.0.conv1.weight"]
+    moved = weights["layer4.0.conv1.weight"] - start
+    assert moved[:, :, 1, 1].abs().max() > 1e-4  # the centre tap learned
+    moved[:, :, 1, 1] = 0
+    assert torch.equal(moved, torch.zeros_like(moved))
 
 
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import FovealError
 
@@ -196,6 +197,61 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def fp32_where_taps_see_only_padding(model: nn.Module):
+    """Under CPU autocast, run each convolution of which some kernel tap sees only zero padding in fp32.
+
+    That tap's weight gradient is exactly 0, but oneDNN's bf16 weight-gradient kernels (3.12, in torch
+    2.14) leave it unwritten when the convolution is strided: uninitialised memory, often inf or NaN
+    (a 3x3 stride-2 conv on a 1x1 map: resnet18's layer4 at 16 px, FCOS's P7). Kernels that skip the
+    padding never read those weights again, so training looks fine while the weights file holds NaN;
+    kernels that multiply the zero padding compute NaN (torch's own with oneDNN off; the likely cause
+    of the NaN losses on AMX CPUs, issue 23). Only tiny maps have such taps, so fp32 costs little
+    there. Stride-1 convolutions came back right on AVX512-BF16, but AMX's kernels are unseen: included.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed and module.padding_mode == "zeros":
+            before, after = _fp32_hooks()
+            module.register_forward_pre_hook(before)
+            module.register_forward_hook(after, always_call=True)
+
+
+def _fp32_hooks():
+    paused = []  # the autocast `before` switched off, for `after` (called even on an error) to restore
+
+    def before(conv, args):
+        x = args[0]
+        if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+            return None
+        if not tap_sees_only_padding(conv, x.shape[-len(conv.kernel_size):]):
+            return None
+        paused.append(torch.autocast("cpu", enabled=False))
+        paused[-1].__enter__()
+        return (x.float(), *args[1:])
+
+    def after(conv, args, output):
+        if paused:
+            paused.pop().__exit__(None, None, None)
+
+    return before, after
+
+
+def tap_sees_only_padding(conv: nn.modules.conv._ConvNd, size) -> bool:
+    """Whether, on an input of spatial `size`, some tap of `conv`'s kernel reads zero padding only."""
+    if conv.padding == "valid":
+        return False
+    same = conv.padding == "same"  # stride 1, the output as long as the input
+    for i, length in enumerate(size):
+        k, stride, dilation = conv.kernel_size[i], conv.stride[i], conv.dilation[i]
+        pad = dilation * (k - 1) // 2 if same else conv.padding[i]
+        out = length if same else (length + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+        for tap in range(k):
+            start = tap * dilation - pad  # the input row this tap reads for output 0; output o reads start + o * stride
+            first = max(0, -(start // stride))  # the first output whose row is not above the input
+            if first >= out or start + first * stride >= length:
+                return True
+    return False
 
 
 def seed_everything(seed: int):

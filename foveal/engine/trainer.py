@@ -25,7 +25,8 @@ from ..files import write_text
 from ..report import drawing
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
-from .device import ThreadWatch, autocast_dtype, configure_cpu, make_deterministic, seed_everything, select_device
+from .device import (ThreadWatch, autocast_dtype, configure_cpu, fp32_where_taps_see_only_padding,
+                     make_deterministic, seed_everything, select_device)
 from .loaders import data_workers, make_loader
 from .optim import build_optimizer, build_scheduler
 from .resume import prepare_resume
@@ -227,6 +228,8 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     amp_dtype = autocast_dtype(cfg.amp, device)
     if state is not None and state.get("amp_fell_back") and cfg.amp == "auto":
         amp_dtype = None  # as the run went on before it was stopped
+    if amp_dtype is not None:
+        fp32_where_taps_see_only_padding(model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = AveragedModel(model, avg_fn=ema_average(cfg.ema_decay), use_buffers=True) if cfg.ema else None
 
