@@ -68,7 +68,8 @@ def test_train_writes_the_run_folder(trained):
         assert (run / name).is_file(), name
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train_loss", "map", "map50", "map75", "map_small", "mar100", "lr"} <= set(header)
-    assert "epoch 2/2" in result.stdout
+    table = [line.split() for line in result.stdout.splitlines() if line.lstrip().startswith(("epoch ", "2/2"))]
+    assert table[0] == ["epoch", "train_loss", "map50", "map", "lr", "seconds"] and table[1][0] == "2/2", result.stdout
     assert "there is no validation loss" in (run / "report.html").read_text()
 
 
