@@ -12,10 +12,11 @@ machine: it must give cores back). The ratio is a process's seconds in the pair 
 (medians of --repeats runs). Fair sharing of the cores makes it about 2 while both run. Three arms,
 measured in the same run:
 
-  before    every core as torch threads, OpenMP's default wait policy (threads spin a while when idle)
-  threads   foveal's thread choice (the cores left free, at the start and, in training, every 10 s after),
-            OpenMP's default wait policy
-  foveal    foveal's thread choice and OMP_WAIT_POLICY=PASSIVE (what foveal sets when the user has not)
+  before    every core as torch threads (what foveal did before), OpenMP's default wait policy (idle
+            threads spin a while before they sleep)
+  passive   every core, OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once)
+  foveal    foveal's thread choice: the cores left free since foveal was imported, and in training every
+            10 s after; OpenMP's default wait policy
 
 Goal (issue 23): in the foveal arm each process of a pair at most 2.5x its time alone, and alone no
 slower than `before`. Run by hand on an otherwise quiet machine, never in CI:
@@ -62,11 +63,9 @@ def commands(workdir: Path, forwards: int) -> dict[str, list[str]]:
 def arm_setup(arm: str, command: list[str], cores: int, name: str) -> tuple[list[str], dict]:
     env = {**os.environ}
     env.pop("OMP_WAIT_POLICY", None)
-    threads = cores if arm == "before" else 0
-    if arm == "foveal":
+    threads = 0 if arm == "foveal" else cores
+    if arm == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    else:  # libgomp's default; foveal would set PASSIVE if the variable were unset
-        env["OMP_WAIT_POLICY"] = ""
     if command[1] == "-c":
         command = [command[0], "-c", command[2].replace("{threads}", str(threads))]
     else:
@@ -123,7 +122,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", nargs="+", default=["forward+forward", "train+predict", "train+train",
                                                        "train+predict@8"])
-    parser.add_argument("--arms", nargs="+", default=["before", "threads", "foveal"])
+    parser.add_argument("--arms", nargs="+", default=["before", "passive", "foveal"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--forwards", type=int, default=300)
     args = parser.parse_args()

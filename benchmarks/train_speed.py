@@ -5,7 +5,8 @@ Per model, on digits with the DataLoader and transforms foveal uses, seconds per
   plain              forward, cross-entropy, zero_grad, backward, AdamW step: nothing else
   engine             foveal's train_one_epoch on the same loader, model and optimizer, with its
                      scheduler and a silent tqdm: move_to, autocast context, disabled GradScaler,
-                     scheduler.step, loss items and progress updates are its per-step overhead
+                     scheduler.step, loss items, progress updates and the check that the loss and
+                     gradients are finite (one norm over the gradients) are its per-step overhead
   engine bf16        the engine under CPU autocast to bfloat16 (slow without native bf16)
   channels_last      the engine with the model and images in channels_last memory format
   no flush_denormal  the engine with torch.set_flush_denormal(False) (foveal turns flushing on)
@@ -42,7 +43,7 @@ from foveal.engine.device import configure_cpu, cpu_has_native_bf16
 from foveal.engine.distributed import DistInfo
 from foveal.engine.loaders import make_loader
 from foveal.engine.optim import build_scheduler
-from foveal.engine.trainer import evaluate, train_one_epoch
+from foveal.engine.trainer import StepGuard, evaluate, train_one_epoch
 from foveal.tasks.classify import ClassifyConfig, ClassifyTask
 
 SEED = 0
@@ -104,7 +105,8 @@ def engine_loop(task, model, data, optimizer, steps: int, amp_dtype):
     scheduler = build_scheduler(optimizer, [(0, steps)], max(1, steps // 5), "cosine", 0.01, 1, 0.1)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     with tqdm(total=steps, disable=True) as progress:
-        train_one_epoch(task, model, data, optimizer, scheduler, CPU, amp_dtype, scaler, None, 0.0, progress)
+        guard = StepGuard("bf16" if amp_dtype else "off", amp_dtype, print)  # the non-finite check of every step
+        train_one_epoch(task, model, data, optimizer, scheduler, CPU, guard, scaler, None, 0.0, progress, epoch=1)
 
 
 def time_variant(variant: Variant, setup: Setup, steps: int) -> float:

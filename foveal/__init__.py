@@ -1,11 +1,10 @@
 """foveal: train, evaluate, inspect and deploy vision models, on a laptop CPU or a GPU."""
 
-import os
+from .engine import cores
 
-# OpenMP threads that wait spin for a while first, taking the cores of whatever else runs (another job, or
-# a thread of our own); passive threads sleep (benchmarks/busy_machine.py). Read once, when torch loads
-# OpenMP: so set here, before any import of torch, and only where the user has not chosen.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The load other processes put on the cores is measured from here: a second foveal started at the same
+# moment is then importing too, and seen (engine/cores.py). Before torch is imported: a cheap read.
+cores.STARTED = cores.cpu_sample()
 
 from .api import TaskAPI, config, info, predict, run, train, val
 from .engine.results import Results

@@ -61,7 +61,7 @@ def cpu_without_bf16(monkeypatch):
 def quiet_machine(monkeypatch):
     """The thread count of in-process runs as on a quiet machine, whatever else runs beside the tests (the
     count can change a sum's last digits); tests/test_device.py tests the busy machine's choice."""
-    monkeypatch.setattr("foveal.engine.device.busy_cores_between", lambda first, last: 0.0)
+    monkeypatch.setattr("foveal.engine.cores.busy_cores_between", lambda first, last: 0.0)
 
 
 @pytest.fixture(autouse=True)

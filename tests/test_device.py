@@ -10,11 +10,11 @@ import time
 import pytest
 import torch
 
-from foveal.engine import device
+from foveal.engine import cores, device
 from foveal.engine.checkpoint import save_weights
 from foveal.files import write_text
 
-measure_busy_cores = device.busy_cores_between  # conftest's quiet_machine replaces it in every test
+measure_busy_cores = cores.busy_cores_between  # conftest's quiet_machine replaces it in every test
 
 
 @pytest.mark.parametrize("version, files, cpus", [
@@ -31,39 +31,55 @@ def test_a_cgroup_quota_is_read_in_either_version(tmp_path, version, files, cpus
         (root / name).write_text(text)
     proc = tmp_path / "proc_cgroup"
     proc.write_text("0::/\n" if version == "v2" else "4:memory:/x\n2:cpu,cpuacct:/docker/abc\n0::/\n")
-    assert device.cgroup_cpu_limit(proc, root) == cpus
+    assert cores.cgroup_cpu_limit(proc, root) == cpus
 
 
 def test_a_quota_caps_the_cores(monkeypatch):
-    monkeypatch.setattr(device, "cgroup_cpu_limit", lambda: 1.5)
-    assert device.available_cores() == 1
-    monkeypatch.setattr(device, "cgroup_cpu_limit", lambda: None)
-    assert device.available_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: 1.5)
+    assert cores.available_cores() == 1
+    monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: None)
+    assert cores.available_cores() == len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize("cores, busy, threads", [(2, 0.2, 2), (2, 0.7, 1), (2, 2.0, 1), (8, 3.2, 5), (8, 9.0, 1)])
-def test_busy_cores_are_left_to_their_processes(monkeypatch, cores, busy, threads):
-    monkeypatch.setattr(device, "available_cores", lambda: cores)
-    monkeypatch.setattr(device, "cores_busy_elsewhere", lambda seconds=0.0: busy)
+@pytest.mark.parametrize("count, busy, threads", [(2, 0.2, 2), (2, 0.7, 1), (2, 2.0, 1), (8, 3.2, 5), (8, 9.0, 1)])
+def test_busy_cores_are_left_to_their_processes(monkeypatch, count, busy, threads):
+    monkeypatch.setattr(cores, "available_cores", lambda: count)
+    monkeypatch.setattr(cores, "cores_busy_elsewhere", lambda seconds=0.0: busy)
+    threads_before = torch.get_num_threads()
     chosen, note = device.default_threads()
     assert chosen == threads
-    assert (note != "") == (threads < cores)
+    assert (note != "") == (threads < count)
     if note:
-        assert f"using {busy:.1f} of {cores} cores; {threads} thread" in note
+        assert f"using {busy:.1f} of {count} cores; {threads} thread" in note
     lines = []
     assert device.configure_cpu(0, log=lines.append) == threads == torch.get_num_threads()
     assert lines == ([note] if note else [])
     # processes of one run split the cores between them, and a given count is taken as it is
-    assert device.default_threads(processes_per_machine=2) == (cores // 2, "")
+    assert device.default_threads(processes_per_machine=2) == (count // 2, "")
     assert device.configure_cpu(3, log=lines.append) == 3 and len(lines) <= 1
+    torch.set_num_threads(threads_before)
+
+
+def test_the_load_is_measured_since_foveal_was_imported_when_that_was_recent(monkeypatch):
+    windows = []
+    monkeypatch.setattr(cores, "busy_cores_between", lambda first, last: windows.append((first, last)) or 0.0)
+    now = cores.cpu_sample()
+    monkeypatch.setattr(cores, "STARTED", now._replace(when=now.when - 3))  # imported 3 s ago, as a CLI run is
+    started = time.perf_counter()
+    cores.cores_busy_elsewhere()
+    assert windows[-1][0] is cores.STARTED and time.perf_counter() - started < 0.1  # no sleep: the import's window
+    monkeypatch.setattr(cores, "STARTED", now._replace(when=now.when - 600))  # a Python session's long-ago import
+    started = time.perf_counter()
+    cores.cores_busy_elsewhere(0.2)
+    assert windows[-1][0] is not cores.STARTED and time.perf_counter() - started >= 0.2  # a fresh window
 
 
 def test_another_process_spinning_counts_as_busy_and_our_own_threads_do_not():
     spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
     try:
-        first = device.cpu_sample()
+        first = cores.cpu_sample()
         time.sleep(0.5)
-        busy = measure_busy_cores(first, device.cpu_sample())
+        busy = measure_busy_cores(first, cores.cpu_sample())
     finally:
         spinner.kill()
     assert busy >= 0.6  # one core (more if something else runs too)
@@ -85,9 +101,9 @@ def test_files_get_the_permissions_open_would_give(tmp_path, monkeypatch):
 
 
 def test_a_long_run_follows_the_free_cores(monkeypatch):
-    monkeypatch.setattr(device, "available_cores", lambda: 4)
+    monkeypatch.setattr(cores, "available_cores", lambda: 4)
     busy = iter([2.6, 2.4, 0.3, 0.0])  # a job starts beside the run, then ends
-    monkeypatch.setattr(device, "busy_cores_between", lambda first, last: next(busy))
+    monkeypatch.setattr(cores, "busy_cores_between", lambda first, last: next(busy))
     lines, threads = [], torch.get_num_threads()
     try:
         torch.set_num_threads(4)

@@ -4,94 +4,13 @@ import math
 import os
 import random
 import time
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import FovealError
-
-
-def cgroup_cpu_limit(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup") -> float | None:
-    """The CPUs a cgroup quota lets this process use (a container's `--cpus`), or None when unlimited:
-    cgroup v2's cpu.max, else v1's cfs quota / period, in this process's own cgroup or at the root."""
-    try:
-        lines = Path(proc_cgroup).read_text().splitlines()
-    except OSError:
-        return None
-    paths = {}  # controller -> this process's cgroup path
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else ["v2"]:
-            paths[controller] = path.lstrip("/")
-    candidates = [(Path(root) / paths.get("v2", ""), "cpu.max", None)]
-    for folder in ("cpu", "cpu,cpuacct"):
-        for base in dict.fromkeys([paths.get("cpu", ""), ""]):
-            candidates.append((Path(root) / folder / base, "cpu.cfs_quota_us", "cpu.cfs_period_us"))
-    for folder, quota_file, period_file in candidates:
-        try:
-            if period_file is None:
-                quota, period = (folder / quota_file).read_text().split()
-            else:
-                quota, period = (folder / quota_file).read_text(), (folder / period_file).read_text()
-            if quota.strip() in ("max", "-1"):
-                continue
-            return int(quota) / int(period)
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def available_cores() -> int:
-    """The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    limit = cgroup_cpu_limit()
-    return max(1, min(cores, math.floor(limit))) if limit else cores
-
-
-class CpuSample(NamedTuple):
-    when: float  # time.monotonic()
-    busy: int  # clock ticks the process's allowed cores spent busy, since boot
-    total: int  # all their ticks, idle included
-    own: float  # this process's CPU seconds (every thread)
-
-
-def cpu_sample() -> CpuSample | None:
-    """The counters busy_cores_between compares; None where there is no /proc (macOS, Windows)."""
-    try:
-        allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)}
-        busy = total = 0
-        for line in Path("/proc/stat").read_text().splitlines():
-            name, *ticks = line.split()
-            if name in allowed:
-                ticks = [int(t) for t in ticks[:8]]  # user nice system idle iowait irq softirq steal
-                total += sum(ticks)
-                busy += sum(ticks) - ticks[3] - ticks[4]
-    except (AttributeError, OSError, ValueError):
-        return None
-    return CpuSample(time.monotonic(), busy, total, time.process_time())
-
-
-def busy_cores_between(first: CpuSample | None, last: CpuSample | None) -> float:
-    """How many of this process's cores other processes kept busy from `first` to `last`: the busy share of
-    the cores' time, less this process's own CPU time."""
-    if first is None or last is None or last.total <= first.total or last.when <= first.when:
-        return 0.0
-    cores = len(os.sched_getaffinity(0))
-    share = (last.busy - first.busy) / (last.total - first.total)
-    return max(0.0, share * cores - (last.own - first.own) / (last.when - first.when))
-
-
-def cores_busy_elsewhere(seconds: float = 0.15) -> float:
-    """How many of this process's cores other processes keep busy over the next `seconds`."""
-    first = cpu_sample()
-    time.sleep(seconds if first is not None else 0)
-    return busy_cores_between(first, cpu_sample())
+from . import cores
 
 
 class ThreadWatch:
@@ -102,15 +21,15 @@ class ThreadWatch:
 
     def __init__(self, threads: int, enabled: bool, log, every: float = 10.0):
         self.most, self.log, self.every = threads, log, every
-        self.last = cpu_sample() if enabled and threads > 1 else None
+        self.last = cores.cpu_sample() if enabled and threads > 1 else None
 
     def check(self, where: str):
         if self.last is None or time.monotonic() - self.last.when < self.every:
             return
-        now = cpu_sample()
-        busy = busy_cores_between(self.last, now)
+        now = cores.cpu_sample()
+        busy = cores.busy_cores_between(self.last, now)
         self.last = now
-        threads = min(self.most, max(1, available_cores() - math.floor(busy + 0.5)))
+        threads = min(self.most, max(1, cores.available_cores() - math.floor(busy + 0.5)))
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
             self.log(f"{'busy machine' if threads < self.most else 'machine free again'}: other processes are "
@@ -146,14 +65,14 @@ def default_threads(processes_per_machine: int = 1) -> tuple[int, str]:
     other in every parallel region (an op runs as fast as its slowest thread): on 2 cores beside another
     job, 2 threads made a yolo_n forward 20x slower than 1 (benchmarks/busy_machine.py). Processes of one
     run (torchrun, serve workers) split the cores between them instead."""
-    cores = available_cores()
-    if processes_per_machine > 1 or cores == 1:
-        return max(1, cores // processes_per_machine), ""
-    busy = cores_busy_elsewhere()
-    free = max(1, cores - math.floor(busy + 0.5))
-    if free == cores:
-        return cores, ""
-    return free, (f"busy machine: other processes are using {busy:.1f} of {cores} cores; {free} "
+    count = cores.available_cores()
+    if processes_per_machine > 1 or count == 1:
+        return max(1, count // processes_per_machine), ""
+    busy = cores.cores_busy_elsewhere()
+    free = max(1, count - math.floor(busy + 0.5))
+    if free == count:
+        return count, ""
+    return free, (f"busy machine: other processes are using {busy:.1f} of {count} cores; {free} "
                   f"thread{'s' if free > 1 else ''} (threads=N to choose)")
 
 

@@ -10,7 +10,7 @@ epochs (no start-up each epoch): nothing they need is changed in the main proces
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
-from .device import available_cores
+from .cores import available_cores
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

@@ -68,7 +68,7 @@ def task_config(pairs: dict, workers: int):
     """(task name, the task's config for serving): the task comes from the weights' metadata."""
     from ..api import task_class
     from ..engine.checkpoint import weights_task
-    from ..engine.device import available_cores
+    from ..engine.cores import available_cores
 
     task = weights_task(pairs.get("weights", ""))
     cls = task_class(task)
