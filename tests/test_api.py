@@ -4,6 +4,7 @@ read from the weights (also on the command line)."""
 
 import inspect
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -69,6 +70,15 @@ def test_numpy_rgb_or_bgr_pil_tensor_and_lists_agree(colour_weights):
     assert listed[2].predictions[0]["top"] == plain.predictions[0]["top"] and top1(listed) == ["red"] * 4
     (grey,) = foveal.predict(weights=colour_weights, source=rgb[:, :, 0])  # (H, W): one channel, shown as grey
     assert grey.orig_shape == (20, 28) and grey.orig_img.shape == (20, 28, 3)
+
+
+def test_a_read_only_array_is_taken_without_warning_and_left_untouched(colour_weights):
+    rgb = red_image()
+    rgb.setflags(write=False)  # as np.asarray(PIL image) gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of a tensor made from a read-only array
+        (result,) = foveal.predict(weights=colour_weights, source=rgb)
+    assert result.names[result.probs.top1] == "red" and np.array_equal(rgb, red_image())
 
 
 def test_nothing_written_or_printed_unless_asked(colour_weights, tmp_path, monkeypatch, capsys):

@@ -164,7 +164,7 @@ def image_array(item, bgr: bool, where: str) -> list[np.ndarray]:
             raise FovealError(f"{where}: a numpy array of shape {item.shape}; expected (H, W, 3) colour or (H, W) "
                               "grey pixels")
         checked_size(item, where)
-        return [np.ascontiguousarray(item[:, :, ::-1] if bgr else item)]
+        return [np.array(item[:, :, ::-1] if bgr else item, order="C")]  # a copy: the caller's stays untouched
     if isinstance(item, torch.Tensor):
         return tensor_frames(item, where)
     raise FovealError(f"{where}: {type(item).__name__} {str(item)[:40]!r} is not an image; expected a path, a numpy "
