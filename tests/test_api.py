@@ -101,7 +101,7 @@ def test_nothing_written_or_printed_unless_asked(colour_weights, tmp_path, monke
 def test_verbose_prints_the_summary(colour_weights, tmp_path, capsys):
     foveal.predict(weights=colour_weights, source=[red_image(), red_image(1)], verbose=True, project=tmp_path)
     out = capsys.readouterr().out
-    assert "image0: red" in out and "2 images/frames, 2 predictions" in out and "results:" not in out
+    assert "image0: red" in out and "2 images, 2 predictions" in out and "results:" not in out
     assert not (tmp_path / "classify").exists()
 
 

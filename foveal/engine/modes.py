@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.stream import predicted_frames, run_stream
+from ..data.stream import is_stream, predicted_frames, run_stream
 from ..errors import FovealError
 from ..files import write_json
 from ..report import counted, drawing, text_table
@@ -86,7 +86,9 @@ def open_predictor(task_class, cfg, frames=None, writes: bool = True, log=print)
 
 def log_predicted(task, predictor, count: int, seconds: float, interrupted: bool, summary: str, run_dir, log):
     speed = f", {count / seconds:.1f} {task.speed_unit} (model and post-processing)" if seconds else ""
-    log(f"{'interrupted after ' if interrupted else ''}{counted(count, task.input_name, task.inputs)}, {summary}{speed}")
+    video = isinstance(task.cfg.source, str) and is_stream(task.cfg.source) and task.input_name == "image"
+    inputs = counted(count, "frame") if video else counted(count, task.input_name, task.inputs)
+    log(f"{'interrupted after ' if interrupted else ''}{inputs}, {summary}{speed}")
     if count and any(predictor.seconds.values()):
         log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
     if run_dir is not None:
