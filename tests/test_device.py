@@ -121,3 +121,34 @@ def test_a_long_run_follows_the_free_cores(monkeypatch):
         assert torch.get_num_threads() == 2 and len(lines) == 3
     finally:
         torch.set_num_threads(threads)
+
+
+def test_predict_follows_the_free_cores_frame_by_frame(monkeypatch, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    import foveal
+
+    run = foveal.train("classify", data="digits", model="mlp", imgsz=8, epochs=1, workers=0, amp="off",
+                       verbose=False, project=tmp_path)
+    for k in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(tmp_path / f"{k}.png")
+    monkeypatch.setattr(cores, "available_cores", lambda: 2)
+    monkeypatch.setattr(device.ThreadWatch, "EVERY", 0.0)
+    busy = iter([0.1, 1.7, 0.1])  # quiet at the start; a job takes a core at the first image, then ends
+    monkeypatch.setattr(cores, "busy_cores_between", lambda first, last: next(busy, 0.0))
+    threads, seen = torch.get_num_threads(), []
+    real_infer = foveal.tasks.classify.ClassifyPredictor.infer
+    monkeypatch.setattr(foveal.tasks.classify.ClassifyPredictor, "infer",
+                        lambda self, pixels: seen.append(torch.get_num_threads()) or real_infer(self, pixels))
+    try:
+        foveal.predict(weights=run.best, source=str(tmp_path / "*.png"), verbose=True)
+        assert seen == [1, 2, 2]
+        out = capsys.readouterr().out
+        assert "busy machine: other processes are using 1.7 cores; 1 thread from" in out
+        assert "machine free again: other processes are using 0.1 cores; 2 threads from" in out
+        seen.clear()
+        foveal.predict(weights=run.best, source=str(tmp_path / "*.png"), threads=2)  # a count given: kept
+        assert seen == [2, 2, 2]
+    finally:
+        torch.set_num_threads(threads)

@@ -195,11 +195,13 @@ def checked_size(pixels: np.ndarray, where: str) -> np.ndarray:
 
 
 def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, results: list, save: bool,
-               verbose: bool, log=print, unit: str = "frame") -> tuple[int, float, bool]:
+               verbose: bool, log=print, unit: str = "frame", before_each: Callable | None = None
+               ) -> tuple[int, float, bool]:
     """predicted_frames to the end, or to Ctrl-C. Returns (frames, seconds spent in infer, interrupted)."""
     count, seconds = 0, 0.0
     try:
-        for *_, spent in predicted_frames(source, run_dir, infer, annotate, results, save, verbose, log, unit):
+        for *_, spent in predicted_frames(source, run_dir, infer, annotate, results, save, verbose, log, unit,
+                                          before_each):
             count, seconds = count + 1, seconds + spent
     except KeyboardInterrupt:
         return count, seconds, True
@@ -207,13 +209,14 @@ def run_stream(source, run_dir: Path, infer: Callable, annotate: Callable, resul
 
 
 def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Callable, results: list, save: bool,
-                     verbose: bool, log=print, unit: str = "frame"):
+                     verbose: bool, log=print, unit: str = "frame", before_each: Callable | None = None):
     """For each frame of `source`: output = infer(frame pixels) (timed), then
     (image, summary) = annotate(frame, output); `image` (RGB) is written as <stem>.jpg or into
     <video>.mp4 at the source's frame rate when `save`. Yields (frame, output, image, seconds in infer),
     one frame at a time (the Python API's results). `results` is written to predictions.json at the
     end, also on Ctrl-C, an error or a consumer that stops early; nothing is written without `run_dir`.
-    With `verbose`, a progress bar on a terminal for more than one frame (a camera's: a count and a rate)."""
+    With `verbose`, a progress bar on a terminal for more than one frame (a camera's: a count and a rate).
+    `before_each(frame)` is called before each frame's model call (the thread watch)."""
     writers = {}
     videos = ExitStack()  # each video under a temporary name, renamed over <video>.mp4 once its writer is released
     total = len(source) if isinstance(source, list) else getattr(source, "total", None)
@@ -221,6 +224,8 @@ def predicted_frames(source, run_dir: Path | None, infer: Callable, annotate: Ca
                disable=not verbose or total == 1 or None)  # None: off where stderr is not a terminal
     try:
         for frame in bar:
+            if before_each is not None:
+                before_each(frame)
             started = time.perf_counter()
             output = infer(frame.pixels)
             spent = time.perf_counter() - started

@@ -14,14 +14,17 @@ from . import cores
 
 
 class ThreadWatch:
-    """For a run whose threads foveal chose (threads=0): every `every` seconds, between training steps, the
-    cores other processes kept busy since the last look; torch's threads follow the cores left free (at
-    least 1, at most the count chosen at the start). A job started beside a long run would otherwise leave
-    both waiting on each other: the run's threads were chosen when the machine was quiet."""
+    """For a run whose threads foveal chose (threads=0): every EVERY seconds, between training steps or
+    predicted frames, the cores other processes kept busy since the last look; torch's threads follow the
+    cores left free (at least 1, at most `most`). A job started beside a long run would otherwise leave both
+    waiting on each other (the run's threads were chosen when the machine was quiet), or a run started on a
+    busy machine would keep one thread after the machine is free."""
 
-    def __init__(self, threads: int, enabled: bool, log, every: float = 10.0):
-        self.most, self.log, self.every = threads, log, every
-        self.last = cores.cpu_sample() if enabled and threads > 1 else None
+    EVERY = 10.0
+
+    def __init__(self, most: int, enabled: bool, log, every: float | None = None):
+        self.most, self.log, self.every = most, log, self.EVERY if every is None else every
+        self.last = cores.cpu_sample() if enabled and most > 1 else None
 
     def check(self, where: str):
         if self.last is None or time.monotonic() - self.last.when < self.every:

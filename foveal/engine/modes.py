@@ -16,7 +16,8 @@ from ..errors import FovealError
 from ..files import write_json
 from ..report import counted, drawing, text_table
 from .checkpoint import load_trained, trained_meta
-from .device import configure_cpu, select_device
+from .cores import available_cores
+from .device import ThreadWatch, configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
 from .loaders import data_workers, make_loader
@@ -100,11 +101,19 @@ def predict(task_class, cfg, log=print) -> list[dict]:
     runs/<task>/predictN with predictions.json and, with save=true, annotated images or video."""
     task, predictor, source, run_dir = open_predictor(task_class, cfg, log=log)
     count, seconds, interrupted = run_stream(source, run_dir, predictor.infer, predictor.annotate,
-                                             predictor.results, cfg.save, cfg.verbose, log, task.input_name)
+                                             predictor.results, cfg.save, cfg.verbose, log, task.input_name,
+                                             thread_watch(predictor, cfg, log))
     summary = predictor.finish()
     if cfg.verbose:
         log_predicted(task, predictor, count, seconds, interrupted, summary, run_dir, log)
     return predictor.results
+
+
+def thread_watch(predictor, cfg, log):
+    """What predict calls before each frame: a long video or camera stream follows the free cores too."""
+    watch = ThreadWatch(available_cores(), predictor.device.type == "cpu" and not cfg.threads,
+                        log if cfg.verbose else lambda line: None)
+    return lambda frame: watch.check(f"{frame.name}" + ("" if frame.index is None else f" frame {frame.index}"))
 
 
 def predict_results(task_class, cfg, frames=None, writes: bool = False, log=print):
@@ -118,7 +127,8 @@ def predict_results(task_class, cfg, frames=None, writes: bool = False, log=prin
 def each_result(task, predictor, source, run_dir, cfg, log):
     count, seconds, total, before = 0, 0.0, 0, dict(predictor.seconds)
     for frame, output, image, spent in predicted_frames(source, run_dir, predictor.infer, predictor.annotate,
-                                                        predictor.results, cfg.save, cfg.verbose, log, task.input_name):
+                                                        predictor.results, cfg.save, cfg.verbose, log, task.input_name,
+                                                        thread_watch(predictor, cfg, log)):
         count, seconds = count + 1, seconds + spent
         speed = {name: round(1000 * (t - before[name]), 3) for name, t in predictor.seconds.items() if t > before[name]}
         before = dict(predictor.seconds)

@@ -25,6 +25,7 @@ from ..files import write_text
 from ..report import drawing
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
+from .cores import available_cores
 from .device import (ThreadWatch, autocast_dtype, configure_cpu, fp32_where_taps_see_only_padding,
                      make_deterministic, seed_everything, select_device)
 from .loaders import data_workers, make_loader
@@ -277,7 +278,8 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     stalled = 0 if best_epoch < 0 else len(history) - best_epoch
     stopped_early = False
     guard = StepGuard(cfg.amp, amp_dtype, log)
-    watch = ThreadWatch(threads, device.type == "cpu" and not cfg.threads and not dist_info.enabled, log)
+    watch = ThreadWatch(max(1, available_cores() - workers), device.type == "cpu" and not cfg.threads
+                        and not dist_info.enabled, log)
     table = EpochTable(task, cfg.epochs, log)
     show = dist_info.is_main and cfg.verbose
     try:
