@@ -15,7 +15,7 @@ measured in the same run:
   before    every core as torch threads (what foveal did before), OpenMP's default wait policy (idle
             threads spin a while before they sleep)
   passive   every core, OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once)
-  foveal    foveal's thread choice: the cores left free since foveal was imported, and in training every
+  foveal    foveal's thread choice: the cores left free since foveal was imported, and in train and predict every
             10 s after; OpenMP's default wait policy
 
 Goal (issue 23): in the foveal arm each process of a pair at most 2.5x its time alone, and alone no

@@ -32,13 +32,17 @@ def plain_file_mode(path: Path) -> int:
         return 0o666 & ~UMASK
 
 
-def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path), fsync it and rename it over `path`; the temporary file goes on failure. The file
-    gets the permissions open() would give it (some savers, safetensors among them, create theirs 0600)."""
+@contextmanager
+def atomic_path(path):
+    """`with atomic_path(path) as tmp:` write tmp over the block (for writers that fill a file over time, as
+    cv2.VideoWriter does); when the block ends it is fsynced, given the permissions open() would give it (some
+    savers, safetensors among them, create theirs 0600) and renamed over `path`; when the block raises it is
+    removed. tmp is unique (two writers never share one) and keeps path's extension (writers pick the format
+    by it)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique: two writers never share one
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
     try:
-        write(tmp)
+        yield tmp
         with open(tmp, "rb+") as f:  # some writers (savers given a path) close without fsync
             os.fsync(f.fileno())
         os.chmod(tmp, plain_file_mode(path))
@@ -46,25 +50,13 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
-@contextmanager
-def atomic_path(path):
-    """`with atomic_path(path) as tmp:` write tmp (with path's extension: writers such as cv2.VideoWriter
-    pick the format by it) over the block; it is fsynced and renamed over `path` when the block ends,
-    removed when the block raises. For writers that fill a file over time, where atomic_write's one call
-    does not fit."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def atomic_write(path, write: Callable[[Path], None]) -> Path:
+    """Call write(tmp_path) and put the file in place as atomic_path does."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
 
 
 def write_bytes(path, data: bytes) -> Path:

@@ -34,6 +34,25 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def start_server(weights, *options, wait: float = 60):
+    """(URL, process) of `foveal serve` on loopback, once /health answers (within `wait` seconds)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "foveal", "serve", f"weights={weights}", f"port={port}",
+                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url, process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"foveal serve did not start: {process.stdout.read()[-2000:]}")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server(trained_detector, tmp_path_factory):
     """(base URL, weights, image folder) of `foveal serve` on the trained detector's ONNX file, with a demo video."""
@@ -46,22 +65,7 @@ def server(trained_detector, tmp_path_factory):
     for frame in frames:
         writer.write(frame[:, :, ::-1].copy())
     writer.release()
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "foveal", "serve", f"weights={best.with_suffix('.onnx')}",
-                                f"port={port}", "max_upload_mb=1", "threads=2", f"video={video}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"foveal serve did not start: {process.stdout.read()[-2000:]}")
-        time.sleep(0.3)
+    url, process = start_server(best.with_suffix(".onnx"), "max_upload_mb=1", "threads=2", f"video={video}", wait=90)
     yield url, best, images
     process.terminate()
     process.wait(timeout=20)
@@ -210,25 +214,6 @@ def test_serve_mistakes_are_one_line(trained_detector, args, words):
 def classifier(tmp_path_factory):
     return foveal.train("classify", data="digits", model="mlp", imgsz=8, epochs=1, workers=0, threads=1, amp="off",
                         verbose=False, project=tmp_path_factory.mktemp("classifier")).best
-
-
-def start_server(weights, *options):
-    """(URL, process) of `foveal serve` on loopback, once /health answers."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "foveal", "serve", f"weights={weights}", f"port={port}",
-                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return url, process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"foveal serve did not start: {process.stdout.read()[-2000:]}")
-        time.sleep(0.2)
 
 
 def test_clients_that_stall_their_body_hold_no_queue_place(classifier):

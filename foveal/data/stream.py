@@ -159,7 +159,7 @@ def image_array(item, bgr: bool, where: str) -> list[np.ndarray]:
         if item.ndim == 3 and item.shape[2] == 1:
             item = item[:, :, 0]
         if item.ndim == 2:
-            return [np.ascontiguousarray(np.repeat(checked_size(item, where)[:, :, None], 3, axis=2))]
+            return [np.repeat(checked_size(item, where)[:, :, None], 3, axis=2)]  # a new, contiguous array
         if item.ndim != 3 or item.shape[2] != 3:
             raise FovealError(f"{where}: a numpy array of shape {item.shape}; expected (H, W, 3) colour or (H, W) "
                               "grey pixels")
@@ -184,8 +184,8 @@ def tensor_frames(tensor, where: str) -> list[np.ndarray]:
         batch = (batch.float() * 255).round()
     elif batch.dtype != torch.uint8:
         raise FovealError(f"{where}: a tensor of {batch.dtype}; expected floats in [0, 1] (or uint8)")
-    frames = batch.to("cpu", torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
-    return [np.ascontiguousarray(checked_size(frame, where)) for frame in frames]
+    pixels = batch.to("cpu", torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+    return [np.ascontiguousarray(checked_size(frame, where)) for frame in pixels]
 
 
 def checked_size(pixels: np.ndarray, where: str) -> np.ndarray:

@@ -64,10 +64,11 @@ def select_device(name: str = "auto", local_rank: int = 0, distributed: bool = F
 
 def default_threads(processes_per_machine: int = 1) -> tuple[int, str]:
     """(thread count, a line to print or "") for threads=0: the cores this process may use, less those
-    other processes keep busy as it starts, at least 1. Threads that outnumber the free cores wait on each
-    other in every parallel region (an op runs as fast as its slowest thread): on 2 cores beside another
-    job, 2 threads made a yolo_n forward 20x slower than 1 (benchmarks/busy_machine.py). Processes of one
-    run (torchrun, serve workers) split the cores between them instead."""
+    other processes kept busy since foveal was imported (cores.cores_busy_elsewhere), at least 1. Threads
+    that outnumber the free cores wait on each other in every parallel region (an op runs as fast as its
+    slowest thread): two processes on 2 cores took 1.7-3.9x their time alone with every core as threads,
+    1.0-1.35x with the free ones (benchmarks/busy_machine.py). Processes of one run (torchrun, serve
+    workers) split the cores between them instead."""
     count = cores.available_cores()
     if processes_per_machine > 1 or count == 1:
         return max(1, count // processes_per_machine), ""

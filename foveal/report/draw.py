@@ -60,20 +60,23 @@ def draw_instances(image: np.ndarray, masks: np.ndarray, boxes, labels, classes:
     return draw_boxes(out, boxes, labels, classes, scores, line_width=max(1, line_width // 2))
 
 
+def repeat_pixels(image: np.ndarray, k: int) -> np.ndarray:
+    """Each pixel as a k x k block: the image k times larger, no pixel made up."""
+    return np.repeat(np.repeat(image, k, 0), k, 1) if k > 1 else image
+
+
 def enlarged(image: np.ndarray, min_side: int) -> tuple[np.ndarray, int]:
-    """(image repeated k x k times per pixel, k): the smallest whole k that brings the short side to `min_side`,
-    so that captions drawn on a small image cover less of it (nearest: no pixel is made up)."""
+    """(image with pixels repeated k times, k): the smallest whole k that brings the short side to `min_side`,
+    so that captions drawn on a small image cover less of it."""
     k = max(1, -(-min_side // max(1, min(image.shape[:2]))))
-    return (np.repeat(np.repeat(image, k, 0), k, 1) if k > 1 else image), k
+    return repeat_pixels(image, k), k
 
 
 def labelled(image: np.ndarray, lines: list[str], rows: int = 0, min_width: int = 0) -> np.ndarray:
     """`image` (enlarged to `min_width` first, see `enlarged`) under a white strip of `rows` (at least the
     lines') text lines: labels beside the content, never over it. The strip's height depends only on the
     image's width and `rows`, so the frames of a video keep one size."""
-    if image.shape[1] < min_width:
-        k = -(-min_width // image.shape[1])
-        image = np.repeat(np.repeat(image, k, 0), k, 1)
+    image = repeat_pixels(image, -(-min_width // image.shape[1]))
     scale = min(max(image.shape[1] / 400, 0.35), 0.8)
     (_, text_height), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     line = text_height + base + 4

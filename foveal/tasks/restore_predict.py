@@ -10,7 +10,7 @@ from ..data.restore import to_channels, to_pixels, to_tensor
 from ..data.stream import frame_stem
 from ..files import atomic_write
 from ..metrics.restore import psnr, ssim
-from ..report.draw import labelled
+from ..report.draw import labelled, repeat_pixels
 from .base import Predictor
 from .restore import degradation, fixed_graph_size, restore_image
 
@@ -73,7 +73,7 @@ def crop_like(clean: np.ndarray, restored: np.ndarray) -> np.ndarray:
 def side_by_side(low: np.ndarray, restored: np.ndarray, clean, scale: int, psnr_db: float | None = None) -> np.ndarray:
     """input (enlarged by repeating pixels) | output | reference (when there is one), one image, each part
     named in a strip above it (the output with its PSNR against the reference)."""
-    enlarged = np.repeat(np.repeat(low, scale, 0), scale, 1)[:restored.shape[0], :restored.shape[1]]
+    enlarged = repeat_pixels(low, scale)[:restored.shape[0], :restored.shape[1]]
     parts = [enlarged, restored]
     if clean is not None:
         reference = crop_like(clean, restored)
