@@ -184,7 +184,7 @@ def test_wrong_forms_and_kinds(mask_set, tmp_path):
 
 
 def test_shapes_is_dispatched(monkeypatch):
-    from foveal.data.formats import masks
+    from foveal.data.formats import segmentation as masks
 
     monkeypatch.setattr(masks, "shapes_segmentation_data", lambda instances: f"shapes, instances={instances}")
     assert load_segmentation_data("shapes", "instance") == "shapes, instances=True"

@@ -26,7 +26,7 @@ class Augment:
 
 def read_rgb(item) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of one annotated image (ImageAnnotations or MaskedImage), EXIF rotation
-    applied as its boxes assume. Files were checked when the data was read (formats.keep_readable); one
+    applied as its boxes assume. Files were checked when the data was read (formats.common.keep_readable); one
     that no longer decodes is a FovealError naming it, never replaced by another image."""
     return item.pixels if item.pixels is not None else read_pixels(item.image)
 

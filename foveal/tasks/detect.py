@@ -63,7 +63,7 @@ def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionD
     if not data:
         raise FovealError("data: name a data set: shapes, polyps, a YOLO data.yaml, coco:ann.json,images/, voc:... "
                           "or masks:images/,masks/")
-    from ..data.formats import load_detection_data
+    from ..data.formats.detection import load_detection_data
 
     return load_detection_data(data, strict=strict, val_fraction=val_fraction)
 
@@ -136,7 +136,7 @@ class DetectTask(BoxTask):
 
 def convert(cfg: DetectConfig, log=print) -> str:
     """Rewrite a detection data set in another format (YOLO, COCO, VOC)."""
-    from ..data.formats import convert as convert_formats
+    from ..data.formats.detection import convert as convert_formats
 
     summary = convert_formats(cfg.src, cfg.dst, strict=cfg.strict, segments=cfg.segments)
     if cfg.verbose:

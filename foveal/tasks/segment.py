@@ -92,7 +92,7 @@ def load_segment_data(cfg: SegmentConfig, kind: str):
     if not cfg.data:
         raise FovealError("data: name a data set: shapes, polyps, masks:IMAGES/,MASKS/, coco:ann.json,images/ "
                           "or a YOLO segmentation data.yaml")
-    from ..data.formats import load_segmentation_data
+    from ..data.formats.segmentation import load_segmentation_data
     from ..data.formats.masks import is_mask_folder
 
     if is_mask_folder(cfg.data):

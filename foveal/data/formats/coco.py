@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FovealError
-from ...files import write_json
+from ...files import read_text, write_json
 from ..detection import DetectionData, ImageAnnotations, instance_masks, unscored
-from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable,
-               number, place_image, read_text)
+from .common import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size,
+                     keep_readable, number, place_image)
 
 
 def find_coco_sets(folder: Path) -> dict[str, tuple[Path, Path]]:

@@ -19,7 +19,7 @@ from ...errors import FovealError
 from ..detection import DetectionData
 from ..images import CHECK_THREADS
 from ..segmentation import read_mask_file
-from . import annotated
+from .common import annotated
 from .masks import read_mask_folders
 
 MIN_BLOB_PIXELS = 16

@@ -1,22 +1,12 @@
-"""Segmentation data sets on disk: the segmentation `data=` string and the image + mask folder reader.
-
-The `data=` forms. When only one set is given, a fixed-seed `val_fraction` of its images becomes "val".
-
-    masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/[;TEST...]]   folders of images and of index masks
-    masks:ROOT/                       ROOT/images/{train,val,test}/ + ROOT/masks/{train,val,test}/,
-                                      or ROOT/images/ + ROOT/masks/ as one set
-    ROOT/                             the same folders without `masks:`, for black-and-white masks
-                                      (as Kvasir-SEG comes): read as with binary_masks=true
-    coco:..., path/to/data.yaml       COCO polygons or RLE, YOLO polygons (forms as for detection)
-    shapes, polyps                    foveal's synthetic scenes (polyps: endoscopy frames) with exact masks
+"""Image + mask folders on disk: the `masks:` form of the segmentation `data=` string (all forms in
+segmentation.py), and whether a plain folder is one.
 
 An image and its mask share a file stem (a.jpg + a.png; sub/a.jpg + sub/a.png below the folders),
 or the mask's stem adds an ending such as `_mask` (ISIC, Carvana). A mask is an index PNG (grey or
 palette: the index is the class, never the colour), the same size as its image, with 255 for pixels
 to ignore. The classes come from `classes=` (a text file with one name per line, or a YAML with
 `names:`), else from classes.txt beside the masks, else they are "0".."K-1" up to the largest value
-in the masks. Instance models need per-object annotations (COCO or YOLO polygons); semantic models
-read those too, painted into one mask (background 0, class k as k + 1).
+in the masks.
 
 A missing mask, a mask without an image, a mask of another size than its image or a colour mask
 (from the file header) is a bad label: an error naming the file, or with strict=False the image is
@@ -29,58 +19,18 @@ import numpy as np
 from PIL import Image
 
 from ...errors import FovealError
-from ..detection import DetectionData
+from ...files import read_text
 from ..images import list_images
-from ..polyps import polyps_segmentation_data
-from ..segmentation import (BACKGROUND, IGNORE_INDEX, MaskedImage, SegmentationData, mask_mode_problem,
-                            read_mask_file, semantic_from_instances, shapes_segmentation_data)
-from . import (SPLITS, BadLabel, Problems, absolute, image_size, keep_readable, read_detection_data, read_text,
-               split_off_val, yolo)
+from ..segmentation import BACKGROUND, IGNORE_INDEX, MaskedImage, SegmentationData, mask_mode_problem, read_mask_file
+from . import yolo
+from .common import SPLITS, BadLabel, Problems, absolute, image_size, keep_readable
 
-KINDS = ("semantic", "instance")
 FORMS = ("masks:IMAGES/,MASKS/[;VAL_IMAGES/,VAL_MASKS/], masks:ROOT/ (ROOT/images/ + ROOT/masks/), "
          "ROOT/ (the same, black-and-white masks), "
          "coco:ANNOTATIONS.json[,IMAGES/][;VAL.json[,IMAGES/]], coco:FOLDER/, path/to/data.yaml "
          "(YOLO polygons), shapes or polyps")
 MASK_NAME_ENDINGS = ("_mask", "_segmentation", "_label", "_gt")  # a.jpg + a_mask.png
 CLASS_LIST_FILE = "classes.txt"
-
-
-def load_segmentation_data(data: str, kind: str, classes: str = "", strict: bool = True, val_fraction: float = 0.2,
-                           binary_masks: bool = False) -> SegmentationData | DetectionData:
-    """The data set a segmentation `data=` string names (forms in the module docstring), split into train/val.
-
-    kind "semantic" gives a SegmentationData; kind "instance" a DetectionData whose items have
-    `segments` (or `masks`) for every object. classes: a class list file for mask folders.
-    binary_masks: masks are black and white (e.g. 0/255 JPEGs); a pixel over 127 is class 1.
-    """
-    if kind not in KINDS:
-        raise FovealError(f"kind={kind}: use one of {', '.join(KINDS)}")
-    if str(data).strip() == "shapes":
-        return shapes_segmentation_data(instances=kind == "instance")
-    if str(data).strip() == "polyps":
-        return polyps_segmentation_data(instances=kind == "instance")
-    form, _, rest = str(data).partition(":")
-    if is_mask_folder(data):
-        if not _looks_black_and_white(absolute(data) / "masks"):
-            raise FovealError(f"data={data}: its masks hold class indices, and a plain folder is for black-and-white "
-                              f"masks; a folder of images and masks is read as masks:{data}; use {FORMS}")
-        form, rest, binary_masks = "masks", str(data), True
-    if form == "masks":
-        if kind == "instance":
-            raise FovealError(f"data={data}: instance models need per-object annotations: COCO or YOLO polygons, "
-                              f"not mask folders")
-        result = read_mask_folders(rest, data, classes, strict, binary_masks)
-    else:
-        if classes:
-            raise FovealError(f"classes={classes}: only for masks: folders; COCO and YOLO data name their classes")
-        if binary_masks:
-            raise FovealError("binary_masks=true: only for masks: folders; COCO and YOLO data have outlines")
-        _check_annotation_source(data)
-        instances = read_detection_data(data, strict, segments=True)
-        result = instances if kind == "instance" else semantic_from_instances(instances)
-    result.splits = split_off_val(result.splits, val_fraction)
-    return result
 
 
 def is_mask_folder(data: str) -> bool:
@@ -90,34 +40,6 @@ def is_mask_folder(data: str) -> bool:
         return False
     path = absolute(data)
     return (path / "images").is_dir() and (path / "masks").is_dir() and not (path / "data.yaml").is_file()
-
-
-def _looks_black_and_white(masks: Path, sample: int = 8) -> bool:
-    """Whether the first masks under `masks` are black and white rather than class indices: more of their
-    non-zero pixels over 127 than under (JPEG noise leaves a few grey ones at the edges; class indices are
-    all small but for the ignore value 255). Unreadable masks are left to the reader to report."""
-    dark = bright = 0
-    for path in list_images(masks)[:sample]:
-        try:
-            with Image.open(path) as image:
-                values = np.asarray(image.convert("L"))
-        except (OSError, SyntaxError, ValueError):
-            continue
-        dark += int(np.count_nonzero((values > 0) & (values < 128)))
-        bright += int(np.count_nonzero(values >= 128))
-    return bright >= dark
-
-
-def _check_annotation_source(data: str):
-    """A segmentation-worded error for what is neither COCO nor a YOLO data.yaml (detection's would list VOC)."""
-    form, _, rest = str(data).partition(":")
-    if form in ("coco", "voc"):  # the detection reader words these (VOC: boxes only)
-        return
-    path = absolute(rest if form == "yolo" else data)
-    if path.is_dir() and (path / "data.yaml").is_file() or path.is_file() and path.suffix in (".yaml", ".yml"):
-        return
-    hint = f"; a folder of images and masks is read as masks:{data}" if (path / "masks").is_dir() else ""
-    raise FovealError(f"data={data}: not a segmentation data set{hint}; use {FORMS}")
 
 
 def read_mask_folders(text: str, data: str, classes: str = "", strict: bool = True,

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FovealError, did_you_mean
-from ...files import atomic_write, write_text
+from ...files import atomic_write, read_text, write_text
 from ..detection import DetectionData, ImageAnnotations, unscored
 from ..images import is_image
-from . import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable,
-               number, place_image, read_text)
+from .common import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size,
+                     keep_readable, number, place_image)
 
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 

@@ -27,11 +27,11 @@ import numpy as np
 import yaml
 
 from ...errors import FovealError
-from ...files import write_text
+from ...files import read_text, write_text
 from ..detection import DetectionData, ImageAnnotations, unscored
 from ..images import file_stamp, list_images, read_check_cache, write_check_cache
-from . import (SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable, number, place_image,
-               read_text)
+from .common import (SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size, keep_readable, number,
+                     place_image)
 
 SLACK = 0.01  # normalised overshoot that is clipped: export tools round by far less (6 px at 640), wrong labels more
 LABELLING_TOOL_FILES = {"classes.txt"}  # labelImg writes its class list among the labels
