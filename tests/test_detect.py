@@ -289,7 +289,7 @@ def test_video_stride_predicts_every_nth_frame_at_the_source_speed(tmp_path):
 
 
 def test_a_predicted_video_appears_only_once_complete(tmp_path):
-    from foveal.data.stream import run_stream
+    from foveal.engine.stream import run_stream
 
     target = tmp_path / "clip.mp4"
     pixels = [np.full((32, 48, 3), 50 * k, np.uint8) for k in range(4)]

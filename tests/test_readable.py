@@ -129,7 +129,8 @@ class Terminal(io.StringIO):
 
 @pytest.mark.parametrize("verbose", [True, False])
 def test_predict_shows_a_progress_bar_over_a_folder_on_a_terminal(tmp_path, monkeypatch, capsys, verbose):
-    from foveal.data.stream import frames, run_stream
+    from foveal.data.stream import frames
+    from foveal.engine.stream import run_stream
 
     for k in range(3):
         Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)).save(tmp_path / f"{k}.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.stream import is_stream, predicted_frames, run_stream
+from ..data.stream import is_stream
 from ..errors import FovealError
 from ..files import write_json
 from ..report import counted, drawing, text_table
@@ -20,6 +20,7 @@ from .cores import available_cores
 from .device import ThreadWatch, configure_cpu, select_device
 from .distributed import DistInfo
 from .runs import new_run_dir
+from .stream import predicted_frames, run_stream
 from .loaders import data_workers, make_loader
 from .results import Results
 from .trainer import evaluate, move_to
