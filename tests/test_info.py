@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from foveal.cli import main
 from foveal.errors import FovealError
-from foveal.models.info import format_info, model_info, parameters_on_meta, training_memory
+from foveal.inspect.info import format_info, model_info, parameters_on_meta, training_memory
 
 
 def tiny_model(height: int, width: int) -> nn.Sequential:

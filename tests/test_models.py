@@ -7,7 +7,7 @@ import torchvision
 import foveal
 from foveal.engine.checkpoint import load_state, load_weights, save_weights
 from foveal.errors import FovealError
-from foveal.models.info import parameters_on_meta
+from foveal.inspect.info import parameters_on_meta
 
 # The smallest member of each family, run for real at a small size (the rest on the meta device).
 REPRESENTATIVES = {

@@ -179,7 +179,7 @@ def test_info_prints_layers():
 
 
 def test_info_of_a_two_stage_model_says_its_heads_depend_on_the_image():
-    from foveal.models.info import data_dependent_note
+    from foveal.inspect.info import data_dependent_note
     from foveal.registry import create_model
 
     assert "proposal" in data_dependent_note(create_model("maskrcnn_resnet18_fpn", "segment", num_classes=2, imgsz=64))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import foveal
 from foveal.engine.checkpoint import load_state, load_weights, save_weights
-from foveal.models.info import model_info, parameters_on_meta
+from foveal.inspect.info import model_info, parameters_on_meta
 from foveal.registry import get_model_entry
 
 SEMANTIC = [name for name in foveal.list_models("segment") if get_model_entry(name, "segment").kind == "semantic"]

@@ -216,7 +216,7 @@ def info(task_class, cfg, log=print):
     """Layer table (output shape, parameters, MACs; with cfg.rf receptive field and jump, with cfg.memory
     output memory and a training estimate for cfg.batch and cfg.optimizer) of the model of cfg.weights,
     or of cfg.model (at cfg.imgsz)."""
-    from ..models.info import data_dependent_note, format_info, model_info, parameters_on_meta
+    from ..inspect.info import data_dependent_note, format_info, model_info, parameters_on_meta
     from ..registry import create_model
 
     if cfg.weights:

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from foveal.errors import FovealError
-from foveal.models.receptive_field import ReceptiveField, ReceptiveFieldMode
+from ..errors import FovealError
+from .receptive_field import ReceptiveField, ReceptiveFieldMode
 
 
 @dataclass
