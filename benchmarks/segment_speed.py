@@ -26,7 +26,7 @@ import torch
 import foveal
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.losses.segmentation import segmentation_loss
-from foveal.models.info import model_info
+from foveal.inspect.info import model_info
 from foveal.tasks.segment import SegmentTask
 
 

@@ -22,13 +22,14 @@ from .data.stream import array_frames
 from .errors import FovealError, did_you_mean
 from .inspect.explain import explain
 from .inspect.features import features
+from .inspect.info import info as info_mode
 
 TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment",
          "restore": "foveal.tasks.restore", "forecast": "foveal.tasks.forecast"}
 # every task has these; a task module may add more (MODES)
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 OTHER_MODES = ("features", "explain", "convert")  # of some tasks only (their MODES)
-ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": modes.info,
+ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": info_mode,
                 "export": modes.export, "benchmark": benchmark,  # the same for every task
                 "features": features, "explain": explain}  # for the tasks whose MODES name them
 
@@ -95,7 +96,7 @@ def predict(task: str | None = None, stream: bool = False, **overrides):
 
 def info(task: str | None = None, **overrides):
     task = task_of(task, "info", overrides)
-    return modes.info(task_class(task), config(task, **overrides))
+    return info_mode(task_class(task), config(task, **overrides))
 
 
 def run(task: str | None, mode: str, **overrides):

@@ -1,11 +1,9 @@
-"""The `val`, `predict` and `info` modes of every task.
+"""The `val`, `predict` and `export` modes of every task (`info` is inspect/info.py).
 
-A task supplies only what differs (its data and evaluator for val, a Predictor for predict, its
-default model for info); device, threads, weights, the input checks and the run folder are handled
-here once.
+A task supplies only what differs (its data and evaluator for val, a Predictor for predict); device,
+threads, weights, the input checks and the run folder are handled here once.
 """
 
-import contextlib
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from ..data.stream import is_stream
 from ..errors import FovealError
 from ..files import write_json
 from ..report import counted, drawing, text_table
-from .checkpoint import load_trained, trained_meta
+from .checkpoint import load_trained
 from .cores import available_cores
 from .device import ThreadWatch, configure_cpu, select_device
 from .distributed import DistInfo
@@ -210,32 +208,3 @@ def square_batch(task, size: int, device):
     if hasattr(dataset, "stride"):  # detection letterboxes val images to multiples of 32 only
         dataset.stride = 0
     return move_to(task.collate([dataset[k % len(dataset)] for k in range(size)]), device)
-
-
-def info(task_class, cfg, log=print):
-    """Layer table (output shape, parameters, MACs; with cfg.rf receptive field and jump, with cfg.memory
-    output memory and a training estimate for cfg.batch and cfg.optimizer) of the model of cfg.weights,
-    or of cfg.model (at cfg.imgsz)."""
-    from ..inspect.info import data_dependent_note, format_info, model_info, parameters_on_meta
-    from ..registry import create_model
-
-    if cfg.weights:
-        meta = trained_meta(cfg.weights, task_class.name)
-        name, kwargs, imgsz = meta["model"], dict(meta["model_kwargs"]), cfg.imgsz or meta["imgsz"]
-    else:
-        name, kwargs, imgsz = task_class.model_for_info(cfg)
-    if "imgsz" in kwargs:  # models whose shape depends on the input size are built for the size asked
-        kwargs["imgsz"] = imgsz
-    # no memory for the weights, even of a 600M-parameter classifier; models whose cost depends on their
-    # outputs (detectors' proposals) are built with their real initial weights instead
-    with parameters_on_meta() if task_class.info_on_meta else contextlib.nullcontext():
-        model = create_model(name, task_class.name, **kwargs).eval()
-    shape, described = task_class.info_input(kwargs, imgsz)
-    result = model_info(model, imgsz, receptive_field=cfg.rf, memory=cfg.memory, input_shape=shape)
-    if cfg.verbose:
-        log(f"{name} {described}")
-        log(format_info(result, rf=cfg.rf, memory=cfg.memory, batch=cfg.batch, optimizer=cfg.optimizer,
-                        momentum=cfg.momentum))
-        if note := data_dependent_note(model):
-            log(note)
-    return result

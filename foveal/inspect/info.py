@@ -1,5 +1,6 @@
-"""Per-layer output shapes, parameters and multiply-accumulates (MACs) of a model, from one forward;
-on request each layer's receptive field (see receptive_field.py) and a training-memory estimate.
+"""The `info` mode of every task: per-layer output shapes, parameters and multiply-accumulates (MACs) of
+a model, from one forward; on request each layer's receptive field (see receptive_field.py) and a
+training-memory estimate.
 
 MACs are torch's FlopCounterMode FLOPs halved (FLOPs = 2 x MACs). That is the convention of
 torchvision's published "GFLOPS" (`weights.meta['_ops']`): conv, linear, matmul and attention count;
@@ -19,7 +20,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..engine.checkpoint import trained_meta
 from ..errors import FovealError
+from ..registry import create_model
 from .receptive_field import ReceptiveField, ReceptiveFieldMode
 
 
@@ -391,3 +394,29 @@ def parameters_on_meta():
 
     with mock.patch.object(nn.Module, "register_parameter", register_on_meta):
         yield
+
+
+def info(task_class, cfg, log=print):
+    """Layer table (output shape, parameters, MACs; with cfg.rf receptive field and jump, with cfg.memory
+    output memory and a training estimate for cfg.batch and cfg.optimizer) of the model of cfg.weights,
+    or of cfg.model (at cfg.imgsz)."""
+    if cfg.weights:
+        meta = trained_meta(cfg.weights, task_class.name)
+        name, kwargs, imgsz = meta["model"], dict(meta["model_kwargs"]), cfg.imgsz or meta["imgsz"]
+    else:
+        name, kwargs, imgsz = task_class.model_for_info(cfg)
+    if "imgsz" in kwargs:  # models whose shape depends on the input size are built for the size asked
+        kwargs["imgsz"] = imgsz
+    # no memory for the weights, even of a 600M-parameter classifier; models whose cost depends on their
+    # outputs (detectors' proposals) are built with their real initial weights instead
+    with parameters_on_meta() if task_class.info_on_meta else contextlib.nullcontext():
+        model = create_model(name, task_class.name, **kwargs).eval()
+    shape, described = task_class.info_input(kwargs, imgsz)
+    result = model_info(model, imgsz, receptive_field=cfg.rf, memory=cfg.memory, input_shape=shape)
+    if cfg.verbose:
+        log(f"{name} {described}")
+        log(format_info(result, rf=cfg.rf, memory=cfg.memory, batch=cfg.batch, optimizer=cfg.optimizer,
+                        momentum=cfg.momentum))
+        if note := data_dependent_note(model):
+            log(note)
+    return result
