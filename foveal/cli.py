@@ -7,6 +7,7 @@ the error.log that holds its traceback (or, with debug=true, printing the traceb
 import os
 import sys
 import tempfile
+import textwrap
 import time
 import traceback
 import warnings
@@ -16,9 +17,9 @@ from . import __version__
 from .api import MODES, OTHER_MODES, TASKS, run, task_class
 from .config import describe
 from .engine import runs
-from .errors import FovealError
+from .errors import FovealError, did_you_mean
 from .files import write_text
-from .registry import list_models
+from .registry import get_model_entry, list_models
 
 USAGE = f"""usage: foveal TASK MODE [key=value ...]     tasks: {', '.join(TASKS)}; modes: {', '.join(MODES)}
        foveal MODE weights=W [key=value ...]    the same, the task read from the weights (all but train)
@@ -52,6 +53,23 @@ def parse_pairs(words: list[str]) -> dict[str, str]:
             raise FovealError(f"expected key=value, got '{word}' (`foveal TASK help` lists the keys)")
         pairs[key_of(word)] = value
     return pairs
+
+
+def model_list(task: str | None) -> str:
+    """`foveal models [TASK]`: the registered names under one heading per task, and per kind where the
+    registry knows one (segment's semantic and instance models, detect's fixed-size ones)."""
+    if task is not None and task not in TASKS:  # an error, not an empty list
+        raise FovealError(f"unknown task '{task}'{did_you_mean(task, TASKS)}; tasks: {', '.join(TASKS)}")
+    lines = []
+    for each in [task] if task else TASKS:
+        groups = {}
+        for name in list_models(each):
+            groups.setdefault(get_model_entry(name, each).kind, []).append(name)
+        for kind, names in sorted(groups.items()):
+            lines.append(f"{each}{f' ({kind})' if kind else ''}: {len(names)}")
+            lines.append(textwrap.fill(" ".join(names), 100, initial_indent="  ", subsequent_indent="  ",
+                                       break_on_hyphens=False))
+    return "\n".join(lines)
 
 
 def one_line_warnings(message, category, filename, lineno, line=None):
@@ -120,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             basics(argv[1] if len(argv) > 1 else "", parse_pairs(argv[2:]))
             return 0
         if argv[0] == "models":
-            print("\n".join(list_models(argv[1] if len(argv) > 1 else None)))
+            print(model_list(argv[1] if len(argv) > 1 else None))
             return 0
         if argv[0] in (*MODES, *OTHER_MODES):  # `foveal MODE key=value ...`: the task from the weights
             run(None, argv[0], **parse_pairs(argv[1:]))

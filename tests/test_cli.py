@@ -79,6 +79,23 @@ def test_train_val_predict_info_through_the_cli(tmp_path, colour_folder):
 def test_models_and_help(capsys):
     models = main_in_process(capsys, "models", "classify")
     assert models.returncode == 0 and {"simple_cnn", "resnet50", "vit_b_16", "convnext_tiny"} <= set(models.stdout.split())
+    groups, counts = {}, {}  # heading ("segment (instance)") -> the names under it, and the count it gives
+    for line in main_in_process(capsys, "models").stdout.splitlines():
+        if line.startswith("  "):
+            groups[heading] += line.split()
+        else:
+            heading, count = line.split(": ")
+            groups[heading], counts[heading] = [], int(count)
+    assert list(groups) == ["classify", "detect", "detect (fixed_size)", "segment (instance)", "segment (semantic)",
+                            "restore", "forecast"]
+    assert all(len(names) == counts[heading] == len(set(names)) for heading, names in groups.items())
+    assert "yolo_n" in groups["detect"] and "ssd300_vgg16" in groups["detect (fixed_size)"]
+    assert "maskrcnn_resnet50_fpn" in groups["segment (instance)"] and "unet" in groups["segment (semantic)"]
+    assert "unet" in groups["restore"] and "simple_cnn" in groups["classify"]  # a name two tasks share: in both
+    segment = main_in_process(capsys, "models", "segment").stdout
+    assert segment.startswith("segment (instance): ") and "\nsegment (semantic): " in segment
+    assert "classify" not in segment and "yolo_n" not in segment
+    assert_one_line_error(main_in_process(capsys, "models", "segmnt"), "unknown task 'segmnt' (did you mean 'segment'?)")
     keys = main_in_process(capsys, "classify", "help")
     assert keys.returncode == 0 and "label_smoothing" in keys.stdout and "(valid: >= 1)" in keys.stdout
     usage = run_cli()
