@@ -148,7 +148,7 @@ def each_result(task, predictor, source, run_dir, cfg, log):
 
 def export(task_class, cfg, log=print) -> Path:
     """Write trained weights as cfg.format (ONNX) beside them: best.safetensors -> best.onnx."""
-    from .onnx import export_onnx
+    from .onnx_export import export_onnx
 
     if Path(cfg.weights).suffix == ".onnx":
         raise FovealError(f"weights: {cfg.weights} is already exported; name the .safetensors it came from")
