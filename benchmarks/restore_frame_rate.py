@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from foveal.engine.onnx_export import export_onnx, session_runner
+from foveal.engine.onnx_export import export_onnx
+from foveal.engine.onnx_runtime import session_runner
 from foveal.registry import create_model
 
 

@@ -15,7 +15,8 @@ from foveal.data.detection import DetectionData, ImageAnnotations
 from foveal.data.formats.coco import write_coco
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.engine.checkpoint import load_trained, save_weights, trained_meta
-from foveal.engine.onnx_export import export_onnx, read_onnx_meta
+from foveal.engine.onnx_export import export_onnx
+from foveal.engine.onnx_runtime import read_onnx_meta
 from foveal.errors import FovealError
 from foveal.models.detect import yolo
 

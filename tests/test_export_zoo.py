@@ -16,7 +16,8 @@ from torchvision.models.detection.ssd import SSD
 import foveal.api
 import foveal.cli
 from foveal.engine.checkpoint import load_trained, save_weights
-from foveal.engine.onnx_export import export_onnx, read_onnx_meta, session_runner
+from foveal.engine.onnx_export import export_onnx
+from foveal.engine.onnx_runtime import read_onnx_meta, session_runner
 from foveal.models.detect.torchvision_zoo import TorchvisionDetector
 from foveal.registry import create_model
 

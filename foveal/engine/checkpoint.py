@@ -131,7 +131,7 @@ def file_meta(weights) -> dict:
     if not Path(weights).is_file():
         raise FovealError(f"weights: no such file: {weights}")
     if Path(weights).suffix == ".onnx":
-        from .onnx_export import read_onnx_meta
+        from .onnx_runtime import read_onnx_meta
 
         return read_onnx_meta(weights)
     try:
@@ -165,7 +165,7 @@ def load_trained(weights, task: str, device: torch.device, **model_kwargs):
     if not weights:
         raise FovealError(f"weights: name a trained weights file, e.g. weights=runs/{task}/exp/best.safetensors")
     if Path(weights).suffix == ".onnx":  # an exported graph, run by onnxruntime in the model's place
-        from .onnx_export import load_onnx
+        from .onnx_runtime import load_onnx
 
         meta = trained_meta(weights, task)
         return load_onnx(weights, meta, device), meta

@@ -1,4 +1,4 @@
-"""ONNX: export trained weights of any task, and run an .onnx file in `val` and `predict` in the model's place.
+"""ONNX export of trained weights of any task (onnx_runtime.py runs the file in the model's place).
 
 Export traces the eval model (BatchNorms folded where the task folds them) with torch.onnx.export, the
 torch.export-based exporter, at opset 20 (its default; onnxruntime runs it), at a fixed (1, 3, imgsz,
@@ -20,10 +20,6 @@ and class scores), and foveal's own NMS runs after it, the same code as PyTorch'
 half=true writes an fp16 graph (traced on a CUDA device, where fp16 is fast; NMS still in float32);
 simplify=true passes the graph through onnxslim. int8 (calibration images given): onnxruntime's static
 quantization of the network's layers (quantize_int8).
-
-Running one: onnxruntime on the CPU (CUDA where its provider and the device are there), with torch's
-thread count. A model with `run_exported(fn)` keeps its own post-processing around the exported graph
-(YOLO); any other is replaced by OnnxModel, which returns the graph's single output as a tensor.
 """
 
 import ast
@@ -33,19 +29,14 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import FovealError
 from ..files import write_bytes
+from .onnx_runtime import META_KEY, missing_runtime
 
-META_KEY = "foveal"  # metadata_props key holding the weights metadata as JSON
 STRIDE = 32  # dynamic sizes are multiples of it (every model here downsamples by at most 32)
-
-
-def missing_runtime(what: str) -> FovealError:
-    return FovealError(f"{what} needs the ONNX packages: pip install 'foveal[deploy]' (onnx, onnxruntime, onnxscript)")
 
 
 def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: bool, *, nms: bool = True,
@@ -229,78 +220,3 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
     output = helper.make_tensor_value_info("detections", TensorProto.FLOAT, [None, max_det, 6])
     output.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
     graph.output.append(output)
-
-
-def read_onnx_meta(path) -> dict:
-    """The foveal metadata of an .onnx file ({} when it has none), without loading its weights."""
-    try:
-        import onnx
-    except ImportError:
-        raise missing_runtime(f"weights={path}") from None
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise FovealError(f"{path}: not a valid ONNX file ({str(e).splitlines()[0] if str(e) else e})") from None
-    entry = next((p.value for p in proto.metadata_props if p.key == META_KEY), None)
-    try:
-        meta = json.loads(entry) if entry else {}
-    except json.JSONDecodeError:
-        raise FovealError(f"{path}: its foveal metadata is not valid JSON") from None
-    return meta if isinstance(meta, dict) else {}
-
-
-def session_runner(path, device: torch.device):
-    """fn(images tensor) -> list of output tensors on the images' device, run by onnxruntime."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise missing_runtime(f"weights={path}") from None
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # as configure_cpu set torch's
-    options.inter_op_num_threads = 1
-    # idle threads would spin after each run and take the cores from the torch pre-processing that follows
-    # (measured: 4-8 ms of preprocess instead of 0.3 ms at batch 1)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
-    session = onnxruntime.InferenceSession(str(path), options, providers=providers)
-    name, fixed_batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
-    input_type = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32  # half=true graphs
-
-    def run(images: torch.Tensor) -> list[torch.Tensor]:
-        array = images.detach().cpu().contiguous().numpy().astype(input_type, copy=False)
-        if isinstance(fixed_batch, int) and len(array) != fixed_batch:  # a fixed-batch graph: one image at a time
-            parts = [session.run(None, {name: array[k:k + 1]}) for k in range(len(array))]
-            outputs = [np.concatenate(column) for column in zip(*parts)]
-        else:
-            outputs = session.run(None, {name: array})
-        # an fp16 graph's outputs are read in float32, as the post-processing after it expects
-        outputs = [output.astype(np.float32) if output.dtype == np.float16 else output for output in outputs]
-        return [torch.from_numpy(output).to(images.device) for output in outputs]
-
-    return run
-
-
-class OnnxModel(nn.Module):
-    """An exported graph with one output, in the place of the model it came from (eval contract only)."""
-
-    def __init__(self, run):
-        super().__init__()
-        self.run = run
-
-    def forward(self, images):
-        return self.run(images)[0]
-
-
-def load_onnx(path, meta: dict, device: torch.device) -> nn.Module:
-    """The model of an exported file: the task's model around the graph (run_exported), or OnnxModel."""
-    from ..registry import create_model
-
-    run = session_runner(path, device)
-    if meta.get("onnx", {}).get("wrapped"):
-        model = create_model(meta["model"], meta["task"], **meta["model_kwargs"])
-        if meta["onnx"].get("nms"):  # the graph gives the detections: the model only unpacks them
-            return model.run_exported(run, nms=True).eval()
-        return model.run_exported(run).eval()
-    return OnnxModel(run).eval()
