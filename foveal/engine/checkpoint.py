@@ -124,10 +124,15 @@ def check_trained_meta(weights, meta: dict, task: str):
         raise FovealError(f"weights: {weights}: the foveal metadata has a malformed {', '.join(mistyped)}")
 
 
-def file_meta(weights) -> dict:
-    """The foveal metadata of a weights file (.safetensors or .onnx; {} when it has none), unchecked."""
+def require_weights(weights, task: str = "detect"):
+    """A one-line error when no weights file is named (its example: a `task` run's)."""
     if not weights:
-        raise FovealError("weights: name a trained weights file, e.g. weights=runs/detect/exp/best.safetensors")
+        raise FovealError(f"weights: name a trained weights file, e.g. weights=runs/{task}/exp/best.safetensors")
+
+
+def file_meta(weights, task: str = "detect") -> dict:
+    """The foveal metadata of a weights file (.safetensors or .onnx; {} when it has none), unchecked."""
+    require_weights(weights, task)
     if not Path(weights).is_file():
         raise FovealError(f"weights: no such file: {weights}")
     if Path(weights).suffix == ".onnx":
@@ -145,7 +150,7 @@ def file_meta(weights) -> dict:
 
 def trained_meta(weights, task: str) -> dict:
     """The checked metadata of a foveal `task` weights file (.safetensors or .onnx), without its tensors."""
-    meta = file_meta(weights)
+    meta = file_meta(weights, task)
     check_trained_meta(weights, meta, task)
     return meta
 
@@ -162,13 +167,12 @@ def load_trained(weights, task: str, device: torch.device, **model_kwargs):
     """(model in eval mode on `device`, metadata) rebuilt from a foveal weights file of `task`."""
     from ..registry import create_model
 
-    if not weights:
-        raise FovealError(f"weights: name a trained weights file, e.g. weights=runs/{task}/exp/best.safetensors")
-    if Path(weights).suffix == ".onnx":  # an exported graph, run by onnxruntime in the model's place
+    if Path(str(weights)).suffix == ".onnx":  # an exported graph, run by onnxruntime in the model's place
         from .onnx_runtime import load_onnx
 
-        meta = trained_meta(weights, task)
+        meta = trained_meta(weights, task)  # the file's checks, once: there, readable, a complete record
         return load_onnx(weights, meta, device), meta
+    require_weights(weights, task)
     state, meta = load_weights(weights)
     check_trained_meta(weights, meta, task)
     model = create_model(meta["model"], task, **meta["model_kwargs"], **model_kwargs)
