@@ -1,1 +1,1 @@
-"""Looking inside: what the first lectures of a CNN course compute (basics.py), on a matrix or an image."""
+"""Looking inside: what the first lectures of a CNN course compute (basics/), on a matrix or an image."""

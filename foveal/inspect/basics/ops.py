@@ -1,31 +1,15 @@
-"""`foveal basics OP key=value`: the first lectures of a CNN course, on a small matrix or an image.
+"""The Python API of `foveal basics`: pure functions on tensors and arrays (output sizes, convolution,
+pooling, named kernels, negative, grayscale, threshold, histogram)."""
 
-Convolution and pooling run through torch.nn.functional, the code a CNN layer runs, in float64 for
-matrices so that printed results are exact. Inline matrices: rows by `;`, values by `,` or spaces;
-the channels of a volume by `|`; several filters by `/`, each with one matrix per input channel (CS231n's
-5x5x3 input and 3x3x3 filters). A single 2-D kernel on several channels (a colour image, or a `|` volume)
-filters each channel on its own, as image filters do; any other channel mismatch is an error.
-"""
-
-import inspect
 import math
 import re
-from pathlib import Path
-from textwrap import indent
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from PIL import Image
 
-from ..config import convert
-from ..data.images import read_pixels, resolve_source
-from ..engine.runs import new_run_dir
-from ..errors import FovealError, did_you_mean
-from ..files import atomic_write
+from ...errors import FovealError, did_you_mean
 
 FORMULA = "(N + 2P - D(F-1) - 1) / S + 1"
 BT601 = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights of R, G, B
@@ -42,15 +26,7 @@ FIXED_KERNELS = {  # 3x3; as correlated (what conv computes), sobel_x is positiv
 SIZED_KERNELS = ("box", "gaussian")  # any odd ksize
 KERNEL_NAMES = ("identity", *SIZED_KERNELS, *[name for name in FIXED_KERNELS if name != "identity"])
 KERNEL_ALIASES = {"box_blur": "box"}
-MAPPINGS = {  # how float results become 0..255 pixels
-    "clip": "rounded and clipped to 0..255",
-    "abs": "absolute values scaled so that the largest is 255",
-    "minmax": "min..max stretched to 0..255",
-}
-IMAGE_ONLY_KEYS = {"project", "name", "exist_ok", "normalize"}  # meaningless with input=, which only prints
 
-
-# ---- the Python API: pure functions on tensors and arrays -----------------------------------------
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
                 exact: bool = True) -> int:
@@ -89,6 +65,12 @@ def formula(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation:
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     text = f"({size} + 2*{padding} - {dilation}*({kernel}-1) - 1) / {stride} + 1 = {span // stride + 1}"
     return text + (f" (floored: {span % stride} input row(s) left over)" if span % stride else "")
+
+
+def shape_text(values) -> str:
+    """'5x5' for (H, W) or one channel, '5x5x3' for (3, H, W): height x width x depth, as CS231n writes."""
+    *depth, height, width = values.shape
+    return f"{height}x{width}" + (f"x{depth[-1]}" if depth and depth[-1] > 1 else "")
 
 
 def parse_matrix(text: str, key: str = "input", where: str = "") -> torch.Tensor:
@@ -275,240 +257,3 @@ def threshold(pixels: np.ndarray, value: int | str = 128) -> tuple[np.ndarray, i
 def histogram(pixels: np.ndarray) -> np.ndarray:
     """(256,) pixel counts of each grey level of the grayscale."""
     return np.bincount(grayscale(pixels).ravel(), minlength=256)
-
-
-# ---- printing -----------------------------------------------------------------------------------
-
-def shape_text(values) -> str:
-    """'5x5' for (H, W) or one channel, '5x5x3' for (3, H, W): height x width x depth, as CS231n writes."""
-    *depth, height, width = values.shape
-    return f"{height}x{width}" + (f"x{depth[-1]}" if depth and depth[-1] > 1 else "")
-
-
-def format_number(value: float, integral: bool) -> str:
-    return f"{int(value)}" if integral else f"{round(value, 4) + 0.0:.4f}"  # + 0.0: no '-0.0000'
-
-
-def format_matrix(matrix: torch.Tensor) -> str:
-    """Rows of right-aligned numbers: integers when every value is integral, else 4 decimals."""
-    integral = bool((matrix == matrix.round()).all())
-    cells = [[format_number(value, integral) for value in row] for row in matrix.tolist()]
-    width = max(len(cell) for row in cells for cell in row)
-    return "\n".join(" ".join(cell.rjust(width) for cell in row) for row in cells)
-
-
-def print_maps(result: torch.Tensor, label: str):
-    """An (H, W) result as one matrix, a (maps, H, W) one as matrices named '<label> 1:', '<label> 2:' ..."""
-    print(f"output {shape_text(result)}:")
-    if result.ndim == 2:
-        print(format_matrix(result))
-    for i, matrix in enumerate(result if result.ndim == 3 else [], 1):
-        print(f"{label} {i}:\n{indent(format_matrix(matrix), '  ')}")
-
-
-def print_sizes(input_hw, kernel_hw, stride, pads, dilation=1):
-    """FORMULA with the numbers: once when both axes agree, else for the height and for the width."""
-    rows = [formula(int(n), int(k), stride, p, dilation) for n, k, p in zip(input_hw, kernel_hw, pads)]
-    for label, row in zip(["size"] if rows[0] == rows[1] else ["height", "width"], rows):
-        print(f"output {label} = {FORMULA} = {row}")
-
-
-# ---- images in, PNGs out ---------------------------------------------------------------------------
-
-def read_source(source: str) -> tuple[Path, np.ndarray]:
-    """(path, (H, W, 3) uint8 pixels) of the one image `source` names, read as every task reads images."""
-    paths = resolve_source(source)
-    if len(paths) > 1:
-        raise FovealError(f"source: {source} holds {len(paths)} images; basics works on one image")
-    return paths[0], read_pixels(paths[0])
-
-
-def to_pixels(values: torch.Tensor, mapping: str) -> np.ndarray:
-    """(C, H, W) floats as (H, W, C) uint8 by a MAPPINGS rule."""
-    values = values.double()
-    if mapping == "abs":
-        values = values.abs() * 255 / values.abs().max().clamp(min=1e-12)
-    elif mapping == "minmax":
-        values = (values - values.min()) * 255 / (values.max() - values.min()).clamp(min=1e-12)
-    return values.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def save_pngs(op: str, source: Path, images: list[np.ndarray], project: str, name: str, exist_ok: bool):
-    """Write (H, W) or (H, W, 3) uint8 images into a fresh runs/basics/<op>N as <source stem>[_i].png; print where."""
-    folder = new_run_dir(project, "basics", name, exist_ok, stem=op)
-    for i, pixels in enumerate(images, 1):
-        path = folder / (f"{source.stem}.png" if len(images) == 1 else f"{source.stem}_{i}.png")
-        pixels = pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
-        atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
-        print(f"saved {path}")
-
-
-# ---- the ops of `foveal basics`: their parameters are the keys, their defaults give the types ----------------
-
-def conv_command(input="", source="", kernel="", stride=1, padding="0", dilation=1, bias="", flip=False, ksize=3,
-                 normalize="auto", project="runs", name="", exist_ok=False):
-    """convolve a matrix (printed) or an image (saved) with a named or an inline kernel"""
-    x, path = input_or_image(input, source)
-    if not kernel:
-        raise FovealError(f"kernel: name one ({', '.join(KERNEL_NAMES)}) or give a matrix like 1,0;0,1")
-    if normalize not in ("auto", *MAPPINGS):
-        raise FovealError(f"normalize: expected auto, {', '.join(MAPPINGS)}, got '{normalize}'")
-    named = kernel[:1].isalpha()
-    if not named and ksize != 3:
-        raise FovealError(f"ksize: only for the named kernels {' and '.join(SIZED_KERNELS)}")
-    weight = named_kernel(kernel, ksize) if named else inline_kernel(kernel)
-    result = conv(x, weight, stride, padding, dilation, parse_matrix(bias, "bias") if bias else None, flip)
-    per_channel = weight.ndim == 2 and x.ndim == 3 and len(x) > 1
-    print("true convolution: the kernel flipped (flip=true)" if flip
-          else "cross-correlation, as a CNN layer computes it (flip=true: true convolution)")
-    shape = f"{len(weight)} filters of {shape_text(weight[0])}" if weight.ndim == 4 else shape_text(weight)
-    print(f"input {shape_text(x)}{f' ({path})' if path else ''}, kernel {f'{kernel} ' if named else ''}{shape}"
-          f"{f', bias {bias}' if bias else ''}"
-          f"{f', applied to each of the {len(x)} channels on its own' if per_channel else ''}")
-    pads = resolve_padding(padding, weight.shape[-2:], dilation, stride)
-    pads_text = f"{pads[0]}" if pads[0] == pads[1] else f"{pads[0]},{pads[1]}"
-    print(f"stride {stride}, padding {padding if padding == pads_text else f'{padding} = {pads_text}'}, "
-          f"dilation {dilation}")
-    print_sizes(x.shape[-2:], weight.shape[-2:], stride, pads, dilation)
-    if path is None:
-        return print_maps(result, "channel" if per_channel else "filter")
-    zero_sum = sums_to_zero(weight)
-    mapping = normalize if normalize != "auto" else "abs" if zero_sum else "clip"
-    why = f" (auto: the kernel sums to {'0: an edge detector' if zero_sum else 'non-zero'})" * (normalize == "auto")
-    print(f"values before mapping: {result.min().item():.4g} .. {result.max().item():.4g}; "
-          f"mapped to 0..255: {MAPPINGS[mapping]}{why}")
-    maps = result if result.ndim == 3 else result[None]  # (C or F, H, W)
-    # a colour image filtered channel by channel stays a colour image; F filters make F grey images
-    images = [to_pixels(maps, mapping)] if per_channel or len(maps) == 1 else [to_pixels(m[None], mapping)
-                                                                                 for m in maps]
-    save_pngs("conv", path, images, project, name, exist_ok)
-
-
-def sums_to_zero(weight: torch.Tensor) -> bool:
-    """Whether every filter's weights sum to 0 (edge detectors: signed answers, 0 on flat regions)."""
-    filters = (weight if weight.ndim == 4 else weight[None]).flatten(1)
-    return bool((filters.sum(1).abs() <= 1e-9 * filters.abs().sum(1)).all())
-
-
-def inline_kernel(text: str) -> torch.Tensor:
-    """(kh, kw) without `|` and `/`, (C, kh, kw) with `|`, (F, C, kh, kw) with `/`."""
-    filters = parse_filters(text)
-    return filters if "/" in text else filters[0] if "|" in text else filters[0, 0]
-
-
-def input_or_image(input: str, source: str) -> tuple[torch.Tensor, Path | None]:
-    """The matrix input= gives (float64; (C, H, W) with `|`), or the image source= names as (3, H, W) float32."""
-    if bool(input) == bool(source):
-        raise FovealError("input: give either input=MATRIX (the result is printed) or source=IMAGE (saved as a PNG)")
-    if input:
-        volume = parse_volume(input)
-        return (volume if "|" in input else volume[0]), None
-    path, pixels = read_source(source)
-    return torch.from_numpy(pixels).permute(2, 0, 1).float(), path
-
-
-def pool_command(input="", source="", size=2, stride=0, padding=0, mode="max", project="runs", name="",
-                 exist_ok=False):
-    """max or average pooling (mode=max|avg) of a matrix or an image; stride=0: the pool size"""
-    x, path = input_or_image(input, source)
-    result = pool(x, size, stride, padding, mode)
-    print(f"{mode} pooling {size}x{size}, stride {stride or size}, padding {padding}, each channel on its own; "
-          f"input {shape_text(x)}{f' ({path})' if path else ''}")
-    print_sizes(x.shape[-2:], (size, size), stride or size, (padding, padding))
-    if path is None:
-        return print_maps(result, "channel")
-    save_pngs("pool", path, [to_pixels(result, "clip")], project, name, exist_ok)
-
-
-def size_command(input=0, kernel=0, stride=1, padding=0, dilation=1):
-    """the output size of a conv or pooling layer (input=N kernel=F stride=S padding=P dilation=D)"""
-    if not input or not kernel:
-        raise FovealError(f"{'kernel' if input else 'input'}: give the sizes, e.g. input=227 kernel=11 stride=4")
-    result = output_size(input, kernel, stride, padding, dilation)
-    print(f"output size = {FORMULA}\n            = {formula(input, kernel, stride, padding, dilation)}")
-    return result
-
-
-def kernels_command(ksize=3):
-    """the named kernels and their matrices (ksize=5: box and gaussian at 5x5)"""
-    for name in KERNEL_NAMES:
-        weights, divisor = kernel_weights(name, ksize if name in SIZED_KERNELS else 3)
-        aliases = "".join(f" ({alias})" for alias, target in KERNEL_ALIASES.items() if target == name)
-        print(f"{name}{aliases}{f' = 1/{divisor} x' if divisor != 1 else ''}:\n"
-              f"{indent(format_matrix(torch.as_tensor(weights)), '  ')}")
-
-
-def negative_command(source="", project="runs", name="", exist_ok=False):
-    """the negative of an image: 255 - x in every channel"""
-    path, pixels = read_source(source)
-    print(f"negative of {path} ({shape_text(pixels.transpose(2, 0, 1))}): 255 - x in every channel")
-    save_pngs("negative", path, [negative(pixels)], project, name, exist_ok)
-
-
-def grayscale_command(source="", project="runs", name="", exist_ok=False):
-    """the grayscale of an image by ITU-R BT.601: Y = 0.299 R + 0.587 G + 0.114 B"""
-    path, pixels = read_source(source)
-    print(f"grayscale of {path} ({shape_text(pixels.transpose(2, 0, 1))}): "
-          "Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601), rounded")
-    save_pngs("grayscale", path, [grayscale(pixels)], project, name, exist_ok)
-
-
-def threshold_command(source="", value="128", project="runs", name="", exist_ok=False):
-    """black and white: grayscale pixels above value=0..255 (or value=otsu) become 255"""
-    path, pixels = read_source(source)
-    binary, level = threshold(pixels, int(value) if value.strip().isdigit() else value.strip())
-    print(f"threshold of {path} at {level}{' (Otsu)' if value == 'otsu' else ''}: BT.601 grayscale above {level} "
-          f"-> 255, others 0; {np.count_nonzero(binary)} of {binary.size} pixels white")
-    save_pngs("threshold", path, [binary], project, name, exist_ok)
-
-
-def histogram_command(source="", project="runs", name="", exist_ok=False):
-    """the histogram of an image's BT.601 grey levels: a bar plot and printed counts"""
-    path, pixels = read_source(source)
-    counts = histogram(pixels)
-    levels = np.flatnonzero(counts)
-    mean = (counts * np.arange(256)).sum() / counts.sum()
-    print(f"histogram of {path}: {counts.sum()} pixels, BT.601 grey levels {levels[0]}..{levels[-1]}, "
-          f"mean {mean:.1f}, most common {counts.argmax()} ({counts.max()} pixels)")
-    for low in range(0, 256, 32):
-        print(f"  {low:3d}-{low + 31:3d}: {counts[low:low + 32].sum()}")
-    figure = Figure(figsize=(6, 3), layout="constrained")
-    FigureCanvasAgg(figure)  # renders savefig without pyplot's global state
-    axes = figure.add_subplot()
-    axes.bar(np.arange(256), counts, width=1.0, color="0.3")
-    axes.set(xlabel="grey level (BT.601)", ylabel="pixels", xlim=(-1, 256), title=path.name)
-    folder = new_run_dir(project, "basics", name, exist_ok, stem="histogram")
-    saved = atomic_write(folder / f"{path.stem}.png", lambda tmp: figure.savefig(tmp, format="png", dpi=100))
-    print(f"saved {saved}")
-
-
-def help_command():
-    """these ops and their keys"""
-    print("usage: foveal basics OP [key=value ...]")
-    for op, command in COMMANDS.items():
-        keys = " ".join(f"{key}={default}" for key, default in keys_of(command).items())
-        print(f"  {op:10s} {inspect.getdoc(command)}" + (f"\n  {'':10s} keys: {keys}" if keys else ""))
-
-
-COMMANDS = {"conv": conv_command, "pool": pool_command, "size": size_command, "kernels": kernels_command,
-            "negative": negative_command, "grayscale": grayscale_command, "threshold": threshold_command,
-            "histogram": histogram_command, "help": help_command}
-
-
-def keys_of(command) -> dict:
-    return {key: parameter.default for key, parameter in inspect.signature(command).parameters.items()}
-
-
-def basics(op: str, pairs: dict):
-    """`foveal basics OP key=value ...`: check the keys of OP strictly, convert them to its types and run it."""
-    if op not in COMMANDS:
-        raise FovealError(f"basics: {f'unknown op {op!r}' if op else 'name an op'}{did_you_mean(op, COMMANDS)}; "
-                          f"ops: {', '.join(COMMANDS)}")
-    defaults = keys_of(COMMANDS[op])
-    for key in pairs:
-        if key not in defaults:
-            raise FovealError(f"unknown key '{key}' for basics {op}{did_you_mean(key, defaults)}; valid keys: "
-                              + (", ".join(defaults) or "none"))
-    if pairs.get("input") and "source" in defaults and (extra := sorted(IMAGE_ONLY_KEYS & pairs.keys())):
-        raise FovealError(f"{extra[0]}: only for source= images; with input= the result is printed")
-    return COMMANDS[op](**{key: convert(key, value, type(defaults[key])) for key, value in pairs.items()})
