@@ -10,7 +10,7 @@ import csv
 import io
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -205,6 +205,93 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     Everything that can refuse the user's input (config, data, model, weights) runs before the run
     folder is made, so a failed start leaves nothing behind.
     """
+    run = set_up(task_class, cfg, log, given)
+    open_run_folder(run)
+    cfg, task, model, dist_info, log, history = run.cfg, run.task, run.model, run.dist_info, run.log, run.history
+    train_model = wrap_parallel(model, run.device, dist_info)
+    best_fitness, best_epoch = run.best_fitness, run.best_epoch
+    stalled = 0 if best_epoch < 0 else len(history) - best_epoch
+    guard = StepGuard(cfg.amp, run.amp_dtype, log)
+    watch = ThreadWatch(max(1, available_cores() - run.workers), run.device.type == "cpu" and not cfg.threads
+                        and not dist_info.enabled, log)
+    table = EpochTable(task, cfg.epochs, log)
+    try:
+        for epoch in range(run.start_epoch, cfg.epochs):
+            if cfg.freeze and cfg.unfreeze_epoch and epoch == cfg.unfreeze_epoch:
+                unfreeze(model)
+                train_model = wrap_parallel(model, run.device, dist_info)  # DDP syncs only what needed gradients when wrapped
+                log(f"epoch {epoch + 1}: unfreezing all layers")
+            torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))  # dropout; the data: the loader
+            run.train_loader.sampler.set_epoch(epoch, epoch_seed(cfg.seed, epoch, dist_info.rank))
+            started = time.perf_counter()
+            losses = train_epoch(run, train_model, epoch, guard, watch)
+            metrics = validate_epoch(run, epoch)
+            row = {"epoch": epoch + 1, **losses, **metrics, "lr": run.optimizer.param_groups[0]["lr"],
+                   "seconds": round(time.perf_counter() - started, 3)}
+            history.append(row)
+            improved = metrics[task.fitness] > best_fitness
+            if improved:
+                best_fitness, best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
+            else:
+                stalled += 1
+            stopped_early = bool(cfg.patience) and stalled >= cfg.patience and epoch + 1 < cfg.epochs
+            table.log_row(row, improved)
+            if dist_info.is_main:
+                save_epoch(run, epoch, metrics, improved, best_fitness, best_epoch, stopped_early,
+                           amp_fell_back=run.amp_dtype is not None and guard.amp_dtype is None)
+            if stopped_early:
+                log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {best_epoch})")
+                break
+    except Diverged as e:
+        distributed.shutdown()
+        kept = (f"epoch {len(history)}, the last finished, is kept in {run.run_dir} (resume=RUN continues it)"
+                if history else f"no epoch finished ({run.run_dir})")
+        raise FovealError(f"training stopped: {e}; {kept}; try amp=off, or a lower lr than {cfg.lr:g}") from None
+
+    result = None
+    if dist_info.is_main:
+        result = finish(task, run.run_dir, history, run.device, run.val_loader, log)
+    distributed.barrier(dist_info)
+    distributed.shutdown()
+    return result
+
+
+@dataclass
+class Run:
+    """What one training run works with, as set_up makes it; resumed, from the epoch it had reached."""
+    cfg: object
+    task: object
+    model: nn.Module
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    plan: list  # the lr schedule's segments (schedule_plan)
+    amp_dtype: torch.dtype | None
+    device: torch.device
+    dist_info: object
+    threads: int
+    workers: int
+    train_loader: object
+    val_loader: object
+    log: object  # print, or nothing outside the main process or with verbose=false
+    start_epoch: int = 0
+    history: list = field(default_factory=list)
+    best_fitness: float = -math.inf
+    best_epoch: int = -1
+    resumed: bool = False  # from a saved epoch (a resume= run killed in its first epoch starts afresh)
+    run_dir: Path | None = None  # made by open_run_folder, once the input is checked
+    weights_meta: dict = field(default_factory=dict)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are scored and saved: the EMA's where there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def set_up(task_class, cfg, log, given: set[str] | None) -> Run:
+    """Devices, threads, the task, its model, data, optimizer and schedule, and a resume's saved state:
+    everything that can refuse the user's input, before the run folder exists."""
     dist_info = distributed.from_environment()
     state = None
     if cfg.resume:
@@ -244,8 +331,8 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, head, cfg.backbone_lr)
     scheduler = build_scheduler(optimizer, plan, round(cfg.warmup_epochs * steps_per_epoch),
                                 cfg.scheduler, cfg.lrf, cfg.step_epochs * steps_per_epoch, cfg.gamma)
-
-    start_epoch, history, best_fitness, best_epoch = 0, [], -math.inf, -1
+    run = Run(cfg, task, model, ema, optimizer, scheduler, scaler, plan, amp_dtype, device, dist_info, threads,
+              workers, train_loader, val_loader, log)
     if state is not None:
         load_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -253,102 +340,80 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
         restore_scaler(scaler, state["scaler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        start_epoch, history = state["epoch"], state["history"]
-        best_fitness, best_epoch = state["best_fitness"], state["best_epoch"]
+        run.resumed, run.start_epoch, run.history = True, state["epoch"], state["history"]
+        run.best_fitness, run.best_epoch = state["best_fitness"], state["best_epoch"]
+    return run
 
-    # the input is checked: only now the run folder
+
+def open_run_folder(run: Run):
+    """The input is checked: only now the run folder (a resume's own), its config.yaml and the opening lines."""
+    cfg, task, dist_info, log = run.cfg, run.task, run.dist_info, run.log
     if cfg.resume:
-        run_dir = Path(cfg.resume)
-        log(f"resuming {run_dir} from epoch {start_epoch} of {cfg.epochs}" if state is not None else
-            f"resuming {run_dir}: no epoch had been saved whole, starting it again")
+        run.run_dir = Path(cfg.resume)
+        log(f"resuming {run.run_dir} from epoch {run.start_epoch} of {cfg.epochs}" if run.resumed else
+            f"resuming {run.run_dir}: no epoch had been saved whole, starting it again")
     else:
-        run_dir = distributed.broadcast(new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok)
-                                        if dist_info.is_main else None, dist_info)
+        run.run_dir = distributed.broadcast(new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok)
+                                            if dist_info.is_main else None, dist_info)
     if dist_info.is_main:
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, run.run_dir / "config.yaml")
+    total, trainable = count_parameters(run.model)
+    log(f"{task.name} {cfg.model}: {total:,} parameters ({trainable:,} trainable) on {run.device}"
+        f"{f' x{dist_info.world_size} processes' if dist_info.enabled else ''}, {run.threads} thread{'s' if run.threads > 1 else ''}, "
+        f"{len(run.train_loader.dataset)} train / {len(run.val_loader.dataset)} val {task.items_name}, amp={dtype_name(run.amp_dtype)}")
+    log(f"run folder: {run.run_dir}")
+    run.weights_meta = {**task.weights_meta(), "config": config_dict(cfg)}
 
-    train_model = wrap_parallel(model, device, dist_info)
-    total, trainable = count_parameters(model)
-    log(f"{task.name} {cfg.model}: {total:,} parameters ({trainable:,} trainable) on {device}"
-        f"{f' x{dist_info.world_size} processes' if dist_info.enabled else ''}, {threads} thread{'s' if threads > 1 else ''}, "
-        f"{len(train_loader.dataset)} train / {len(val_loader.dataset)} val {task.items_name}, amp={dtype_name(amp_dtype)}")
-    log(f"run folder: {run_dir}")
 
-    weights_meta = {**task.weights_meta(), "config": config_dict(cfg)}
-    stalled = 0 if best_epoch < 0 else len(history) - best_epoch
-    stopped_early = False
-    guard = StepGuard(cfg.amp, amp_dtype, log)
-    watch = ThreadWatch(max(1, available_cores() - workers), device.type == "cpu" and not cfg.threads
-                        and not dist_info.enabled, log)
-    table = EpochTable(task, cfg.epochs, log)
-    show = dist_info.is_main and cfg.verbose
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            if cfg.freeze and cfg.unfreeze_epoch and epoch == cfg.unfreeze_epoch:
-                unfreeze(model)
-                train_model = wrap_parallel(model, device, dist_info)  # DDP syncs only what needed gradients when wrapped
-                log(f"epoch {epoch + 1}: unfreezing all layers")
-            torch.manual_seed(epoch_seed(cfg.seed, epoch, dist_info.rank))  # dropout; the data: the loader
-            train_loader.sampler.set_epoch(epoch, epoch_seed(cfg.seed, epoch, dist_info.rank))
-            started = time.perf_counter()
-            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                      disable=not show or None, dynamic_ncols=True) as bar:
-                losses = train_one_epoch(task, train_model, train_loader, optimizer, scheduler, device, guard,
-                                         scaler, ema, cfg.clip_grad, bar, epoch + 1, dist_info.enabled, watch)
-            if guard.skipped:
-                log(f"epoch {epoch + 1}: {guard.skipped} of {steps_per_epoch} steps skipped (non-finite loss or gradients)")
-            losses = {f"train_{k}": distributed.average(v, dist_info, device) for k, v in losses.items()}
-            distributed.check_in_sync(model, dist_info, device)
-            eval_model = ema.module if ema is not None else model
-            metrics = None
-            if dist_info.is_main:
-                metrics = evaluate(task, eval_model, val_loader, device, "val" if show else "").metrics
-            metrics = distributed.broadcast(metrics, dist_info)
-            if not_finite := [k for k in (task.fitness, "val_loss") if not math.isfinite(metrics.get(k, 0.0))]:
-                raise Diverged(f"epoch {epoch + 1}'s val {', '.join(f'{k}={metrics[k]}' for k in not_finite)}")
-            row = {"epoch": epoch + 1, **losses, **metrics, "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": round(time.perf_counter() - started, 3)}
-            history.append(row)
-            improved = metrics[task.fitness] > best_fitness
-            if improved:
-                best_fitness, best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
-            else:
-                stalled += 1
-            stopped_early = bool(cfg.patience) and stalled >= cfg.patience and epoch + 1 < cfg.epochs
-            table.log_row(row, improved)
-            if dist_info.is_main:
-                meta = {**weights_meta, "epoch": epoch + 1, "metrics": metrics}
-                eval_state = eval_model.state_dict()
-                # the resume state last: a kill at any moment of this save leaves the previous epoch's state,
-                # from which this epoch is trained again and these files written again
-                save_weights(run_dir / "last.safetensors", eval_state, meta)
-                if improved:
-                    save_weights(run_dir / "best.safetensors", eval_state, meta)
-                if cfg.save_period and (epoch + 1) % cfg.save_period == 0:
-                    save_weights(run_dir / f"epoch{epoch + 1}.safetensors", eval_state, meta)
-                write_metrics_csv(run_dir / "metrics.csv", history)
-                save_train_state(run_dir / "train_state.pt", {
-                    "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else {}, "history": history,
-                    "best_fitness": best_fitness, "best_epoch": best_epoch, "config": config_dict(cfg),
-                    "schedule": plan, "stopped_early": stopped_early, "torch_rng": torch.get_rng_state(),
-                    "amp_fell_back": amp_dtype is not None and guard.amp_dtype is None})
-            if stopped_early:
-                log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {best_epoch})")
-                break
-    except Diverged as e:
-        distributed.shutdown()
-        kept = (f"epoch {len(history)}, the last finished, is kept in {run_dir} (resume=RUN continues it)" if history
-                else f"no epoch finished ({run_dir})")
-        raise FovealError(f"training stopped: {e}; {kept}; try amp=off, or a lower lr than {cfg.lr:g}") from None
+def train_epoch(run: Run, train_model: nn.Module, epoch: int, guard: StepGuard, watch: ThreadWatch) -> dict:
+    """One epoch's training (with its progress bar), its loss terms averaged over the processes."""
+    cfg, dist_info = run.cfg, run.dist_info
+    steps = len(run.train_loader)
+    with tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+              disable=not (dist_info.is_main and cfg.verbose) or None, dynamic_ncols=True) as bar:
+        losses = train_one_epoch(run.task, train_model, run.train_loader, run.optimizer, run.scheduler, run.device,
+                                 guard, run.scaler, run.ema, cfg.clip_grad, bar, epoch + 1, dist_info.enabled, watch)
+    if guard.skipped:
+        run.log(f"epoch {epoch + 1}: {guard.skipped} of {steps} steps skipped (non-finite loss or gradients)")
+    losses = {f"train_{k}": distributed.average(v, dist_info, run.device) for k, v in losses.items()}
+    distributed.check_in_sync(run.model, dist_info, run.device)
+    return losses
 
-    result = None
-    if dist_info.is_main:
-        result = finish(task, run_dir, history, device, val_loader, log)
-    distributed.barrier(dist_info)
-    distributed.shutdown()
-    return result
+
+def validate_epoch(run: Run, epoch: int) -> dict:
+    """The val metrics of the epoch's weights (scored on the main process, given to all); Diverged when the
+    fitness or the val loss is not finite."""
+    metrics = None
+    if run.dist_info.is_main:
+        show = "val" if run.cfg.verbose else ""
+        metrics = evaluate(run.task, run.eval_model, run.val_loader, run.device, show).metrics
+    metrics = distributed.broadcast(metrics, run.dist_info)
+    if not_finite := [k for k in (run.task.fitness, "val_loss") if not math.isfinite(metrics.get(k, 0.0))]:
+        raise Diverged(f"epoch {epoch + 1}'s val {', '.join(f'{k}={metrics[k]}' for k in not_finite)}")
+    return metrics
+
+
+def save_epoch(run: Run, epoch: int, metrics: dict, improved: bool, best_fitness: float, best_epoch: int,
+               stopped_early: bool, amp_fell_back: bool):
+    """The epoch's files: last (best when improved, epochN every save_period) weights, metrics.csv, and the
+    resume state last: a kill at any moment of this save leaves the previous epoch's state, from which this
+    epoch is trained again and these files written again."""
+    cfg, run_dir = run.cfg, run.run_dir
+    meta = {**run.weights_meta, "epoch": epoch + 1, "metrics": metrics}
+    eval_state = run.eval_model.state_dict()
+    save_weights(run_dir / "last.safetensors", eval_state, meta)
+    if improved:
+        save_weights(run_dir / "best.safetensors", eval_state, meta)
+    if cfg.save_period and (epoch + 1) % cfg.save_period == 0:
+        save_weights(run_dir / f"epoch{epoch + 1}.safetensors", eval_state, meta)
+    write_metrics_csv(run_dir / "metrics.csv", run.history)
+    save_train_state(run_dir / "train_state.pt", {
+        "epoch": epoch + 1, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else {}, "history": run.history,
+        "best_fitness": best_fitness, "best_epoch": best_epoch, "config": config_dict(cfg),
+        "schedule": run.plan, "stopped_early": stopped_early, "torch_rng": torch.get_rng_state(),
+        "amp_fell_back": amp_fell_back})
 
 
 class EpochTable:
