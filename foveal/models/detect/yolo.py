@@ -20,7 +20,7 @@ Inference: every (anchor, class) pair scoring above `conf` (an anchor may give t
 best MAX_CANDIDATES of them, class-aware NMS at `iou`, then the top `max_det`. Inputs are (B, 3, H,
 W) in [0, 1] with H, W multiples of 32, not normalised: the stem's BatchNorm absorbs scale and offset.
 
-Export (foveal/engine/onnx.py): export_module(nms=True) traces the same candidate selection (boxes
+Export (foveal/engine/onnx_export.py): export_module(nms=True) traces the same candidate selection (boxes
 clipped, pairs below conf or outside the best MAX_CANDIDATES at score -1) in the layout of ONNX
 NonMaxSuppression, which the exporter then appends with the top-max_det selection: the graph gives
 (B, max_det, 6) rows x1, y1, x2, y2, score, class. Such a graph's conf, iou and max_det are fixed when
@@ -231,7 +231,7 @@ class YOLO(nn.Module):
     and may be changed at any time (conf=0.001 suits mAP evaluation, 0.25 prediction).
     """
 
-    exports_nms = True  # export_module(nms=True) ends where ONNX NonMaxSuppression starts (engine/onnx.py)
+    exports_nms = True  # export_module(nms=True) ends where ONNX NonMaxSuppression starts (engine/onnx_export.py)
 
     def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
                  reg_max: int = 16, loss: YOLOLoss | None = None, conf: float = 0.001, iou: float = NMS_IOU,
