@@ -21,8 +21,8 @@ from foveal.data.stream import Frame, stream_fps
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.errors import FovealError
 from foveal.report.draw import draw_boxes
-from foveal.tasks.detect import DetectConfig, DetectTask
-from foveal.tasks.detect_predict import DetectPredictor
+from foveal.tasks.detect.task import DetectConfig, DetectTask
+from foveal.tasks.detect.predict import DetectPredictor
 
 from .conftest import WIDE_CATEGORY_IDS, run_cli
 

@@ -14,7 +14,7 @@ from foveal.data.restore import Degradation, WholeImages, load_restore_data
 from foveal.errors import FovealError
 from foveal.metrics.restore import psnr
 from foveal.registry import create_model
-from foveal.tasks.restore import baseline_images, restore_image
+from foveal.tasks.restore.task import baseline_images, restore_image
 
 from .conftest import run_cli
 

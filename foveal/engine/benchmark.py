@@ -33,8 +33,8 @@ import torch
 
 from ..errors import FovealError
 from ..files import write_json, write_text
-from ..tasks.base import PHASES
 from .checkpoint import load_trained, trained_meta
+from .contract import PHASES
 from .device import configure_cpu, select_device
 from .modes import export, score_split, square_batch, use_inference_options
 from .runs import new_run_dir

@@ -17,7 +17,7 @@ from ..engine.device import configure_cpu, select_device
 from ..engine.modes import trained_task, use_inference_options
 from ..errors import FovealError
 from ..registry import create_model
-from ..tasks.base import Predictor, Task
+from ..engine.contract import Predictor, Task
 
 
 @dataclass

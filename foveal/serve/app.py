@@ -35,7 +35,7 @@ from ..config import build_config, fields_of, opt
 from ..data.images import decode, first_line
 from ..data.stream import Frame
 from ..errors import FovealError
-from ..tasks.base import PHASES
+from ..engine.contract import PHASES
 
 ENV_KEY = "FOVEAL_SERVE"  # the command's key=value pairs as JSON, for worker processes (workers > 1)
 PAGE = Path(__file__).with_name("page.html")

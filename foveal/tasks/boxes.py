@@ -13,7 +13,7 @@ from ..data.detect_dataset import collate
 from ..engine.transfer import prefixes_outside_backbone
 from ..ops.boxes import unletterbox_boxes
 from ..registry import create_model
-from .base import EvalResult, Evaluator, Task
+from ..engine.contract import EvalResult, Evaluator, Task
 
 
 LOOK_AGAIN_FRAMES = 8  # predict found nothing: the first frames are run again at a low conf for a hint

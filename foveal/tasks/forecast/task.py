@@ -23,14 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig, opt
-from ..data.series import (EMBEDDED, Windows, column_list, detect_season, fit_scaling, load_series,
+from ...config import TrainConfig, opt
+from ...data.series import (EMBEDDED, Windows, column_list, detect_season, fit_scaling, load_series,
                            split_windows)
-from ..errors import FovealError
-from ..metrics.forecast import forecast_scores, seasonal_naive_scale
-from ..registry import create_model
-from .base import EvalResult, Evaluator, Task
-from .forecast_baselines import BASELINES, baseline_forecasts
+from ...errors import FovealError
+from ...metrics.forecast import forecast_scores, seasonal_naive_scale
+from ...registry import create_model
+from ...engine.contract import EvalResult, Evaluator, Task
+from .baselines import BASELINES, baseline_forecasts
 
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "data")
 DEFAULT_HORIZON = 12
@@ -234,7 +234,7 @@ class ForecastTask(Task):
         return self.references[split]
 
     def write_report(self, run_dir, history, result, model):
-        from .forecast_report import write_forecast_report
+        from .report import write_forecast_report
 
         write_forecast_report(self, run_dir, history, result)
 
@@ -247,12 +247,12 @@ class ForecastTask(Task):
         return [self.data.series[series].inputs[:origin] for series, origin in rows[:count]]
 
     def predict_source(self, meta):
-        from .forecast_predict import series_frames
+        from .predict import series_frames
 
         return series_frames(self, meta)
 
     def predictor(self, model, meta, device):
-        from .forecast_predict import ForecastPredictor
+        from .predict import ForecastPredictor
 
         return ForecastPredictor(self, model, meta, device)
 

@@ -14,18 +14,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.detect_transforms import letterbox
-from ..data.stream import frame_stem
-from ..engine.results import Boxes
-from ..files import atomic_write
-from ..ops.boxes import unletterbox_boxes
-from ..ops.windows import window_starts
-from ..report.draw import class_colour, draw_instances, overlay_classes
-from ..report import counted
-from .base import Placement, Predictor
-from .boxes import NothingFound
-from .segment import SegmentTask, logits_to_labels, unletterbox
-from .segment_instance import unletterbox_masks
+from ...data.detect_transforms import letterbox
+from ...data.stream import frame_stem
+from ...engine.results import Boxes
+from ...files import atomic_write
+from ...ops.boxes import unletterbox_boxes
+from ...ops.windows import window_starts
+from ...report.draw import class_colour, draw_instances, overlay_classes
+from ...report import counted
+from ...engine.contract import Placement, Predictor
+from ..boxes import NothingFound
+from .semantic import SegmentTask, logits_to_labels, unletterbox
+from .instance import unletterbox_masks
 
 WINDOW_BATCH = 8  # sliding windows run through the model together
 

@@ -6,13 +6,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.restore import to_channels, to_pixels, to_tensor
-from ..data.stream import frame_stem
-from ..files import atomic_write
-from ..metrics.restore import psnr, ssim
-from ..report.draw import labelled, repeat_pixels
-from .base import Predictor
-from .restore import degradation, fixed_graph_size, restore_image
+from ...data.restore import to_channels, to_pixels, to_tensor
+from ...data.stream import frame_stem
+from ...files import atomic_write
+from ...metrics.restore import psnr, ssim
+from ...report.draw import labelled, repeat_pixels
+from ...engine.contract import Predictor
+from .task import degradation, fixed_graph_size, restore_image
 
 
 class RestorePredictor(Predictor):

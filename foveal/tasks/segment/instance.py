@@ -9,10 +9,10 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from ..data.detection import instance_masks
-from ..data.segment_dataset import InstanceDataset
-from .boxes import BoxEvaluator, BoxTask
-from .segment import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
+from ...data.detection import instance_masks
+from ...data.segment_dataset import InstanceDataset
+from ..boxes import BoxEvaluator, BoxTask
+from .semantic import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
 
 
 class InstanceSegmentTask(BoxTask):
@@ -35,7 +35,7 @@ class InstanceSegmentTask(BoxTask):
         return {**super().weights_meta(), "kind": "instance"}
 
     def predictor(self, model, meta, device):
-        from .segment_predict import InstancePredictor
+        from .predict import InstancePredictor
 
         return InstancePredictor(self, model, meta, device)
 
@@ -43,12 +43,12 @@ class InstanceSegmentTask(BoxTask):
         return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)
 
     def per_class_table(self, result):
-        from .segment_report import instance_table
+        from .report import instance_table
 
         return instance_table(result, self.classes, self.data.splits[self.eval_split])
 
     def write_report(self, run_dir, history, result, model):
-        from .segment_report import write_instance_report
+        from .report import write_instance_report
 
         write_instance_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result, self.classes,
                               self.data.splits[self.eval_split])
@@ -79,7 +79,7 @@ class InstanceEvaluator(BoxEvaluator):
             self.detections[target["index"]]["masks"] = masks.cpu().numpy()
 
     def compute(self):
-        from ..metrics.detection import coco_evaluate
+        from ...metrics.detection import coco_evaluate
 
         result = super().compute()
         empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}

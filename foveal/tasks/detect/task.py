@@ -5,15 +5,15 @@ Prediction on images, video and cameras is in detect_predict.py; the report in d
 
 from dataclasses import dataclass
 
-from ..config import TrainConfig, opt
-from ..data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
-from ..data.detection import DetectionData
-from ..data.polyps import polyps_detection_data
-from ..errors import FovealError
-from ..files import write_json
-from ..ops.boxes import NMS_IOU
-from ..registry import get_model_entry
-from .boxes import BoxEvaluator, BoxTask
+from ...config import TrainConfig, opt
+from ...data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
+from ...data.detection import DetectionData
+from ...data.polyps import polyps_detection_data
+from ...errors import FovealError
+from ...files import write_json
+from ...ops.boxes import NMS_IOU
+from ...registry import get_model_entry
+from ..boxes import BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes", "polyps")
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "convert", "features", "explain")
@@ -63,7 +63,7 @@ def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionD
     if not data:
         raise FovealError("data: name a data set: shapes, polyps, a YOLO data.yaml, coco:ann.json,images/, voc:... "
                           "or masks:images/,masks/")
-    from ..data.formats import load_detection_data
+    from ...data.formats import load_detection_data
 
     return load_detection_data(data, strict=strict, val_fraction=val_fraction)
 
@@ -103,7 +103,7 @@ class DetectTask(BoxTask):
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 
     def predictor(self, model, meta, device):
-        from .detect_predict import DetectPredictor
+        from .predict import DetectPredictor
 
         return DetectPredictor(self, model, meta, device)
 
@@ -116,17 +116,17 @@ class DetectTask(BoxTask):
         return BoxEvaluator(self.data.splits[self.eval_split], self.classes)
 
     def per_class_table(self, result):
-        from .detect_report import per_class_table
+        from .report import per_class_table
 
         return per_class_table(result, self.classes, self.data.splits[self.eval_split])
 
     def write_report(self, run_dir, history, result, model):
-        from .detect_report import write_detect_report
+        from .report import write_detect_report
 
         items = self.data.splits[self.eval_split]
         write_detect_report(run_dir, f"detect {self.cfg.model} on {self.cfg.data}", history, result, self.classes, items)
         if self.cfg.save_json:
-            from ..metrics.detection import coco_results
+            from ...metrics.detection import coco_results
 
             write_json(run_dir / "predictions.json", coco_results(items, result.details["detections"], self.classes,
                                                                   self.data.category_ids))
@@ -136,7 +136,7 @@ class DetectTask(BoxTask):
 
 def convert(cfg: DetectConfig, log=print) -> str:
     """Rewrite a detection data set in another format (YOLO, COCO, VOC)."""
-    from ..data.formats import convert as convert_formats
+    from ...data.formats import convert as convert_formats
 
     summary = convert_formats(cfg.src, cfg.dst, strict=cfg.strict, segments=cfg.segments)
     if cfg.verbose:

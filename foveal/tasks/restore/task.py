@@ -18,15 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig, opt
-from ..data.degrade import bicubic_upscale
-from ..data.restore import (EMBEDDED, Degradation, Patches, WholeImages, check_sizes, collate_whole, load_restore_data,
+from ...config import TrainConfig, opt
+from ...data.degrade import bicubic_upscale
+from ...data.restore import (EMBEDDED, Degradation, Patches, WholeImages, check_sizes, collate_whole, load_restore_data,
                             reference_size, to_pixels, to_tensor)
-from ..errors import FovealError
-from ..metrics.restore import RestoreScores
-from ..ops.windows import window_starts
-from ..registry import create_model, get_model_entry
-from .base import EvalResult, Evaluator, Task
+from ...errors import FovealError
+from ...metrics.restore import RestoreScores
+from ...ops.windows import window_starts
+from ...registry import create_model, get_model_entry
+from ...engine.contract import EvalResult, Evaluator, Task
 
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 DENOISERS = ("dncnn", "unet")  # keep the size (scale 1); the others are super-resolution models
@@ -214,12 +214,12 @@ class RestoreTask(Task):
         return self.baselines[index]
 
     def write_report(self, run_dir, history, result, model):
-        from .restore_report import write_restore_report
+        from .report import write_restore_report
 
         write_restore_report(self, run_dir, history, result)
 
     def predictor(self, model, meta, device):
-        from .restore_predict import RestorePredictor
+        from .predict import RestorePredictor
 
         return RestorePredictor(self, model, meta, device)
 

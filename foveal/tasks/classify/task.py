@@ -9,18 +9,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig, opt
-from ..data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
-from ..engine.results import Probs
-from ..engine.transfer import head_prefixes
-from ..files import write_text
-from ..errors import FovealError
-from ..metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
-from ..registry import create_model, get_model_entry
-from ..report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
-from ..report.draw import labelled
-from .base import EvalResult, Evaluator, Placement, Predictor, Task
+from ...config import TrainConfig, opt
+from ...data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
+from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
+from ...engine.results import Probs
+from ...engine.transfer import head_prefixes
+from ...files import write_text
+from ...errors import FovealError
+from ...metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
+from ...registry import create_model, get_model_entry
+from ...report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
+from ...report.draw import labelled
+from ...engine.contract import EvalResult, Evaluator, Placement, Predictor, Task
 
 LABELLED_WIDTH = 160  # predict: smaller images are enlarged (whole pixels) to write their top classes above
 
@@ -105,7 +105,7 @@ class ClassifyTask(Task):
         return ClassifyPredictor(self, model, meta, device)
 
     def explain_target(self, model, image, inside, target, classes):
-        from ..inspect.targets import classifier_target
+        from ...inspect.targets import classifier_target
 
         return classifier_target(model, image, target, classes)
 

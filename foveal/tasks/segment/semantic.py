@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig, opt
-from ..data.polyps import polyps_segmentation_data
-from ..data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
-from ..data.segmentation import IGNORE_INDEX, read_labels, shapes_segmentation_data
-from ..engine.transfer import prefixes_outside_backbone
-from ..errors import FovealError
-from ..registry import create_model, get_model_entry
-from .base import EvalResult, Evaluator, Task
+from ...config import TrainConfig, opt
+from ...data.polyps import polyps_segmentation_data
+from ...data.segment_dataset import SegmentAugment, SemanticDataset, semantic_collate
+from ...data.segmentation import IGNORE_INDEX, read_labels, shapes_segmentation_data
+from ...engine.transfer import prefixes_outside_backbone
+from ...errors import FovealError
+from ...registry import create_model, get_model_entry
+from ...engine.contract import EvalResult, Evaluator, Task
 
 EMBEDDED = ("shapes", "polyps")
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "features", "explain")
@@ -92,8 +92,8 @@ def load_segment_data(cfg: SegmentConfig, kind: str):
     if not cfg.data:
         raise FovealError("data: name a data set: shapes, polyps, masks:IMAGES/,MASKS/, coco:ann.json,images/ "
                           "or a YOLO segmentation data.yaml")
-    from ..data.formats import load_segmentation_data
-    from ..data.formats.masks import is_mask_folder
+    from ...data.formats import load_segmentation_data
+    from ...data.formats.masks import is_mask_folder
 
     if is_mask_folder(cfg.data):
         cfg.binary_masks = True  # Kvasir-SEG's layout: the dataset, evaluator and config.yaml read masks as 0/255
@@ -119,7 +119,7 @@ class SegmentTask(Task):
     @classmethod
     def create(cls, cfg):
         if model_kind(cfg.model) == "instance":
-            from .segment_instance import InstanceSegmentTask
+            from .instance import InstanceSegmentTask
 
             return InstanceSegmentTask(cfg)
         return cls(cfg)
@@ -165,12 +165,12 @@ class SegmentTask(Task):
                 "binary_masks": self.cfg.binary_masks}
 
     def predictor(self, model, meta, device):
-        from .segment_predict import SemanticPredictor
+        from .predict import SemanticPredictor
 
         return SemanticPredictor(self, model, meta, device)
 
     def explain_target(self, model, image, inside, target, classes):
-        from ..inspect.targets import segmentation_target
+        from ...inspect.targets import segmentation_target
 
         return segmentation_target(model, image, target, classes, self.cfg.threshold, inside)
 
@@ -186,7 +186,7 @@ class SegmentTask(Task):
         if not spec:
             return None
         if spec == "balanced":
-            from ..losses.segmentation import balanced_class_weights
+            from ...losses.segmentation import balanced_class_weights
 
             counts = torch.zeros(len(self.classes), dtype=torch.long)
             for item in self.data.splits["train"]:
@@ -209,7 +209,7 @@ class SegmentTask(Task):
         return ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)
 
     def loss(self, model, batch):
-        from ..losses.segmentation import segmentation_loss
+        from ...losses.segmentation import segmentation_loss
 
         images, masks, _ = batch
         cfg = self.cfg
@@ -225,12 +225,12 @@ class SegmentTask(Task):
                                  self.cfg.binary_masks)
 
     def per_class_table(self, result):
-        from .segment_report import semantic_table
+        from .report import semantic_table
 
         return semantic_table(result, self.classes)
 
     def write_report(self, run_dir, history, result, model):
-        from .segment_report import write_semantic_report
+        from .report import write_semantic_report
 
         write_semantic_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result,
                               self.classes, self.data.splits[self.eval_split], self.curve_groups, self.cfg.binary_masks)
@@ -260,7 +260,7 @@ class SemanticEvaluator(Evaluator):
     """
 
     def __init__(self, items, classes, sigmoid: bool, threshold: float, binary_masks: bool):
-        from ..metrics.segmentation import SegmentationMeter
+        from ...metrics.segmentation import SegmentationMeter
 
         self.items, self.classes, self.sigmoid, self.threshold = items, classes, sigmoid, threshold
         self.binary_masks = binary_masks

@@ -10,16 +10,16 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.detect_transforms import letterbox
-from ..data.stream import frame_stem
-from ..engine.results import Boxes
-from ..errors import FovealError
-from ..files import write_bytes, write_text
-from ..ops.boxes import nms, unletterbox_boxes
-from ..report import counted
-from ..report.draw import draw_boxes
-from .base import Placement, Predictor
-from .boxes import NothingFound
+from ...data.detect_transforms import letterbox
+from ...data.stream import frame_stem
+from ...engine.results import Boxes
+from ...errors import FovealError
+from ...files import write_bytes, write_text
+from ...ops.boxes import nms, unletterbox_boxes
+from ...report import counted
+from ...report.draw import draw_boxes
+from ...engine.contract import Placement, Predictor
+from ..boxes import NothingFound
 
 
 def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:

@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.series import Windows, format_time, future_times
-from ..data.stream import Frame
-from ..engine.results import Forecast
-from ..files import write_bytes, write_text
-from .base import Predictor
-from .forecast_report import plot_forecast
+from ...data.series import Windows, format_time, future_times
+from ...data.stream import Frame
+from ...engine.results import Forecast
+from ...files import write_bytes, write_text
+from ...engine.contract import Predictor
+from .report import plot_forecast
 
 
 def series_frames(task, meta: dict) -> list[Frame]:

@@ -1,0 +1,1 @@
+"""Image classification: the task (config, data, model, evaluation, report) and its Predictor."""
