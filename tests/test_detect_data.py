@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from foveal.data.detect_dataset import Augment, DetectionDataset, collate
-from foveal.data.detect_transforms import horizontal_flip, letterbox, letterbox_shape, mosaic, random_affine
+from foveal.data.detect_transforms import horizontal_flip, mosaic, random_affine
+from foveal.ops.letterbox import letterbox, letterbox_shape
 from foveal.data.detection import ImageAnnotations
 
 RED = np.array([255, 0, 0], np.uint8)

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, letterbox_shape, mosaic, random_affine
+from ..ops.letterbox import letterbox, letterbox_shape
+from .detect_transforms import hsv_jitter, horizontal_flip, mosaic, random_affine
 from .detection import DetectionData, ImageAnnotations, unscored
 from .images import read_pixels
 

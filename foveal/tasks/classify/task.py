@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ...config import TrainConfig, opt
 from ...data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
+from ...engine.contract import EvalResult, Evaluator, Placement, Predictor, Task
 from ...engine.results import Probs
 from ...engine.transfer import head_prefixes
 from ...files import write_text
@@ -20,7 +21,6 @@ from ...metrics.classification import confusion_matrix, per_class_scores, summar
 from ...registry import create_model, get_model_entry
 from ...report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
 from ...report.draw import labelled
-from ...engine.contract import EvalResult, Evaluator, Placement, Predictor, Task
 
 LABELLED_WIDTH = 160  # predict: smaller images are enlarged (whole pixels) to write their top classes above
 

@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 import torch
 
-from ...data.detect_transforms import letterbox
 from ...data.stream import frame_stem
+from ...engine.contract import Placement, Predictor
 from ...engine.results import Boxes
 from ...errors import FovealError
 from ...files import write_bytes, write_text
 from ...ops.boxes import nms, unletterbox_boxes
+from ...ops.letterbox import letterbox
 from ...report import counted
 from ...report.draw import draw_boxes
-from ...engine.contract import Placement, Predictor
 from ..boxes import NothingFound
 
 
@@ -95,7 +95,7 @@ class DetectPredictor(Predictor):
         with self.phase("postprocess"):
             if self.split:
                 out = model.postprocess(cls_logits.sigmoid(), boxes, x.shape[-2:])[0]
-            boxes = unletterbox_boxes(out["boxes"], scale, pad, pixels.shape[1], pixels.shape[0])
+            boxes = unletterbox_boxes(out["boxes"], scale, pad, *pixels.shape[:2])
             det = {"boxes": boxes.cpu().numpy(), "scores": out["scores"].float().cpu().numpy(),
                    "labels": out["labels"].cpu().numpy()}
             if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)

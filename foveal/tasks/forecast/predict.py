@@ -15,9 +15,9 @@ import torch
 
 from ...data.series import Windows, format_time, future_times
 from ...data.stream import Frame
+from ...engine.contract import Predictor
 from ...engine.results import Forecast
 from ...files import write_bytes, write_text
-from ...engine.contract import Predictor
 from .report import plot_forecast
 
 

@@ -9,10 +9,10 @@ model reads but does not forecast (scaled alike); everything scored stays on the
 
 Windows come from a chronological split (foveal/data/series.py): val origins are every step of the val
 part (or `backtest` of them) whose horizon stays inside it. The same val scores naive, seasonal naive,
-mean and statsmodels' AutoReg (forecast_baselines.py) on exactly those windows, in the data's units, by
+mean and statsmodels' AutoReg (baselines.py) on exactly those windows, in the data's units, by
 MAE, RMSE, sMAPE and MASE (foveal/metrics/forecast.py); the headline is each
 `gain_<baseline>` = 1 - MASE / MASE of the baseline (above 0: the network is better). Prediction
-(forecast_predict.py) forecasts past the end of the data.
+(predict.py) forecasts past the end of the data.
 """
 
 import math
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from ...config import TrainConfig, opt
 from ...data.series import (EMBEDDED, Windows, column_list, detect_season, fit_scaling, load_series,
                            split_windows)
+from ...engine.contract import EvalResult, Evaluator, Task
 from ...errors import FovealError
 from ...metrics.forecast import forecast_scores, seasonal_naive_scale
 from ...registry import create_model
-from ...engine.contract import EvalResult, Evaluator, Task
 from .baselines import BASELINES, baseline_forecasts
 
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "data")

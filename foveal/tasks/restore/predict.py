@@ -8,11 +8,12 @@ from PIL import Image
 
 from ...data.restore import to_channels, to_pixels, to_tensor
 from ...data.stream import frame_stem
+from ...engine.contract import Predictor
 from ...files import atomic_write
 from ...metrics.restore import psnr, ssim
+from ...ops.windows import restore_image
 from ...report.draw import labelled, repeat_pixels
-from ...engine.contract import Predictor
-from .task import degradation, fixed_graph_size, restore_image
+from .common import degradation, fixed_graph_size
 
 
 class RestorePredictor(Predictor):

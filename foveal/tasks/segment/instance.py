@@ -7,12 +7,12 @@ augmentation (masks move with the pixels and boxes are recomputed from them) and
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from ...data.detection import instance_masks
 from ...data.segment_dataset import InstanceDataset
+from ...ops.letterbox import unletterbox_masks
 from ..boxes import BoxEvaluator, BoxTask
-from .semantic import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
+from .common import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
 
 
 class InstanceSegmentTask(BoxTask):
@@ -52,15 +52,6 @@ class InstanceSegmentTask(BoxTask):
 
         write_instance_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result, self.classes,
                               self.data.splits[self.eval_split])
-
-
-def unletterbox_masks(masks: torch.Tensor, scale: float, pad, height: int, width: int, threshold: float):
-    """(K, S, S) mask probabilities of a letterboxed image -> (K, height, width) bool on the original."""
-    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
-    inside = masks[:, int(pad[1]):int(pad[1]) + nh, int(pad[0]):int(pad[0]) + nw].float()
-    if (nh, nw) != (height, width) and len(inside):
-        inside = F.interpolate(inside[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-    return inside > threshold
 
 
 class InstanceEvaluator(BoxEvaluator):

@@ -6,9 +6,9 @@ import numpy as np
 
 from ...data.detect_dataset import read_rgb
 from ...data.segmentation import read_labels
+from ...engine.contract import EvalResult
 from ...report import Section, Table, image_grid, plot_bars, plot_curves, write_report
 from ...report.draw import GRID_SIDE, draw_instances, enlarged, overlay_classes
-from ...engine.contract import EvalResult
 
 MIOU_NOTE = ("mIoU and mean Dice: one confusion matrix over every pixel of the split at each image's own size, "
              "ignored pixels (255) left out, averaged over the classes that occur in the ground truth or the "
