@@ -15,6 +15,8 @@ from .images import read_pixels
 
 @dataclass
 class Augment:
+    """Training augmentation; its defaults are DetectConfig's (tasks/detect/task.py refers to them)."""
+
     mosaic: float = 1.0  # probability of a 4-image mosaic
     scale: float = 0.5  # random scale 1 +- scale
     translate: float = 0.1  # random shift, fraction of the image size

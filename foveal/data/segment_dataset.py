@@ -24,6 +24,8 @@ MIN_INSTANCE_PIXELS = 4  # an object warped or cropped to fewer pixels is droppe
 
 @dataclass
 class SegmentAugment:
+    """Training augmentation; its defaults are SegmentConfig's (tasks/segment/common.py refers to them)."""
+
     scale: float = 0.25  # random scale 1 +- scale
     translate: float = 0.1  # random shift, fraction of the image size
     degrees: float = 0.0

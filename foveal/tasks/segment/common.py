@@ -38,14 +38,15 @@ class SegmentConfig(TrainConfig):
     width: int = opt(0, "unet/resunet: channels of the first level, doubled per level (0: model default 32)",
                      range="[0, inf)")
     depth: int = opt(0, "unet/resunet: number of down-samplings (0: model default 4)", range="[0, inf)")
-    scale: float = opt(0.25, "random scale 1 +- scale", range="[0, 1)")
-    translate: float = opt(0.1, "random shift, fraction of the image size", range="[0, 1]")
-    degrees: float = opt(0.0, "random rotation range in degrees", range="[0, 180]")
-    hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
-    vflip: float = opt(0.0, "vertical flip probability", range="[0, 1]")
-    hsv_h: float = opt(0.015, "hue jitter (fraction)", range="[0, 1]")
-    hsv_s: float = opt(0.5, "saturation jitter (fraction)", range="[0, 1]")
-    hsv_v: float = opt(0.3, "value (brightness) jitter (fraction)", range="[0, 1]")
+    # the augmentation: its defaults are data/segment_dataset.py SegmentAugment's (written there only)
+    scale: float = opt(SegmentAugment.scale, "random scale 1 +- scale", range="[0, 1)")
+    translate: float = opt(SegmentAugment.translate, "random shift, fraction of the image size", range="[0, 1]")
+    degrees: float = opt(SegmentAugment.degrees, "random rotation range in degrees", range="[0, 180]")
+    hflip: float = opt(SegmentAugment.hflip, "horizontal flip probability", range="[0, 1]")
+    vflip: float = opt(SegmentAugment.vflip, "vertical flip probability", range="[0, 1]")
+    hsv_h: float = opt(SegmentAugment.hsv_h, "hue jitter (fraction)", range="[0, 1]")
+    hsv_s: float = opt(SegmentAugment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
+    hsv_v: float = opt(SegmentAugment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
     threshold: float = opt(0.5, "probability over which a sigmoid head's pixel (or an instance mask pixel) is on",
                            range="[0, 1]")
     conf: float = opt(-1.0, "instance models: confidence threshold (-1: 0.001 for val, 0.25 for predict)",
