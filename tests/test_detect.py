@@ -222,7 +222,7 @@ class FixedDetector(torch.nn.Module):
 
 def fixed_predictor(tmp_path, **options) -> DetectPredictor:
     meta = {"classes": ["a", "b", "c"], "imgsz": 64, "model": "yolo_n"}
-    predictor = DetectPredictor(DetectTask(DetectConfig(**options)), FixedDetector(), meta, torch.device("cpu"))
+    predictor = DetectPredictor(DetectTask.trained(DetectConfig(**options), meta), FixedDetector(), torch.device("cpu"))
     predictor.run_dir = tmp_path
     return predictor
 

@@ -65,11 +65,11 @@ def random_detector_predictor(**options):
     from foveal.tasks.detect.task import DetectConfig, DetectTask
 
     torch.manual_seed(0)
-    task = DetectTask(DetectConfig(model="yolo_n", save=False, **options))
+    meta = {"model": "yolo_n", "classes": ["a", "b", "c"], "imgsz": 64}
+    task = DetectTask.trained(DetectConfig(model="yolo_n", save=False, **options), meta)
     model = create_model("yolo_n", "detect", num_classes=3, imgsz=64).eval()
     use_inference_options(task, model, "predict")
-    meta = {"model": "yolo_n", "classes": ["a", "b", "c"], "imgsz": 64}
-    return task.predictor(model, meta, torch.device("cpu")), model
+    return task.predictor(model, torch.device("cpu")), model
 
 
 def scene(seed: int) -> np.ndarray:

@@ -111,7 +111,7 @@ class Service:
         from ..engine.modes import trained_task
 
         task, model, meta, device = trained_task(task_class(task_name), cfg, "predict")
-        self.predictor = task.predictor(task.inference_model(model), meta, device)
+        self.predictor = task.predictor(task.inference_model(model), device)
         self.lock = threading.Lock()
         self.pending = 0  # requests admitted and not yet answered (changed only on the event loop)
         conf = getattr(model, "conf", None)

@@ -52,10 +52,10 @@ class ClassifyTask(Task):
     embedded = EMBEDDED
     info_on_meta = True
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
         get_model_entry(cfg.model, "classify")  # fail on a bad model name before loading data
-        self.use_data(load_classify_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
+        self.use_data(load_classify_data(cfg.data, cfg.val_fraction, cfg.strict))
         self.imgsz = cfg.imgsz or self.data.natural_imgsz
         self.hflip = cfg.hflip if cfg.hflip >= 0 else (0.0 if self.data.flip_changes_class else 0.5)
 
@@ -101,8 +101,8 @@ class ClassifyTask(Task):
     def per_class_table(self, result):
         return per_class_table(result, self.classes)
 
-    def predictor(self, model, meta, device):
-        return ClassifyPredictor(self, model, meta, device)
+    def predictor(self, model, device):
+        return ClassifyPredictor(self, model, device)
 
     def explain_target(self, model, image, inside, target, classes):
         from ...inspect.targets import classifier_target

@@ -66,11 +66,11 @@ class DetectPredictor(Predictor):
     """Boxes of each image or frame: drawn, in predictions.json (COCO results with file and frame), and
     with save_txt=true as YOLO label files."""
 
-    def __init__(self, task, model, meta, device):
-        super().__init__(task, model, meta, device)
+    def __init__(self, task, model, device):
+        super().__init__(task, model, device)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
-        self.stride = task.rect_stride(meta["model"], meta)
+        self.stride = task.rect_stride(self.meta["model"], self.meta)
         # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
         self.split = hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
         self.nothing_found = NothingFound()

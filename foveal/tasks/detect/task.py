@@ -77,13 +77,13 @@ class DetectTask(BoxTask):
     curve_groups = [("loss", []), ("mAP", ["map", "map50", "map75"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
         get_model_entry(cfg.model, "detect")
         self.imgsz = cfg.imgsz or 320
         self.check_imgsz(self.imgsz)  # before the data is indexed: a mistake in the command is said first
-        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction), data_meta)
-        self.stride = self.rect_stride(cfg.model, data_meta)
+        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction))
+        self.stride = self.rect_stride(cfg.model, self.meta)
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
@@ -103,10 +103,10 @@ class DetectTask(BoxTask):
         if imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 
-    def predictor(self, model, meta, device):
+    def predictor(self, model, device):
         from .predict import DetectPredictor
 
-        return DetectPredictor(self, model, meta, device)
+        return DetectPredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):

@@ -139,7 +139,7 @@ class ForecastTask(Task):
         season = cfg.season or meta.get("season", 0)
         return replace(cfg, **fixed, season=season, data=cfg.data or meta.get("data", ""))
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         # the defaults that depend on the mode, filled in once (and so recorded in the weights)
         self.cfg = replace(self.cfg, data=self.cfg.data or "synthetic", horizon=self.cfg.horizon or DEFAULT_HORIZON)
         cfg = self.cfg
@@ -149,13 +149,13 @@ class ForecastTask(Task):
         create_model(cfg.model, "forecast", **model_kwargs(cfg, 1))  # refuse a bad model or option before data
         data = load_series(cfg.data, cfg.target, cfg.time, cfg.id, cfg.covariates)
         split_windows(data, cfg.window, cfg.horizon, cfg.val_fraction, cfg.test_fraction, cfg.backtest)
-        self.use_data(data, data_meta)
-        if data_meta and data_meta.get("targets") != data.targets:
-            raise FovealError(f"target: the data's columns {data.targets} differ from the weights' {data_meta.get('targets')}")
-        if data_meta and data_meta.get("covariates", []) != data.covariates:
+        self.use_data(data)
+        if self.meta and self.meta.get("targets") != data.targets:
+            raise FovealError(f"target: the data's columns {data.targets} differ from the weights' {self.meta.get('targets')}")
+        if self.meta and self.meta.get("covariates", []) != data.covariates:
             raise FovealError(f"covariates: the data's columns {data.covariates} differ from the weights' "
-                              f"{data_meta.get('covariates', [])}")
-        self.scaling = data_meta["scaling"] if data_meta else fit_scaling(data)
+                              f"{self.meta.get('covariates', [])}")
+        self.scaling = self.meta["scaling"] if self.meta else fit_scaling(data)
         self.season = self.resolve_season(data)
         mean, std = np.array(self.scaling["mean"]), np.array(self.scaling["std"])
         self.scaled = [((s.inputs - mean) / std).astype(np.float32) for s in data.series]  # targets, covariates
@@ -246,15 +246,15 @@ class ForecastTask(Task):
             raise FovealError(f"split: the data's '{split}' split has no windows: nothing to time")
         return [self.data.series[series].inputs[:origin] for series, origin in rows[:count]]
 
-    def predict_source(self, meta):
+    def predict_source(self):
         from .predict import series_frames
 
-        return series_frames(self, meta)
+        return series_frames(self)
 
-    def predictor(self, model, meta, device):
+    def predictor(self, model, device):
         from .predict import ForecastPredictor
 
-        return ForecastPredictor(self, model, meta, device)
+        return ForecastPredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):

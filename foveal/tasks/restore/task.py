@@ -109,19 +109,19 @@ class RestoreTask(Task):
         return replace(super().trained_config(cfg, meta), channels=kwargs["channels"], scale=kwargs["scale"],
                        width=kwargs.get("width", 0), depth=depth, **{**trained, **given})
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
         self.scale = model_scale(cfg)
         self.degradation = degradation(cfg, self.scale)
         if cfg.patch % self.scale:
             raise FovealError(f"patch: {cfg.patch} is not a multiple of scale {self.scale}")
         create_model(cfg.model, "restore", **self.model_kwargs())  # refuse a bad model or option before data
-        self.fixed_size = fixed_graph_size(data_meta or {})
+        self.fixed_size = fixed_graph_size(self.meta or {})
         self.check_tile()
-        self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
+        self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict))
         if self.data.paired and self.degradation != Degradation(self.scale):
             raise FovealError("sigma, quality, blur: paired data brings its own degraded images; leave them out")
-        check_sizes(self.data, self.scale, 0 if data_meta else cfg.patch)  # patches are cut in training only
+        check_sizes(self.data, self.scale, 0 if self.meta else cfg.patch)  # patches are cut in training only
         self.imgsz = cfg.imgsz or 256
         self.crop_border = cfg.crop_border if cfg.crop_border >= 0 else (self.scale if self.scale > 1 else 0)
         self.luma = self.scale > 1 and cfg.channels == 3  # super-resolution is scored on Y, as its papers do
@@ -209,10 +209,10 @@ class RestoreTask(Task):
 
         write_restore_report(self, run_dir, history, result)
 
-    def predictor(self, model, meta, device):
+    def predictor(self, model, device):
         from .predict import RestorePredictor
 
-        return RestorePredictor(self, model, meta, device)
+        return RestorePredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):

@@ -23,9 +23,9 @@ class InstanceSegmentTask(BoxTask):
     curve_groups = [("loss", []), ("AP", ["mask_map", "mask_map50", "map"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
-        self.use_data(load_segment_data(cfg, "instance"), data_meta)
+        self.use_data(load_segment_data(cfg, "instance"))
         self.imgsz = default_imgsz(cfg)
 
     def dataset(self, split: str, train: bool):
@@ -34,10 +34,10 @@ class InstanceSegmentTask(BoxTask):
     def weights_meta(self) -> dict:
         return {**super().weights_meta(), "kind": "instance"}
 
-    def predictor(self, model, meta, device):
+    def predictor(self, model, device):
         from .predict import InstancePredictor
 
-        return InstancePredictor(self, model, meta, device)
+        return InstancePredictor(self, model, device)
 
     def new_evaluator(self):
         return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)

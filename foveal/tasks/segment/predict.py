@@ -137,8 +137,8 @@ class SemanticPredictor(Predictor):
 class InstancePredictor(Predictor):
     """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
 
-    def __init__(self, task, model, meta, device):
-        super().__init__(task, model, meta, device)
+    def __init__(self, task, model, device):
+        super().__init__(task, model, device)
         self.nothing_found = NothingFound()
 
     def prepare(self, pixels):

@@ -47,10 +47,10 @@ class SegmentTask(Task):
                        head="sigmoid" if meta.get("sigmoid") else "softmax",
                        **{k: v for k, v in meta["model_kwargs"].items() if k in ("width", "depth")})
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
         model_kwargs(cfg)  # refuse width/depth on a library model before reading any data
-        self.use_data(load_segment_data(cfg, "semantic"), data_meta)
+        self.use_data(load_segment_data(cfg, "semantic"))
         if len(self.data.classes) < 2:
             raise FovealError(f"data: segmentation needs at least 2 classes (e.g. background and object), "
                               f"got {self.data.classes}")
@@ -80,10 +80,10 @@ class SegmentTask(Task):
         return {**super().weights_meta(), "kind": "semantic", "sigmoid": self.sigmoid, "mean": MEAN, "std": STD,
                 "binary_masks": self.cfg.binary_masks}
 
-    def predictor(self, model, meta, device):
+    def predictor(self, model, device):
         from .predict import SemanticPredictor
 
-        return SemanticPredictor(self, model, meta, device)
+        return SemanticPredictor(self, model, device)
 
     def explain_target(self, model, image, inside, target, classes):
         from ...inspect.targets import segmentation_target
