@@ -1,1 +1,1 @@
-"""Image classification: the task (config, data, model, evaluation, report) and its Predictor."""
+"""Image classification: the task (task.py), prediction (predict.py), the report (report.py)."""

@@ -1,29 +1,21 @@
-"""Image classification: config, data, loss, metrics, report, predictions, and the info mode."""
+"""Image classification: config, data, loss and metrics, and the info mode (predictions: predict.py, the report:
+report.py)."""
 
-import csv
-import io
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...config import TrainConfig, opt
-from ...data.classify import EMBEDDED, LabelledImages, Transformed, load_classify_data
-from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD, AUTO_AUGMENT, eval_transform, train_transform
-from ...engine.contract import EvalResult, Evaluator, Placement, Predictor, Task
-from ...engine.results import Probs
+from ...data.classify import EMBEDDED, Transformed, load_classify_data
+from ...data.transforms import AUTO_AUGMENT, IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from ...engine.contract import EvalResult, Evaluator, Task
 from ...engine.transfer import head_prefixes
-from ...files import write_text
 from ...errors import FovealError
-from ...metrics.classification import confusion_matrix, per_class_scores, summarize, topk_correct
+from ...metrics.classification import confusion_matrix, summarize, topk_correct
 from ...registry import create_model, get_model_entry
-from ...report import Section, Table, image_grid, plot_bars, plot_confusion, plot_curves, write_report
-from ...report.draw import labelled
-
-LABELLED_WIDTH = 160  # predict: smaller images are enlarged (whole pixels) to write their top classes above
-
+from .predict import ClassifyPredictor
+from .report import per_class_table, write_classify_report
 
 @dataclass
 class ClassifyConfig(TrainConfig):
@@ -115,56 +107,6 @@ class ClassifyTask(Task):
         return cfg.model, {"num_classes": num_classes, "imgsz": cfg.imgsz or 224}, cfg.imgsz or 224
 
 
-class ClassifyPredictor(Predictor):
-    """Top-k classes of each image or frame; predictions.json and a predictions.csv of the top class."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.transform = eval_transform(self.imgsz, self.meta.get("mean", IMAGENET_MEAN), self.meta.get("std", IMAGENET_STD))
-        self.topk = min(self.cfg.topk, len(self.classes))
-
-    def prepare(self, pixels):
-        image = self.transform(torch.from_numpy(pixels).permute(2, 0, 1))[None].to(self.device)
-        if self.cfg.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        height, width = pixels.shape[:2]  # resized to imgsz x imgsz, not letterboxed
-        return image, Placement(height, width, self.imgsz / width, self.imgsz / height)
-
-    @torch.inference_mode()
-    def infer(self, pixels):
-        with self.phase("preprocess"):
-            image, _ = self.prepare(pixels)
-        with self.phase("inference"):
-            logits = self.model(image)
-        with self.phase("postprocess"):
-            top = logits.float().softmax(1)[0].topk(self.topk)
-            return [(self.classes[c], round(p, 6)) for p, c in zip(top.values.tolist(), top.indices.tolist())]
-
-    def annotate(self, frame, top):
-        self.results.append({"path": frame.name, "frame": frame.index,
-                             "top": [{"class": c, "score": p} for c, p in top]})
-        image = self.draw(frame, top) if self.cfg.save else None
-        return image, ", ".join(f"{c} {p:.3f}" for c, p in top)
-
-    def draw(self, frame, top):
-        # the top classes in a strip above the image, not over it (a small image enlarged to read them)
-        return labelled(frame.pixels, [f"{c} {p:.2f}" for c, p in top[:3]], min_width=LABELLED_WIDTH)
-
-    def fields(self, frame, top):
-        return {"probs": Probs(np.array([self.classes.index(c) for c, _ in top], np.int64),
-                               np.array([p for _, p in top], np.float32))}
-
-    def finish(self):
-        if self.run_dir is None:  # the Python API without save=True: nothing written
-            return f"{len(self.results)} classified"
-        table = io.StringIO()
-        rows = csv.writer(table, lineterminator="\n")
-        rows.writerow(["path", "frame", "class", "score"])
-        rows.writerows([r["path"], r["frame"], r["top"][0]["class"], r["top"][0]["score"]] for r in self.results)
-        write_text(self.run_dir / "predictions.csv", table.getvalue())
-        return f"{len(self.results)} classified"
-
-
 class ClassifyEvaluator(Evaluator):
     """Cross-entropy, top-1/top-5 and the confusion matrix over a split."""
 
@@ -196,41 +138,3 @@ class ClassifyEvaluator(Evaluator):
                    "recall": summary["recall"], "f1": summary["f1"]}
         return EvalResult(metrics, {"confusion": confusion, "targets": targets, "predictions": predictions,
                                     "confidences": torch.cat(self.confidences)})
-
-
-def sample_grid(source: LabelledImages, details: dict, classes: list[str], count: int = 32) -> bytes:
-    """Val images with 'true -> predicted (confidence)': wrong ones first, then right ones."""
-    targets, predictions = details["targets"], details["predictions"]
-    wrong = (targets != predictions).nonzero().flatten().tolist()
-    right = (targets == predictions).nonzero().flatten().tolist()
-    chosen = wrong[: count // 2] + right[: count - min(len(wrong), count // 2)]
-    images = [source.load(i).permute(1, 2, 0).numpy() for i in chosen]
-    captions = [f"{classes[targets[i]]}→{classes[predictions[i]]} {details['confidences'][i]:.2f}" for i in chosen]
-    colors = ["green" if targets[i] == predictions[i] else "red" for i in chosen]
-    return image_grid(images, captions, colors)
-
-
-def per_class_table(result: EvalResult, classes: list[str]) -> Table:
-    """precision, recall, F1 and support of each class (the report's table, and the end of `val`)."""
-    scores = per_class_scores(result.details["confusion"])
-    return Table(["class", "precision", "recall", "f1", "support"],
-                 [[c, scores["precision"][i].item(), scores["recall"][i].item(), scores["f1"][i].item(),
-                   int(scores["support"][i])] for i, c in enumerate(classes)])
-
-
-def write_classify_report(run_dir: Path, title: str, history: list[dict], result: EvalResult,
-                          classes: list[str], source: LabelledImages, curve_groups):
-    details = result.details
-    scores = per_class_scores(details["confusion"])
-    table = per_class_table(result, classes)
-    sections = [Section("summary", [result.metrics])]
-    if history:
-        sections.append(Section("training curves", [plot_curves(history, curve_groups)]))
-    sections += [
-        Section("confusion matrix", [plot_confusion(details["confusion"].numpy(), classes)]),
-        Section("per-class scores", [table, plot_bars({c: scores["f1"][i].item() for i, c in enumerate(classes)},
-                                                      "F1 per class")]),
-        Section("validation predictions", ["true→predicted confidence; red: wrong",
-                                           sample_grid(source, details, classes)]),
-    ]
-    write_report(run_dir / "report.html", title, sections)
