@@ -227,6 +227,15 @@ def fixed_predictor(tmp_path, **options) -> DetectPredictor:
     return predictor
 
 
+def test_the_weights_meta_enters_the_task_once_and_the_predictor_reads_it():
+    meta = {"classes": ["a", "b", "c"], "imgsz": 64, "model": "yolo_n", "onnx": {"dynamic": False}}
+    task = DetectTask.trained(DetectConfig(imgsz=320), meta)
+    predictor = task.predictor(FixedDetector(), torch.device("cpu"))
+    assert task.meta is meta and task.cfg.imgsz == 64 and task.cfg.model == "yolo_n"
+    assert predictor.classes == ["a", "b", "c"] and predictor.imgsz == 64
+    assert predictor.stride == 0  # a fixed-size graph: letterboxed to its square, read from the same meta
+
+
 @pytest.mark.parametrize("options, kept", [
     ({}, [0, 1, 2]),
     ({"agnostic_nms": True}, [0, 2]),  # 'b' lies on 'a', which scores higher

@@ -41,6 +41,20 @@ def test_rectangular_letterbox_pads_to_multiples_of_the_stride_only():
     assert letterbox_shape(100, 150, 128, 32) == (96, 128) and letterbox_shape(100, 150, 128) == (128, 128)
 
 
+def test_letterboxed_masks_and_maps_go_back_in_height_width_order():
+    from foveal.ops.letterbox import letterbox_mask, unletterbox_logits, unletterbox_masks
+
+    mask = np.zeros((30, 50), np.uint8)  # taller than wide would swap the sizes if an order were wrong
+    mask[5:20, 10:40] = 1
+    image, scale, pad = letterbox(np.zeros((30, 50, 3), np.uint8), 100)
+    placed = letterbox_mask(mask, 100, scale, pad, 255)
+    assert image.shape[:2] == placed.shape == (100, 100) and scale == 2 and pad == (0, 20)
+    assert (placed[:20] == 255).all() and (placed[80:] == 255).all()  # the padding
+    maps = torch.from_numpy(np.where(placed == 1, 1.0, 0.0).astype(np.float32))[None]
+    assert torch.equal(unletterbox_masks(maps, scale, pad, 30, 50, 0.5)[0], torch.from_numpy(mask == 1))
+    assert torch.equal(unletterbox_logits(maps, scale, pad, 30, 50)[0] > 0.5, torch.from_numpy(mask == 1))
+
+
 def test_shape_batches_group_images_of_one_letterboxed_shape():
     sizes = [(150, 100), (100, 150), (150, 100), (150, 100), (128, 128), (151, 100)]  # width, height
     items = [ImageAnnotations("", w, h, pixels=np.zeros((h, w, 3), np.uint8)) for w, h in sizes]
