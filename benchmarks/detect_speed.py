@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 import foveal
-from foveal.data.detect_transforms import letterbox
+from foveal.ops.letterbox import letterbox
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.models.detect import yolo
 

@@ -27,7 +27,7 @@ import foveal
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.losses.segmentation import segmentation_loss
 from foveal.inspect.info import model_info
-from foveal.tasks.segment import SegmentTask
+from foveal.tasks.segment.semantic import SegmentTask
 
 
 def median_seconds(step, repeats: int, warmup: int = 3) -> float:

@@ -44,7 +44,7 @@ from foveal.engine.distributed import DistInfo
 from foveal.engine.loaders import make_loader
 from foveal.engine.optim import build_scheduler
 from foveal.engine.trainer import StepGuard, evaluate, train_one_epoch
-from foveal.tasks.classify import ClassifyConfig, ClassifyTask
+from foveal.tasks.classify.task import ClassifyConfig, ClassifyTask
 
 SEED = 0
 CPU = torch.device("cpu")

@@ -24,8 +24,9 @@ from .inspect.explain import explain
 from .inspect.features import features
 from .inspect.info import info as info_mode
 
-TASKS = {"classify": "foveal.tasks.classify", "detect": "foveal.tasks.detect", "segment": "foveal.tasks.segment",
-         "restore": "foveal.tasks.restore", "forecast": "foveal.tasks.forecast"}
+TASKS = {"classify": "foveal.tasks.classify.task", "detect": "foveal.tasks.detect.task",
+         "segment": "foveal.tasks.segment.semantic", "restore": "foveal.tasks.restore.task",
+         "forecast": "foveal.tasks.forecast.task"}
 # every task has these; a task module may add more (MODES)
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 OTHER_MODES = ("features", "explain", "convert")  # of some tasks only (their MODES)

@@ -17,7 +17,7 @@ import foveal.cli
 from foveal.engine.checkpoint import save_weights
 from foveal.errors import FovealError
 from foveal.registry import create_model
-from foveal.tasks.classify import ClassifyPredictor
+from foveal.tasks.classify.predict import ClassifyPredictor
 
 from .conftest import write_colour_images
 

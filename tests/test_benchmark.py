@@ -11,7 +11,7 @@ from foveal.data.detection import DetectionData, ImageAnnotations
 from foveal.data.formats.yolo import write_yolo
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.errors import FovealError
-from foveal.tasks.base import PHASES
+from foveal.engine.contract import PHASES
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -108,6 +108,6 @@ def test_unletterbox_boxes_inverts_the_letterbox_and_clips():
     original = torch.tensor([[10.0, 20.0, 60.0, 90.0], [140.0, 0.0, 150.0, 100.0]])  # in a 150 x 100 image
     scale, pad = 128 / 150, (0, 5)
     boxed = original * scale + torch.tensor([pad[0], pad[1], pad[0], pad[1]], dtype=torch.float32)
-    torch.testing.assert_close(unletterbox_boxes(boxed, scale, pad, 150, 100), original)
-    outside = unletterbox_boxes(torch.tensor([[-4.0, 0.0, 130.0, 99.0]]), scale, pad, 150, 100)
+    torch.testing.assert_close(unletterbox_boxes(boxed, scale, pad, 100, 150), original)
+    outside = unletterbox_boxes(torch.tensor([[-4.0, 0.0, 130.0, 99.0]]), scale, pad, 100, 150)
     assert outside.tolist() == [[0.0, 0.0, 150.0, 100.0]]  # the padding is not the image

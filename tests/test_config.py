@@ -5,7 +5,7 @@ import pytest
 
 from foveal.config import _base_type, build_config, describe, fields_of, parse_range, valid_range
 from foveal.errors import FovealError
-from foveal.tasks.classify import ClassifyConfig
+from foveal.tasks.classify.task import ClassifyConfig
 
 
 def test_defaults_then_yaml_then_key_value(tmp_path):
@@ -123,7 +123,7 @@ def test_special_values_outside_a_range_are_accepted():
 
 
 def test_ranges_apply_to_yaml_values_and_to_re_defaulted_keys(tmp_path):
-    from foveal.tasks.detect import DetectConfig
+    from foveal.tasks.detect.task import DetectConfig
 
     yaml_file = tmp_path / "my.yaml"
     yaml_file.write_text("epochs: 0\n")

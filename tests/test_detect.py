@@ -21,8 +21,8 @@ from foveal.data.stream import Frame, stream_fps
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.errors import FovealError
 from foveal.report.draw import draw_boxes
-from foveal.tasks.detect import DetectConfig, DetectTask
-from foveal.tasks.detect_predict import DetectPredictor
+from foveal.tasks.detect.task import DetectConfig, DetectTask
+from foveal.tasks.detect.predict import DetectPredictor
 
 from .conftest import WIDE_CATEGORY_IDS, run_cli
 
@@ -222,9 +222,18 @@ class FixedDetector(torch.nn.Module):
 
 def fixed_predictor(tmp_path, **options) -> DetectPredictor:
     meta = {"classes": ["a", "b", "c"], "imgsz": 64, "model": "yolo_n"}
-    predictor = DetectPredictor(DetectTask(DetectConfig(**options)), FixedDetector(), meta, torch.device("cpu"))
+    predictor = DetectPredictor(DetectTask.trained(DetectConfig(**options), meta), FixedDetector(), torch.device("cpu"))
     predictor.run_dir = tmp_path
     return predictor
+
+
+def test_the_weights_meta_enters_the_task_once_and_the_predictor_reads_it():
+    meta = {"classes": ["a", "b", "c"], "imgsz": 64, "model": "yolo_n", "onnx": {"dynamic": False}}
+    task = DetectTask.trained(DetectConfig(imgsz=320), meta)
+    predictor = task.predictor(FixedDetector(), torch.device("cpu"))
+    assert task.meta is meta and task.cfg.imgsz == 64 and task.cfg.model == "yolo_n"
+    assert predictor.classes == ["a", "b", "c"] and predictor.imgsz == 64
+    assert predictor.stride == 0  # a fixed-size graph: letterboxed to its square, read from the same meta
 
 
 @pytest.mark.parametrize("options, kept", [

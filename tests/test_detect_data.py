@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from foveal.data.detect_dataset import Augment, DetectionDataset, collate
-from foveal.data.detect_transforms import horizontal_flip, letterbox, letterbox_shape, mosaic, random_affine
+from foveal.data.detect_transforms import horizontal_flip, mosaic, random_affine
+from foveal.ops.letterbox import letterbox, letterbox_shape
 from foveal.data.detection import ImageAnnotations
 
 RED = np.array([255, 0, 0], np.uint8)
@@ -38,6 +39,20 @@ def test_rectangular_letterbox_pads_to_multiples_of_the_stride_only():
     out, scale, pad = letterbox(np.zeros((100, 150, 3), np.uint8), 128, stride=32)
     assert out.shape == (96, 128, 3) and pad == (0, 5)  # 85 rows: 96, not 128
     assert letterbox_shape(100, 150, 128, 32) == (96, 128) and letterbox_shape(100, 150, 128) == (128, 128)
+
+
+def test_letterboxed_masks_and_maps_go_back_in_height_width_order():
+    from foveal.ops.letterbox import letterbox_mask, unletterbox_logits, unletterbox_masks
+
+    mask = np.zeros((30, 50), np.uint8)  # taller than wide would swap the sizes if an order were wrong
+    mask[5:20, 10:40] = 1
+    image, scale, pad = letterbox(np.zeros((30, 50, 3), np.uint8), 100)
+    placed = letterbox_mask(mask, 100, scale, pad, 255)
+    assert image.shape[:2] == placed.shape == (100, 100) and scale == 2 and pad == (0, 20)
+    assert (placed[:20] == 255).all() and (placed[80:] == 255).all()  # the padding
+    maps = torch.from_numpy(np.where(placed == 1, 1.0, 0.0).astype(np.float32))[None]
+    assert torch.equal(unletterbox_masks(maps, scale, pad, 30, 50, 0.5)[0], torch.from_numpy(mask == 1))
+    assert torch.equal(unletterbox_logits(maps, scale, pad, 30, 50)[0] > 0.5, torch.from_numpy(mask == 1))
 
 
 def test_shape_batches_group_images_of_one_letterboxed_shape():

@@ -139,8 +139,8 @@ def test_predict_follows_the_free_cores_frame_by_frame(monkeypatch, tmp_path, ca
     busy = iter([0.1, 1.7, 0.1])  # quiet at the start; a job takes a core at the first image, then ends
     monkeypatch.setattr(cores, "busy_cores_between", lambda first, last: next(busy, 0.0))
     threads, seen = torch.get_num_threads(), []
-    real_infer = foveal.tasks.classify.ClassifyPredictor.infer
-    monkeypatch.setattr(foveal.tasks.classify.ClassifyPredictor, "infer",
+    real_infer = foveal.tasks.classify.predict.ClassifyPredictor.infer
+    monkeypatch.setattr(foveal.tasks.classify.predict.ClassifyPredictor, "infer",
                         lambda self, pixels: seen.append(torch.get_num_threads()) or real_infer(self, pixels))
     try:
         foveal.predict(weights=run.best, source=str(tmp_path / "*.png"), verbose=True)

@@ -20,8 +20,8 @@ from foveal.data.series import (Windows, detect_season, fit_scaling, load_series
 from foveal.engine.checkpoint import read_weights_meta  # noqa: E402
 from foveal.metrics.forecast import forecast_scores, seasonal_naive_scale  # noqa: E402
 from foveal.registry import create_model, list_models  # noqa: E402
-from foveal.tasks.forecast import roll_out  # noqa: E402
-from foveal.tasks.forecast_baselines import (autoreg_forecast, fit_autoreg, history_mean, naive,  # noqa: E402
+from foveal.tasks.forecast.task import roll_out  # noqa: E402
+from foveal.tasks.forecast.baselines import (autoreg_forecast, fit_autoreg, history_mean, naive,  # noqa: E402
                                              seasonal_naive)
 
 QUICK = dict(data="synthetic", window=24, horizon=6, hidden=16, epochs=6, workers=0, verbose=False)

@@ -9,7 +9,7 @@ import foveal
 from foveal.engine import trainer
 from foveal.engine.checkpoint import load_train_state, read_weights_meta
 from foveal.errors import FovealError
-from foveal.tasks.classify import ClassifyTask
+from foveal.tasks.classify.task import ClassifyTask
 
 from .conftest import QUICK
 

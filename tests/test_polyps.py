@@ -13,8 +13,8 @@ from foveal.data.polyps import (MAX_DIAMETER, MIN_DIAMETER, POLYP_CLASS, make_po
                                 polyps_detection_data, polyps_segmentation_data)
 from foveal.data.segmentation import read_labels
 from foveal.errors import FovealError
-from foveal.tasks.detect import load_detect_data
-from foveal.tasks.segment import SegmentConfig, load_segment_data
+from foveal.tasks.detect.task import load_detect_data
+from foveal.tasks.segment.common import SegmentConfig, load_segment_data
 
 from .conftest import run_cli
 
@@ -97,8 +97,8 @@ def test_tasks_read_polyps():
 
 def test_detect_and_segment_train_on_polyps(monkeypatch, tmp_path):
     # the tasks' own data=polyps branch, with fewer frames than the default set so one epoch is quick
-    monkeypatch.setattr("foveal.tasks.detect.polyps_detection_data", lambda: polyps_detection_data(8, 4))
-    monkeypatch.setattr("foveal.tasks.segment.polyps_segmentation_data",
+    monkeypatch.setattr("foveal.tasks.detect.task.polyps_detection_data", lambda: polyps_detection_data(8, 4))
+    monkeypatch.setattr("foveal.tasks.segment.common.polyps_segmentation_data",
                         lambda instances: polyps_segmentation_data(8, 4, instances))
     detect = foveal.train("detect", data="polyps", model="yolo_n", project=tmp_path, name="detect", **QUICK_RUN)
     segment = foveal.train("segment", data="polyps", model="unet", width=8, depth=2, project=tmp_path, name="segment",

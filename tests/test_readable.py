@@ -62,14 +62,14 @@ def random_detector_predictor(**options):
 
     from foveal.engine.modes import use_inference_options
     from foveal.registry import create_model
-    from foveal.tasks.detect import DetectConfig, DetectTask
+    from foveal.tasks.detect.task import DetectConfig, DetectTask
 
     torch.manual_seed(0)
-    task = DetectTask(DetectConfig(model="yolo_n", save=False, **options))
+    meta = {"model": "yolo_n", "classes": ["a", "b", "c"], "imgsz": 64}
+    task = DetectTask.trained(DetectConfig(model="yolo_n", save=False, **options), meta)
     model = create_model("yolo_n", "detect", num_classes=3, imgsz=64).eval()
     use_inference_options(task, model, "predict")
-    meta = {"model": "yolo_n", "classes": ["a", "b", "c"], "imgsz": 64}
-    return task.predictor(model, meta, torch.device("cpu")), model
+    return task.predictor(model, torch.device("cpu")), model
 
 
 def scene(seed: int) -> np.ndarray:
@@ -201,7 +201,7 @@ def test_detect_val_table_holds_each_class_ap_and_instances():
     from foveal.data.detection import DetectionData, ImageAnnotations
     from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
     from foveal.tasks.boxes import BoxEvaluator
-    from foveal.tasks.detect import DetectConfig, DetectTask
+    from foveal.tasks.detect.task import DetectConfig, DetectTask
 
     items = [ImageAnnotations("", 64, 64, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image)
              for s in make_scene_set(6, 64, 4, min_objects=1, max_objects=3, min_scale=0.3)]

@@ -14,7 +14,8 @@ from foveal.data.restore import Degradation, WholeImages, load_restore_data
 from foveal.errors import FovealError
 from foveal.metrics.restore import psnr
 from foveal.registry import create_model
-from foveal.tasks.restore import baseline_images, restore_image
+from foveal.ops.windows import restore_image
+from foveal.tasks.restore.task import baseline_images
 
 from .conftest import run_cli
 

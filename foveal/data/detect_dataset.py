@@ -7,13 +7,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .detect_transforms import hsv_jitter, horizontal_flip, letterbox, letterbox_shape, mosaic, random_affine
+from ..ops.letterbox import letterbox, letterbox_shape
+from .detect_transforms import hsv_jitter, horizontal_flip, mosaic, random_affine
 from .detection import DetectionData, ImageAnnotations, unscored
 from .images import read_pixels
 
 
 @dataclass
 class Augment:
+    """Training augmentation; its defaults are DetectConfig's (tasks/detect/task.py refers to them)."""
+
     mosaic: float = 1.0  # probability of a 4-image mosaic
     scale: float = 0.5  # random scale 1 +- scale
     translate: float = 0.1  # random shift, fraction of the image size

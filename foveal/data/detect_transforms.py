@@ -1,4 +1,4 @@
-"""Detection augmentation where boxes move with the pixels: letterbox, mosaic, affine, flip, HSV.
+"""Detection augmentation where boxes move with the pixels: mosaic, affine, flip, HSV (letterbox: ops/letterbox.py).
 
 Images are (H, W, 3) uint8 numpy arrays and boxes (N, 4) float32 xyxy pixels. Written on
 OpenCV rather than torchvision.transforms.v2 because mosaic and letterbox have no v2
@@ -10,40 +10,7 @@ passed in, which the dataset derives from torch's RNG (seeded per epoch by the e
 import cv2
 import numpy as np
 
-PAD_VALUE = 114  # mid-grey padding, as most YOLO pipelines use
-
-
-def letterbox(image: np.ndarray, size: int, stride: int = 0) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resize to fit a size x size square keeping the aspect ratio, pad the rest (centred).
-
-    With `stride`, pad only up to multiples of it (a "rectangular" letterbox: a 4:3 image becomes
-    320 x 256 instead of 320 x 320, a fifth less compute for a detector whose grid fits any such size).
-    Returns (image, scale, (pad_x, pad_y)): a point p maps to p * scale + pad.
-    """
-    h, w = image.shape[:2]
-    scale, nh, nw = fitted_size(h, w, size)
-    out_h, out_w = letterbox_shape(h, w, size, stride)
-    if (nh, nw) != (h, w):
-        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    pad_x, pad_y = (out_w - nw) // 2, (out_h - nh) // 2
-    out = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
-    out[pad_y:pad_y + nh, pad_x:pad_x + nw] = image
-    return out, scale, (pad_x, pad_y)
-
-
-def fitted_size(height: int, width: int, size: int) -> tuple[float, int, int]:
-    """(scale, new height, new width) of an image fitted into a size x size square."""
-    scale = min(size / height, size / width)
-    return scale, max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def letterbox_shape(height: int, width: int, size: int, stride: int = 0) -> tuple[int, int]:
-    """(H, W) that letterbox(image of height x width, size, stride) returns, without the pixels."""
-    if not stride:
-        return size, size
-    _, nh, nw = fitted_size(height, width, size)
-    return -(-nh // stride) * stride, -(-nw // stride) * stride
-
+from ..ops.letterbox import PAD_VALUE
 
 def mosaic(samples: list, size: int, rng: np.random.Generator, scale=0.5, translate=0.1, degrees=0.0):
     """Four (image, boxes, labels) samples tiled around a random centre of a 2size x 2size mosaic, of

@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 from torchvision.ops import masks_to_boxes
 
 from .detect_dataset import read_rgb
-from .detect_transforms import PAD_VALUE, hsv_jitter, letterbox, random_affine_matrix
+from ..ops.letterbox import PAD_VALUE, letterbox, letterbox_mask
+from .detect_transforms import hsv_jitter, random_affine_matrix
 from .detection import ImageAnnotations, instance_masks
 from .segmentation import IGNORE_INDEX, MaskedImage, read_labels
 
@@ -23,6 +24,8 @@ MIN_INSTANCE_PIXELS = 4  # an object warped or cropped to fewer pixels is droppe
 
 @dataclass
 class SegmentAugment:
+    """Training augmentation; its defaults are SegmentConfig's (tasks/segment/common.py refers to them)."""
+
     scale: float = 0.25  # random scale 1 +- scale
     translate: float = 0.1  # random shift, fraction of the image size
     degrees: float = 0.0
@@ -31,17 +34,6 @@ class SegmentAugment:
     hsv_h: float = 0.015
     hsv_s: float = 0.5
     hsv_v: float = 0.3
-
-
-def letterbox_mask(mask: np.ndarray, size: int, scale: float, pad: tuple[int, int], fill: int) -> np.ndarray:
-    """The mask (H, W) as letterbox() places its image: nearest-neighbour resize, then `fill` around it."""
-    h, w = mask.shape
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    if (nh, nw) != (h, w):
-        mask = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
-    out = np.full((size, size), fill, mask.dtype)
-    out[pad[1]:pad[1] + nh, pad[0]:pad[0] + nw] = mask
-    return out
 
 
 def augment_pair(image: np.ndarray, masks: np.ndarray, size: int, aug: SegmentAugment, rng, fill: int):

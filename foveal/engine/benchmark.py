@@ -33,8 +33,8 @@ import torch
 
 from ..errors import FovealError
 from ..files import write_json, write_text
-from ..tasks.base import PHASES
 from .checkpoint import load_trained, trained_meta
+from .contract import PHASES
 from .device import configure_cpu, select_device
 from .modes import export, score_split, square_batch, use_inference_options
 from .runs import new_run_dir
@@ -103,13 +103,13 @@ def measure(task_class, cfg, weights, imgsz: int, device) -> dict:
     """Size, the split's metrics, batch-1 latency and batch throughput of one weights file at `imgsz`."""
     model, meta = load_trained(weights, task_class.name, device)
     meta = {**meta, "imgsz": imgsz}  # .safetensors weights run at the size asked, as their export does
-    task = task_class.create(task_class.trained_config(cfg, meta))
-    task.setup(data_meta=meta)
+    task = task_class.trained(cfg, meta)
+    task.setup()
     use_inference_options(task, model, "val")
     metrics = score_split(task, model, device).metrics
     use_inference_options(task, model, "predict")
     runnable = task.inference_model(model)
-    latency = time_latency(task.predictor(runnable, meta, device), task.frames(task.eval_split, cfg.runs), cfg.runs, device)
+    latency = time_latency(task.predictor(runnable, device), task.frames(task.eval_split, cfg.runs), cfg.runs, device)
     images = square_batch(task, cfg.batch, device)
     shown = {key: metrics[key] for key in (task.fitness, f"{task.fitness}50") if key in metrics}
     return {"size_mb": Path(weights).stat().st_size / 1e6, **shown, **latency,

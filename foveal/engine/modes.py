@@ -32,7 +32,7 @@ def trained_task(task_class, cfg, mode: str, log=None):
     device = select_device(cfg.device)
     configure_cpu(cfg.threads, log=log)
     model, meta = load_trained(cfg.weights, task_class.name, device)
-    task = task_class.create(task_class.trained_config(cfg, meta))
+    task = task_class.trained(cfg, meta)
     use_inference_options(task, model, mode)
     return task, model, meta, device
 
@@ -55,7 +55,7 @@ def score_split(task, model, device):
 def validate(task_class, cfg, log=print):
     """Score trained weights on cfg.split; writes runs/<task>/valN with metrics.json and report.html."""
     task, model, meta, device = trained_task(task_class, cfg, "val", log if cfg.verbose else None)
-    task.setup(data_meta=meta)
+    task.setup()
     cfg = task.cfg
     result = score_split(task, model, device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="val")
@@ -77,8 +77,8 @@ def open_predictor(task_class, cfg, frames=None, writes: bool = True, log=print)
     task, model, meta, device = trained_task(task_class, cfg, "predict", log if cfg.verbose else None)
     if frames is not None and task.input_name != "image":
         raise FovealError(f"source: {task.name} predicts from its data (data=), not from images or arrays")
-    source = task.predict_source(meta) if frames is None else frames
-    predictor = task.predictor(task.inference_model(model), meta, device)
+    source = task.predict_source() if frames is None else frames
+    predictor = task.predictor(task.inference_model(model), device)
     run_dir = new_run_dir(cfg.project, task.name, cfg.name, cfg.exist_ok, stem="predict") if writes else None
     predictor.run_dir = run_dir
     return task, predictor, source, run_dir
@@ -158,10 +158,10 @@ def export(task_class, cfg, log=print) -> Path:
     device = select_device(cfg.device) if cfg.half else torch.device("cpu")  # fp16 is traced where it runs
     model, meta = load_trained(cfg.weights, task_class.name, device)
     imgsz = cfg.imgsz or meta["imgsz"]
-    task = task_class.create(task_class.trained_config(cfg, {**meta, "imgsz": imgsz}))  # int8 calibrates at imgsz
+    task = task_class.trained(cfg, {**meta, "imgsz": imgsz})  # int8 calibrates at imgsz
     use_inference_options(task, model, "val")  # a graph with NMS keeps val's thresholds
     task.check_imgsz(imgsz)
-    calibration = calibration_images(task, model, {**meta, "imgsz": imgsz}) if cfg.int8 else None
+    calibration = calibration_images(task, model) if cfg.int8 else None
     input_shape, _ = task_class.info_input(meta["model_kwargs"], imgsz)
     series_shape = input_shape if len(input_shape) == 3 else None  # (1, window, columns): not images
     path = export_onnx(task.inference_model(model), meta, Path(cfg.weights).with_suffix(".onnx"), imgsz, cfg.dynamic,
@@ -176,13 +176,13 @@ def export(task_class, cfg, log=print) -> Path:
     return path
 
 
-def calibration_images(task, model, meta: dict) -> torch.Tensor:
+def calibration_images(task, model) -> torch.Tensor:
     """(N, 3, imgsz, imgsz): CALIBRATION_IMAGES images of the training split (the data the weights were
     trained on, or data=), prepared exactly as the model receives them in `val`, for int8's ranges."""
     if not task.cfg.data:
         raise FovealError("int8: calibration needs images: name the training data with data= (these weights "
                           "do not record it)")
-    task.setup(data_meta=meta)
+    task.setup()
     splits = task.data.splits
     task.eval_split = "train" if "train" in splits else next(iter(splits))
     batch = square_batch(task, CALIBRATION_IMAGES, torch.device("cpu"))
@@ -193,7 +193,7 @@ def calibration_images(task, model, meta: dict) -> torch.Tensor:
             task.forward_eval(model, batch)
     finally:
         hook.remove()
-    side = meta["imgsz"]
+    side = task.meta["imgsz"]
     if len(seen) != 1 or tuple(seen[0].shape[-2:]) != (side, side):  # e.g. restore's whole images, one at a time
         raise FovealError(f"int8: not available for {task.name} models yet (their val images are not {side} px squares)")
     return seen[0].float()

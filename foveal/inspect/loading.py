@@ -17,7 +17,7 @@ from ..engine.device import configure_cpu, select_device
 from ..engine.modes import trained_task, use_inference_options
 from ..errors import FovealError
 from ..registry import create_model
-from ..tasks.base import Predictor, Task
+from ..engine.contract import Predictor, Task
 
 
 @dataclass
@@ -54,12 +54,12 @@ def inspected_model(task_class, cfg, mode: str) -> InspectedModel:
             kwargs["imgsz"] = imgsz
         classes = [str(k) for k in range(max(kwargs.get("num_classes", 2), 2))]  # 1 output: a sigmoid head's 2
         meta = {"task": task_class.name, "model": name, "model_kwargs": kwargs, "imgsz": imgsz, "classes": classes}
-        task = task_class.create(task_class.trained_config(cfg, meta))
+        task = task_class.trained(cfg, meta)
         torch.manual_seed(cfg.seed)  # the same random weights for the same seed
         model = create_model(name, task_class.name, **kwargs).to(device).eval()
         use_inference_options(task, model, "predict")
         trained = False
-    predictor = task.predictor(model, meta, device)
+    predictor = task.predictor(model, device)
     return InspectedModel(task, model, predictor, meta, device, trained)
 
 

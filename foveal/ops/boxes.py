@@ -60,9 +60,9 @@ def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
 
 
-def unletterbox_boxes(boxes: Tensor, scale: float, pad, width: int, height: int) -> Tensor:
+def unletterbox_boxes(boxes: Tensor, scale: float, pad, height: int, width: int) -> Tensor:
     """(K, 4) xyxy boxes of a letterboxed image (p' = p * scale + pad) back in the original image's
-    pixels, clipped to its width x height."""
+    pixels, clipped to its height x width (ops/letterbox.py's order: (height, width), as torch's)."""
     x_pad, y_pad = float(pad[0]), float(pad[1])
     boxes = (boxes.float() - boxes.new_tensor([x_pad, y_pad, x_pad, y_pad])) / float(scale)
     return clip_boxes(boxes, width, height)

@@ -35,7 +35,7 @@ from ..config import build_config, fields_of, opt
 from ..data.images import decode, first_line
 from ..data.stream import Frame
 from ..errors import FovealError
-from ..tasks.base import PHASES
+from ..engine.contract import PHASES
 
 ENV_KEY = "FOVEAL_SERVE"  # the command's key=value pairs as JSON, for worker processes (workers > 1)
 PAGE = Path(__file__).with_name("page.html")
@@ -111,7 +111,7 @@ class Service:
         from ..engine.modes import trained_task
 
         task, model, meta, device = trained_task(task_class(task_name), cfg, "predict")
-        self.predictor = task.predictor(task.inference_model(model), meta, device)
+        self.predictor = task.predictor(task.inference_model(model), device)
         self.lock = threading.Lock()
         self.pending = 0  # requests admitted and not yet answered (changed only on the event loop)
         conf = getattr(model, "conf", None)

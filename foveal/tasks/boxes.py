@@ -10,10 +10,10 @@ import copy
 import torch
 
 from ..data.detect_dataset import collate
+from ..engine.contract import EvalResult, Evaluator, Task
 from ..engine.transfer import prefixes_outside_backbone
 from ..ops.boxes import unletterbox_boxes
 from ..registry import create_model
-from .base import EvalResult, Evaluator, Task
 
 
 LOOK_AGAIN_FRAMES = 8  # predict found nothing: the first frames are run again at a low conf for a hint
@@ -100,7 +100,7 @@ class BoxEvaluator(Evaluator):
     def update(self, outputs, batch):
         for output, target in zip(outputs, batch[1]):
             item = self.items[target["index"]]
-            boxes = unletterbox_boxes(output["boxes"], target["scale"], target["pad"].tolist(), item.width, item.height)
+            boxes = unletterbox_boxes(output["boxes"], target["scale"], target["pad"].tolist(), item.height, item.width)
             self.detections[target["index"]] = {"boxes": boxes.cpu(), "scores": output["scores"].float().cpu(),
                                                 "labels": output["labels"].cpu()}
 

@@ -6,11 +6,10 @@ The model takes a degraded image and returns the restored one (foveal/models/res
 on the luma (Y) channel with `crop_border` = scale for super-resolution, on every channel for the rest.
 The same val scores the classical answers on the same images: the degraded input itself, bicubic
 enlargement (super-resolution) and scikit-image's non-local means (noise), so the gain in dB is measured,
-not assumed. Prediction (restore_predict.py) and evaluation restore an image with the one function
-`restore_image` (tiled when asked, without seams).
+not assumed. Prediction (predict.py) and evaluation restore an image with the one function
+`restore_image` (ops/windows.py: tiled when asked, without seams).
 """
 
-import math
 import warnings
 from dataclasses import dataclass, replace
 
@@ -18,15 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig, opt
-from ..data.degrade import bicubic_upscale
-from ..data.restore import (EMBEDDED, Degradation, Patches, WholeImages, check_sizes, collate_whole, load_restore_data,
+from ...config import TrainConfig, opt
+from ...data.degrade import bicubic_upscale
+from ...data.restore import (EMBEDDED, Degradation, Patches, WholeImages, check_sizes, collate_whole, load_restore_data,
                             reference_size, to_pixels, to_tensor)
-from ..errors import FovealError
-from ..metrics.restore import RestoreScores
-from ..ops.windows import window_starts
-from ..registry import create_model, get_model_entry
-from .base import EvalResult, Evaluator, Task
+from ...engine.contract import EvalResult, Evaluator, Task
+from ...errors import FovealError
+from ...metrics.restore import RestoreScores
+from ...ops.windows import restore_image
+from ...registry import create_model, get_model_entry
+from .common import degradation, fixed_graph_size
 
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 DENOISERS = ("dncnn", "unet")  # keep the size (scale 1); the others are super-resolution models
@@ -88,15 +88,6 @@ def model_kwargs(cfg) -> dict:
     return kwargs
 
 
-def degradation(cfg, scale: int) -> Degradation:
-    sigma = cfg.sigma
-    if sigma < 0:  # the default: a denoiser removes noise; super-resolution, JPEG or blur alone otherwise
-        sigma = 25.0 if scale == 1 and not cfg.quality and not cfg.blur else 0.0
-    if cfg.sigma_max and cfg.sigma_max <= sigma:
-        raise FovealError(f"sigma_max: {cfg.sigma_max:g} must be above sigma ({sigma:g}) for blind denoising")
-    return Degradation(scale, sigma, cfg.sigma_max, cfg.quality, cfg.blur)
-
-
 class RestoreTask(Task):
     name = "restore"
     Config = RestoreConfig
@@ -118,19 +109,19 @@ class RestoreTask(Task):
         return replace(super().trained_config(cfg, meta), channels=kwargs["channels"], scale=kwargs["scale"],
                        width=kwargs.get("width", 0), depth=depth, **{**trained, **given})
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
         self.scale = model_scale(cfg)
         self.degradation = degradation(cfg, self.scale)
         if cfg.patch % self.scale:
             raise FovealError(f"patch: {cfg.patch} is not a multiple of scale {self.scale}")
         create_model(cfg.model, "restore", **self.model_kwargs())  # refuse a bad model or option before data
-        self.fixed_size = fixed_graph_size(data_meta or {})
+        self.fixed_size = fixed_graph_size(self.meta or {})
         self.check_tile()
-        self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict), data_meta)
+        self.use_data(load_restore_data(cfg.data, cfg.val_fraction, cfg.strict))
         if self.data.paired and self.degradation != Degradation(self.scale):
             raise FovealError("sigma, quality, blur: paired data brings its own degraded images; leave them out")
-        check_sizes(self.data, self.scale, 0 if data_meta else cfg.patch)  # patches are cut in training only
+        check_sizes(self.data, self.scale, 0 if self.meta else cfg.patch)  # patches are cut in training only
         self.imgsz = cfg.imgsz or 256
         self.crop_border = cfg.crop_border if cfg.crop_border >= 0 else (self.scale if self.scale > 1 else 0)
         self.luma = self.scale > 1 and cfg.channels == 3  # super-resolution is scored on Y, as its papers do
@@ -214,24 +205,18 @@ class RestoreTask(Task):
         return self.baselines[index]
 
     def write_report(self, run_dir, history, result, model):
-        from .restore_report import write_restore_report
+        from .report import write_restore_report
 
         write_restore_report(self, run_dir, history, result)
 
-    def predictor(self, model, meta, device):
-        from .restore_predict import RestorePredictor
+    def predictor(self, model, device):
+        from .predict import RestorePredictor
 
-        return RestorePredictor(self, model, meta, device)
+        return RestorePredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):
         return cfg.model, model_kwargs(cfg), cfg.imgsz or 256
-
-
-def fixed_graph_size(meta: dict) -> int:
-    """The side of an exported fixed-size graph (images go through it in tiles of that size), else 0."""
-    onnx = meta.get("onnx")
-    return meta["imgsz"] if onnx and not onnx.get("dynamic") else 0
 
 
 def baseline_images(low: torch.Tensor, degraded: Degradation, paired: bool) -> dict[str, torch.Tensor]:
@@ -254,45 +239,6 @@ def baseline_images(low: torch.Tensor, degraded: Degradation, paired: bool) -> d
                                     patch_distance=6, channel_axis=-1)
         baselines["nlm"] = to_tensor(denoised.astype(np.float32).reshape(array.shape))
     return baselines
-
-
-def run_padded(model, low: torch.Tensor, scale: int, multiple: int = 1, size: int = 0) -> torch.Tensor:
-    """model(low) for a (1, C, h, w) input padded (edge pixels repeated) to multiples of `multiple`, or to
-    size x size for a fixed-size graph; the output cut back to (1, C, h * scale, w * scale)."""
-    height, width = low.shape[-2:]
-    target_h = size or math.ceil(height / multiple) * multiple
-    target_w = size or math.ceil(width / multiple) * multiple
-    if (target_h, target_w) != (height, width):
-        low = F.pad(low, (0, target_w - width, 0, target_h - height), mode="replicate")
-    return model(low).float()[..., :height * scale, :width * scale]
-
-
-@torch.inference_mode()
-def restore_image(model, low: torch.Tensor, scale: int, multiple: int = 1, tile: int = 0, margin: int = 16,
-                  size: int = 0) -> torch.Tensor:
-    """The restored (1, C, h * scale, w * scale) image of a (1, C, h, w) input: in one pass, or in windows of
-    `tile` input pixels overlapping by 2 * margin, each keeping only what lies at least `margin` pixels
-    inside it (or at the image's edge): with a margin past the model's reach the result is the one-pass
-    result, without seams."""
-    height, width = low.shape[-2:]
-    if not tile or (height <= tile and width <= tile and not size):
-        return run_padded(model, low, scale, multiple, size)
-    if tile <= 2 * margin:
-        raise FovealError(f"tile: {tile} must be more than twice tile_margin ({margin})")
-    restored = low.new_zeros(1, low.shape[1], height * scale, width * scale, dtype=torch.float)
-    step = tile - 2 * margin
-    for top in window_starts(height, tile, step):
-        for left in window_starts(width, tile, step):
-            piece = run_padded(model, low[..., top:top + tile, left:left + tile], scale, multiple, size)
-            rows, cols = piece.shape[-2] // scale, piece.shape[-1] // scale
-            keep_top = 0 if top == 0 else margin
-            keep_left = 0 if left == 0 else margin
-            keep_bottom = rows if top + rows >= height else rows - margin
-            keep_right = cols if left + cols >= width else cols - margin
-            restored[..., (top + keep_top) * scale:(top + keep_bottom) * scale,
-                     (left + keep_left) * scale:(left + keep_right) * scale] = \
-                piece[..., keep_top * scale:keep_bottom * scale, keep_left * scale:keep_right * scale]
-    return restored
 
 
 SAMPLES = 4  # val images whose crops the report shows

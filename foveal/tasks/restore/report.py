@@ -1,6 +1,6 @@
 """The restore report: curves, the model against each classical baseline per val image, and zoomed crops."""
 
-from ..report import Section, Table, image_grid, plot_curves, write_report
+from ...report import Section, Table, image_grid, plot_curves, write_report
 
 
 def write_restore_report(task, run_dir, history, result):

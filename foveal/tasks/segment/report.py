@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.detect_dataset import read_rgb
-from ..data.segmentation import read_labels
-from ..report import Section, Table, image_grid, plot_bars, plot_curves, write_report
-from ..report.draw import GRID_SIDE, draw_instances, enlarged, overlay_classes
-from .base import EvalResult
+from ...data.detect_dataset import read_rgb
+from ...data.segmentation import read_labels
+from ...engine.contract import EvalResult
+from ...report import Section, Table, image_grid, plot_bars, plot_curves, write_report
+from ...report.draw import GRID_SIDE, draw_instances, enlarged, overlay_classes
 
 MIOU_NOTE = ("mIoU and mean Dice: one confusion matrix over every pixel of the split at each image's own size, "
              "ignored pixels (255) left out, averaged over the classes that occur in the ground truth or the "
@@ -57,7 +57,7 @@ def write_semantic_report(run_dir: Path, title: str, history: list[dict], result
 
 def instance_grid(items, detections, classes, count: int = 8, conf: float = 0.25) -> bytes:
     """Pairs of true instances | predicted instances (score >= conf) for the first val images."""
-    from ..data.detection import instance_masks
+    from ...data.detection import instance_masks
 
     images, captions = [], []
     for item, det in list(zip(items, detections))[:count]:

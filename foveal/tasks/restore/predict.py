@@ -6,20 +6,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.restore import to_channels, to_pixels, to_tensor
-from ..data.stream import frame_stem
-from ..files import atomic_write
-from ..metrics.restore import psnr, ssim
-from ..report.draw import labelled, repeat_pixels
-from .base import Predictor
-from .restore import degradation, fixed_graph_size, restore_image
+from ...data.restore import to_channels, to_pixels, to_tensor
+from ...data.stream import frame_stem
+from ...engine.contract import Predictor
+from ...files import atomic_write
+from ...metrics.restore import psnr, ssim
+from ...ops.windows import restore_image
+from ...report.draw import labelled, repeat_pixels
+from .common import degradation, fixed_graph_size
 
 
 class RestorePredictor(Predictor):
-    def __init__(self, task, model, meta, device):
-        super().__init__(task, model, meta, device)
+    def __init__(self, task, model, device):
+        super().__init__(task, model, device)
         self.task = task  # predict does not set the task up (no data): what val's setup works out, from the weights
-        task.scale, task.fixed_size = meta["model_kwargs"]["scale"], fixed_graph_size(meta)
+        task.scale, task.fixed_size = self.meta["model_kwargs"]["scale"], fixed_graph_size(self.meta)
         task.check_tile()  # before the run folder is made
         self.degradation = degradation(self.cfg, task.scale)
         self.border = self.cfg.crop_border if self.cfg.crop_border >= 0 else (task.scale if task.scale > 1 else 0)

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import FovealError
+from ...errors import FovealError
 
 BASELINES = ("naive", "snaive", "mean", "autoreg")
 

@@ -14,18 +14,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.detect_transforms import letterbox
-from ..data.stream import frame_stem
-from ..engine.results import Boxes
-from ..files import atomic_write
-from ..ops.boxes import unletterbox_boxes
-from ..ops.windows import window_starts
-from ..report.draw import class_colour, draw_instances, overlay_classes
-from ..report import counted
-from .base import Placement, Predictor
-from .boxes import NothingFound
-from .segment import SegmentTask, logits_to_labels, unletterbox
-from .segment_instance import unletterbox_masks
+from ...data.stream import frame_stem
+from ...engine.contract import Placement, Predictor
+from ...engine.results import Boxes
+from ...files import atomic_write
+from ...ops.boxes import unletterbox_boxes
+from ...ops.letterbox import letterbox, unletterbox_logits, unletterbox_masks
+from ...ops.windows import window_starts
+from ...report.draw import class_colour, draw_instances, overlay_classes
+from ...report import counted
+from ..boxes import NothingFound
+from .common import logits_to_labels, normalised
 
 WINDOW_BATCH = 8  # sliding windows run through the model together
 
@@ -55,11 +54,10 @@ def unit_channels_last(images: torch.Tensor) -> torch.Tensor:
 def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, overlap: float) -> torch.Tensor:
     """(C, H, W) logits of one (H, W, 3) RGB frame at its own size: one letterboxed pass, or sliding
     windows of imgsz pixels whose logits are averaged where they overlap."""
-    prepare = SegmentTask.prepare
     height, width = frame.shape[:2]
     if not tile:
-        x, placement = letterboxed_input(frame, imgsz, device, prepare)
-        return unletterbox(model(x)[0], placement.scale_x, placement.pad, height, width).float()
+        x, placement = letterboxed_input(frame, imgsz, device, normalised)
+        return unletterbox_logits(model(x)[0], placement.scale_x, placement.pad, height, width).float()
     padded = np.pad(frame, ((0, max(0, imgsz - height)), (0, max(0, imgsz - width)), (0, 0)), mode="reflect")
     image = torch.from_numpy(padded).to(device).permute(2, 0, 1)
     stride = max(1, int(imgsz * (1 - overlap)))
@@ -69,7 +67,7 @@ def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, ov
     for start in range(0, len(corners), WINDOW_BATCH):
         chunk = corners[start:start + WINDOW_BATCH]
         batch = torch.stack([image[:, y:y + imgsz, x:x + imgsz] for y, x in chunk])
-        logits = model(prepare(batch)).float()
+        logits = model(normalised(batch)).float()
         if total is None:
             total = torch.zeros((logits.shape[1], *image.shape[1:]), device=device)
         for (y, x), window in zip(chunk, logits):
@@ -84,7 +82,7 @@ def instance_frame(model, frame: np.ndarray, imgsz: int, device, threshold: floa
     x, placement = letterboxed_input(frame, imgsz, device, unit_channels_last)
     out = model(x)[0]
     height, width, scale, pad = *frame.shape[:2], placement.scale_x, placement.pad
-    boxes = unletterbox_boxes(out["boxes"], scale, pad, width, height).cpu().numpy()
+    boxes = unletterbox_boxes(out["boxes"], scale, pad, height, width).cpu().numpy()
     masks = unletterbox_masks(out["masks"], scale, pad, height, width, threshold).cpu().numpy()
     return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy(),
             "masks": masks}
@@ -103,7 +101,7 @@ class SemanticPredictor(Predictor):
     each class (predictions.json)."""
 
     def prepare(self, pixels):  # the one letterboxed pass (explain does not tile)
-        return letterboxed_input(pixels, self.imgsz, self.device, SegmentTask.prepare)
+        return letterboxed_input(pixels, self.imgsz, self.device, normalised)
 
     def infer(self, pixels):
         cfg = self.cfg
@@ -139,8 +137,8 @@ class SemanticPredictor(Predictor):
 class InstancePredictor(Predictor):
     """Per object: box, score, class, mask area and outline polygons (predictions.json); overlays drawn."""
 
-    def __init__(self, task, model, meta, device):
-        super().__init__(task, model, meta, device)
+    def __init__(self, task, model, device):
+        super().__init__(task, model, device)
         self.nothing_found = NothingFound()
 
     def prepare(self, pixels):

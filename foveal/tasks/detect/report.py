@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.detect_dataset import read_rgb
-from ..report import Section, Table, image_grid, plot_confusion, plot_curves, plot_pr_curves, write_report
-from ..report.draw import GRID_SIDE, draw_boxes, enlarged
-from .base import EvalResult
+from ...data.detect_dataset import read_rgb
+from ...engine.contract import EvalResult
+from ...report import Section, Table, image_grid, plot_confusion, plot_curves, plot_pr_curves, write_report
+from ...report.draw import GRID_SIDE, draw_boxes, enlarged
 
 GROUND_TRUTH_COLOUR = (40, 200, 40)
 # the detectors' contract gives losses in training and detections in eval, so val is scored by mAP only

@@ -1,19 +1,19 @@
 """Object detection: config, data, loss, COCO evaluation, and the info/convert modes.
 
-Prediction on images, video and cameras is in detect_predict.py; the report in detect_report.py.
+Prediction on images, video and cameras is in predict.py; the report in report.py.
 """
 
 from dataclasses import dataclass
 
-from ..config import TrainConfig, opt
-from ..data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
-from ..data.detection import DetectionData
-from ..data.polyps import polyps_detection_data
-from ..errors import FovealError
-from ..files import write_json
-from ..ops.boxes import NMS_IOU
-from ..registry import get_model_entry
-from .boxes import BoxEvaluator, BoxTask
+from ...config import TrainConfig, opt
+from ...data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
+from ...data.detection import DetectionData
+from ...data.polyps import polyps_detection_data
+from ...errors import FovealError
+from ...files import write_json
+from ...ops.boxes import NMS_IOU
+from ...registry import get_model_entry
+from ..boxes import BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes", "polyps")
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "convert", "features", "explain")
@@ -30,15 +30,16 @@ class DetectConfig(TrainConfig):
     conf: float = opt(-1.0, "confidence threshold (-1: 0.001 for val, 0.25 for predict)", range="[0, 1] or -1")
     iou: float = opt(NMS_IOU, "IoU threshold of non-maximum suppression", range="[0, 1]")
     max_det: int = opt(300, "most detections kept per image", range="[1, inf)")
-    mosaic: float = opt(1.0, "probability of a 4-image mosaic in training", range="[0, 1]")
+    # the augmentation: its defaults are data/detect_dataset.py Augment's (written there only)
+    mosaic: float = opt(Augment.mosaic, "probability of a 4-image mosaic in training", range="[0, 1]")
     close_mosaic: int = opt(5, "turn mosaic off for the last N epochs", range="[0, inf)")
-    scale: float = opt(0.5, "random scale 1 +- scale", range="[0, 1)")
-    translate: float = opt(0.1, "random shift, fraction of the image size", range="[0, 1]")
-    degrees: float = opt(0.0, "random rotation range in degrees", range="[0, 180]")
-    hflip: float = opt(0.5, "horizontal flip probability", range="[0, 1]")
-    hsv_h: float = opt(0.015, "hue jitter (fraction)", range="[0, 1]")
-    hsv_s: float = opt(0.7, "saturation jitter (fraction)", range="[0, 1]")
-    hsv_v: float = opt(0.4, "value (brightness) jitter (fraction)", range="[0, 1]")
+    scale: float = opt(Augment.scale, "random scale 1 +- scale", range="[0, 1)")
+    translate: float = opt(Augment.translate, "random shift, fraction of the image size", range="[0, 1]")
+    degrees: float = opt(Augment.degrees, "random rotation range in degrees", range="[0, 180]")
+    hflip: float = opt(Augment.hflip, "horizontal flip probability", range="[0, 1]")
+    hsv_h: float = opt(Augment.hsv_h, "hue jitter (fraction)", range="[0, 1]")
+    hsv_s: float = opt(Augment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
+    hsv_v: float = opt(Augment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
     save: bool = opt(True, "predict: write annotated images or video")
     save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised)")
     save_conf: bool = opt(False, "predict: add each box's confidence to its save_txt line (a 6th field)")
@@ -63,7 +64,7 @@ def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionD
     if not data:
         raise FovealError("data: name a data set: shapes, polyps, a YOLO data.yaml, coco:ann.json,images/, voc:... "
                           "or masks:images/,masks/")
-    from ..data.formats.detection import load_detection_data
+    from ...data.formats.detection import load_detection_data
 
     return load_detection_data(data, strict=strict, val_fraction=val_fraction)
 
@@ -76,13 +77,13 @@ class DetectTask(BoxTask):
     curve_groups = [("loss", []), ("mAP", ["map", "map50", "map75"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
         get_model_entry(cfg.model, "detect")
         self.imgsz = cfg.imgsz or 320
         self.check_imgsz(self.imgsz)  # before the data is indexed: a mistake in the command is said first
-        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction), data_meta)
-        self.stride = self.rect_stride(cfg.model, data_meta)
+        self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction))
+        self.stride = self.rect_stride(cfg.model, self.meta)
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
@@ -102,10 +103,10 @@ class DetectTask(BoxTask):
         if imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 
-    def predictor(self, model, meta, device):
-        from .detect_predict import DetectPredictor
+    def predictor(self, model, device):
+        from .predict import DetectPredictor
 
-        return DetectPredictor(self, model, meta, device)
+        return DetectPredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):
@@ -116,17 +117,17 @@ class DetectTask(BoxTask):
         return BoxEvaluator(self.data.splits[self.eval_split], self.classes)
 
     def per_class_table(self, result):
-        from .detect_report import per_class_table
+        from .report import per_class_table
 
         return per_class_table(result, self.classes, self.data.splits[self.eval_split])
 
     def write_report(self, run_dir, history, result, model):
-        from .detect_report import write_detect_report
+        from .report import write_detect_report
 
         items = self.data.splits[self.eval_split]
         write_detect_report(run_dir, f"detect {self.cfg.model} on {self.cfg.data}", history, result, self.classes, items)
         if self.cfg.save_json:
-            from ..metrics.detection import coco_results
+            from ...metrics.detection import coco_results
 
             write_json(run_dir / "predictions.json", coco_results(items, result.details["detections"], self.classes,
                                                                   self.data.category_ids))
@@ -136,7 +137,7 @@ class DetectTask(BoxTask):
 
 def convert(cfg: DetectConfig, log=print) -> str:
     """Rewrite a detection data set in another format (YOLO, COCO, VOC)."""
-    from ..data.formats.detection import convert as convert_formats
+    from ...data.formats.detection import convert as convert_formats
 
     summary = convert_formats(cfg.src, cfg.dst, strict=cfg.strict, segments=cfg.segments)
     if cfg.verbose:

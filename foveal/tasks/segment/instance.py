@@ -7,12 +7,12 @@ augmentation (masks move with the pixels and boxes are recomputed from them) and
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
-from ..data.detection import instance_masks
-from ..data.segment_dataset import InstanceDataset
-from .boxes import BoxEvaluator, BoxTask
-from .segment import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
+from ...data.detection import instance_masks
+from ...data.segment_dataset import InstanceDataset
+from ...ops.letterbox import unletterbox_masks
+from ..boxes import BoxEvaluator, BoxTask
+from .common import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
 
 
 class InstanceSegmentTask(BoxTask):
@@ -23,9 +23,9 @@ class InstanceSegmentTask(BoxTask):
     curve_groups = [("loss", []), ("AP", ["mask_map", "mask_map50", "map"]), ("learning rate", ["lr"])]
     embedded = EMBEDDED
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         cfg = self.cfg
-        self.use_data(load_segment_data(cfg, "instance"), data_meta)
+        self.use_data(load_segment_data(cfg, "instance"))
         self.imgsz = default_imgsz(cfg)
 
     def dataset(self, split: str, train: bool):
@@ -34,33 +34,24 @@ class InstanceSegmentTask(BoxTask):
     def weights_meta(self) -> dict:
         return {**super().weights_meta(), "kind": "instance"}
 
-    def predictor(self, model, meta, device):
-        from .segment_predict import InstancePredictor
+    def predictor(self, model, device):
+        from .predict import InstancePredictor
 
-        return InstancePredictor(self, model, meta, device)
+        return InstancePredictor(self, model, device)
 
     def new_evaluator(self):
         return InstanceEvaluator(self.data.splits[self.eval_split], self.classes, self.cfg.threshold)
 
     def per_class_table(self, result):
-        from .segment_report import instance_table
+        from .report import instance_table
 
         return instance_table(result, self.classes, self.data.splits[self.eval_split])
 
     def write_report(self, run_dir, history, result, model):
-        from .segment_report import write_instance_report
+        from .report import write_instance_report
 
         write_instance_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result, self.classes,
                               self.data.splits[self.eval_split])
-
-
-def unletterbox_masks(masks: torch.Tensor, scale: float, pad, height: int, width: int, threshold: float):
-    """(K, S, S) mask probabilities of a letterboxed image -> (K, height, width) bool on the original."""
-    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
-    inside = masks[:, int(pad[1]):int(pad[1]) + nh, int(pad[0]):int(pad[0]) + nw].float()
-    if (nh, nw) != (height, width) and len(inside):
-        inside = F.interpolate(inside[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-    return inside > threshold
 
 
 class InstanceEvaluator(BoxEvaluator):
@@ -79,7 +70,7 @@ class InstanceEvaluator(BoxEvaluator):
             self.detections[target["index"]]["masks"] = masks.cpu().numpy()
 
     def compute(self):
-        from ..metrics.detection import coco_evaluate
+        from ...metrics.detection import coco_evaluate
 
         result = super().compute()
         empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}

@@ -4,9 +4,9 @@ val forecasts drawn over the truth; and the plot predict writes."""
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..report import Section, Table, plot_curves, write_report
-from ..report.plots import _png_bytes, _skipped_when_off
-from .forecast_baselines import BASELINES
+from ...report import Section, Table, plot_curves, write_report
+from ...report.plots import _png_bytes, _skipped_when_off
+from .baselines import BASELINES
 
 BASELINE_NAMES = {"naive": "naive (last value)", "snaive": "seasonal naive", "mean": "mean of the history",
                   "autoreg": "AutoReg (AIC order)"}

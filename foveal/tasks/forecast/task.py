@@ -9,10 +9,10 @@ model reads but does not forecast (scaled alike); everything scored stays on the
 
 Windows come from a chronological split (foveal/data/series.py): val origins are every step of the val
 part (or `backtest` of them) whose horizon stays inside it. The same val scores naive, seasonal naive,
-mean and statsmodels' AutoReg (forecast_baselines.py) on exactly those windows, in the data's units, by
+mean and statsmodels' AutoReg (baselines.py) on exactly those windows, in the data's units, by
 MAE, RMSE, sMAPE and MASE (foveal/metrics/forecast.py); the headline is each
 `gain_<baseline>` = 1 - MASE / MASE of the baseline (above 0: the network is better). Prediction
-(forecast_predict.py) forecasts past the end of the data.
+(predict.py) forecasts past the end of the data.
 """
 
 import math
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig, opt
-from ..data.series import (EMBEDDED, Windows, column_list, detect_season, fit_scaling, load_series,
+from ...config import TrainConfig, opt
+from ...data.series import (EMBEDDED, Windows, column_list, detect_season, fit_scaling, load_series,
                            split_windows)
-from ..errors import FovealError
-from ..metrics.forecast import forecast_scores, seasonal_naive_scale
-from ..registry import create_model
-from .base import EvalResult, Evaluator, Task
-from .forecast_baselines import BASELINES, baseline_forecasts
+from ...engine.contract import EvalResult, Evaluator, Task
+from ...errors import FovealError
+from ...metrics.forecast import forecast_scores, seasonal_naive_scale
+from ...registry import create_model
+from .baselines import BASELINES, baseline_forecasts
 
 MODES = ("train", "val", "predict", "info", "export", "benchmark", "data")
 DEFAULT_HORIZON = 12
@@ -139,7 +139,7 @@ class ForecastTask(Task):
         season = cfg.season or meta.get("season", 0)
         return replace(cfg, **fixed, season=season, data=cfg.data or meta.get("data", ""))
 
-    def setup(self, data_meta: dict | None = None):
+    def setup(self):
         # the defaults that depend on the mode, filled in once (and so recorded in the weights)
         self.cfg = replace(self.cfg, data=self.cfg.data or "synthetic", horizon=self.cfg.horizon or DEFAULT_HORIZON)
         cfg = self.cfg
@@ -149,13 +149,13 @@ class ForecastTask(Task):
         create_model(cfg.model, "forecast", **model_kwargs(cfg, 1))  # refuse a bad model or option before data
         data = load_series(cfg.data, cfg.target, cfg.time, cfg.id, cfg.covariates)
         split_windows(data, cfg.window, cfg.horizon, cfg.val_fraction, cfg.test_fraction, cfg.backtest)
-        self.use_data(data, data_meta)
-        if data_meta and data_meta.get("targets") != data.targets:
-            raise FovealError(f"target: the data's columns {data.targets} differ from the weights' {data_meta.get('targets')}")
-        if data_meta and data_meta.get("covariates", []) != data.covariates:
+        self.use_data(data)
+        if self.meta and self.meta.get("targets") != data.targets:
+            raise FovealError(f"target: the data's columns {data.targets} differ from the weights' {self.meta.get('targets')}")
+        if self.meta and self.meta.get("covariates", []) != data.covariates:
             raise FovealError(f"covariates: the data's columns {data.covariates} differ from the weights' "
-                              f"{data_meta.get('covariates', [])}")
-        self.scaling = data_meta["scaling"] if data_meta else fit_scaling(data)
+                              f"{self.meta.get('covariates', [])}")
+        self.scaling = self.meta["scaling"] if self.meta else fit_scaling(data)
         self.season = self.resolve_season(data)
         mean, std = np.array(self.scaling["mean"]), np.array(self.scaling["std"])
         self.scaled = [((s.inputs - mean) / std).astype(np.float32) for s in data.series]  # targets, covariates
@@ -234,7 +234,7 @@ class ForecastTask(Task):
         return self.references[split]
 
     def write_report(self, run_dir, history, result, model):
-        from .forecast_report import write_forecast_report
+        from .report import write_forecast_report
 
         write_forecast_report(self, run_dir, history, result)
 
@@ -246,15 +246,15 @@ class ForecastTask(Task):
             raise FovealError(f"split: the data's '{split}' split has no windows: nothing to time")
         return [self.data.series[series].inputs[:origin] for series, origin in rows[:count]]
 
-    def predict_source(self, meta):
-        from .forecast_predict import series_frames
+    def predict_source(self):
+        from .predict import series_frames
 
-        return series_frames(self, meta)
+        return series_frames(self)
 
-    def predictor(self, model, meta, device):
-        from .forecast_predict import ForecastPredictor
+    def predictor(self, model, device):
+        from .predict import ForecastPredictor
 
-        return ForecastPredictor(self, model, meta, device)
+        return ForecastPredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):

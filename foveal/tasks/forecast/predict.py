@@ -13,17 +13,17 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.series import Windows, format_time, future_times
-from ..data.stream import Frame
-from ..engine.results import Forecast
-from ..files import write_bytes, write_text
-from .base import Predictor
-from .forecast_report import plot_forecast
+from ...data.series import Windows, format_time, future_times
+from ...data.stream import Frame
+from ...engine.contract import Predictor
+from ...engine.results import Forecast
+from ...files import write_bytes, write_text
+from .report import plot_forecast
 
 
-def series_frames(task, meta: dict) -> list[Frame]:
+def series_frames(task) -> list[Frame]:
     """The series of the data (the weights' own, or data=) as Frames, the task set up with the weights' scaling."""
-    task.setup(data_meta=meta)
+    task.setup()
     return [Frame(series.name, None, series.inputs, None) for series in task.data.series]
 
 
@@ -43,8 +43,8 @@ def val_residuals(task, model, device) -> np.ndarray | None:
 
 
 class ForecastPredictor(Predictor):
-    def __init__(self, task, model, meta, device):
-        super().__init__(task, model, meta, device)
+    def __init__(self, task, model, device):
+        super().__init__(task, model, device)
         self.task = task
         residuals = val_residuals(task, model, device)
         tail = (1 - self.cfg.interval) / 2

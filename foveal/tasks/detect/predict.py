@@ -10,16 +10,16 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.detect_transforms import letterbox
-from ..data.stream import frame_stem
-from ..engine.results import Boxes
-from ..errors import FovealError
-from ..files import write_bytes, write_text
-from ..ops.boxes import nms, unletterbox_boxes
-from ..report import counted
-from ..report.draw import draw_boxes
-from .base import Placement, Predictor
-from .boxes import NothingFound
+from ...data.stream import frame_stem
+from ...engine.contract import Placement, Predictor
+from ...engine.results import Boxes
+from ...errors import FovealError
+from ...files import write_bytes, write_text
+from ...ops.boxes import nms, unletterbox_boxes
+from ...ops.letterbox import letterbox
+from ...report import counted
+from ...report.draw import draw_boxes
+from ..boxes import NothingFound
 
 
 def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
@@ -66,11 +66,11 @@ class DetectPredictor(Predictor):
     """Boxes of each image or frame: drawn, in predictions.json (COCO results with file and frame), and
     with save_txt=true as YOLO label files."""
 
-    def __init__(self, task, model, meta, device):
-        super().__init__(task, model, meta, device)
+    def __init__(self, task, model, device):
+        super().__init__(task, model, device)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
-        self.stride = task.rect_stride(meta["model"], meta)
+        self.stride = task.rect_stride(self.meta["model"], self.meta)
         # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
         self.split = hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
         self.nothing_found = NothingFound()
@@ -95,7 +95,7 @@ class DetectPredictor(Predictor):
         with self.phase("postprocess"):
             if self.split:
                 out = model.postprocess(cls_logits.sigmoid(), boxes, x.shape[-2:])[0]
-            boxes = unletterbox_boxes(out["boxes"], scale, pad, pixels.shape[1], pixels.shape[0])
+            boxes = unletterbox_boxes(out["boxes"], scale, pad, *pixels.shape[:2])
             det = {"boxes": boxes.cpu().numpy(), "scores": out["scores"].float().cpu().numpy(),
                    "labels": out["labels"].cpu().numpy()}
             if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)

@@ -57,10 +57,10 @@ class Predictor:
     (saved as predictions.json) and returns (the image to save or None, a one-line summary).
     """
 
-    def __init__(self, task: "Task", model: nn.Module, meta: dict, device: torch.device):
-        self.cfg, self.model, self.meta, self.device = task.cfg, model, meta, device
+    def __init__(self, task: "Task", model: nn.Module, device: torch.device):
+        self.cfg, self.model, self.meta, self.device = task.cfg, model, task.meta, device
         self.run_dir: Path | None = None  # set by the engine once every option has been checked here
-        self.classes, self.imgsz = meta["classes"], meta["imgsz"]
+        self.classes, self.imgsz = self.meta["classes"], self.meta["imgsz"]
         self.results: list[dict] = []
         self.seconds = dict.fromkeys(PHASES, 0.0)  # summed over the frames by `phase`
 
@@ -114,11 +114,21 @@ class Task:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        self.meta: dict | None = None  # the metadata of trained weights (Task.trained); None in training
 
     @classmethod
     def create(cls, cfg: TrainConfig) -> "Task":
         """The task object for `cfg`; a task whose models come in kinds may pick a subclass here."""
         return cls(cfg)
+
+    @classmethod
+    def trained(cls, cfg: TrainConfig, meta: dict) -> "Task":
+        """The task of trained weights whose metadata is `meta`, the one way it enters: cfg with what the
+        weights fix (trained_config), the kind of task their model needs (create), and `meta` kept for
+        setup (the weights' classes, scaling, ...), predict_source and the predictor."""
+        task = cls.create(cls.trained_config(cfg, meta))
+        task.meta = meta
+        return task
 
     @classmethod
     def trained_config(cls, cfg: TrainConfig, meta: dict) -> TrainConfig:
@@ -148,18 +158,19 @@ class Task:
         """Post-processing attributes of the model for `mode` (val or predict), e.g. a detector's conf."""
         return {}
 
-    def predict_source(self, meta: dict):
+    def predict_source(self):
         """The Frames `predict` runs the Predictor over, opened now, so that bad input fails before any output:
         those of cfg.source (images, folders, globs, videos, cameras); a task whose input is not pictures
-        makes its own from the weights' `meta` (forecast: one Frame per series of data=, its values)."""
+        makes its own from the weights' metadata (forecast: one Frame per series of data=, its values)."""
         from ..data.stream import frames
 
         if not self.cfg.source:
             raise FovealError("source: name an image, a folder, a glob, a video file or a camera index (0)")
         return frames(self.cfg.source, self.cfg.vid_stride)
 
-    def predictor(self, model: nn.Module, meta: dict, device: torch.device) -> Predictor:
-        """The Predictor of trained `model`; it refuses bad predict options (one line) as it is made."""
+    def predictor(self, model: nn.Module, device: torch.device) -> Predictor:
+        """The Predictor of trained `model` (the task made by Task.trained); it refuses bad predict options
+        (one line) as it is made."""
         raise NotImplementedError
 
     def explain_target(self, model: nn.Module, image: torch.Tensor, inside: torch.Tensor, target: str,
@@ -170,14 +181,14 @@ class Task:
         raise FovealError(f"explain: not available for {self.cfg.model} yet")
 
     # data and model
-    def setup(self, data_meta: dict | None = None):
-        """Load the data (with the classes of `data_meta` when evaluating trained weights)."""
+    def setup(self):
+        """Load the data (with the classes of self.meta when evaluating trained weights)."""
         raise NotImplementedError
 
-    def use_data(self, data, data_meta: dict | None):
+    def use_data(self, data):
         """Keep the loaded data (with `.classes` and `.splits`); trained weights need their own classes."""
-        if data_meta and data_meta.get("classes") != data.classes:
-            raise FovealError(f"data: its classes {data.classes} differ from the weights' {data_meta.get('classes')}")
+        if self.meta and self.meta.get("classes") != data.classes:
+            raise FovealError(f"data: its classes {data.classes} differ from the weights' {self.meta.get('classes')}")
         self.data = data
 
     @property
