@@ -30,13 +30,13 @@ def test_conversions_by_hand_and_round_trip():
 
 def test_normalize_clip_area():
     boxes = torch.tensor([[32.0, 24.0, 64.0, 48.0]])
-    normal = normalize_boxes(boxes, 640, 480)
+    normal = normalize_boxes(boxes, 480, 640)
     assert torch.allclose(normal, torch.tensor([[0.05, 0.05, 0.1, 0.1]]))
-    assert torch.allclose(denormalize_boxes(normal, 640, 480), boxes)
+    assert torch.allclose(denormalize_boxes(normal, 480, 640), boxes)
     # normalising commutes with format conversion (every format is x, y, x, y-like)
     assert torch.allclose(convert_boxes(normal, "xyxy", "cxcywh"),
-                          normalize_boxes(convert_boxes(boxes, "xyxy", "cxcywh"), 640, 480))
-    clipped = clip_boxes(torch.tensor([[-5.0, 10.0, 700.0, 500.0], [1.0, -2.0, 3.0, 4.0]]), 640, 480)
+                          normalize_boxes(convert_boxes(boxes, "xyxy", "cxcywh"), 480, 640))
+    clipped = clip_boxes(torch.tensor([[-5.0, 10.0, 700.0, 500.0], [1.0, -2.0, 3.0, 4.0]]), 480, 640)
     assert clipped.tolist() == [[0, 10, 640, 480], [1, 0, 3, 4]]
     assert box_area(torch.tensor([[0.0, 0.0, 32.0, 32.0], [1.0, 1.0, 1.0, 5.0]])).tolist() == [1024, 0]
 

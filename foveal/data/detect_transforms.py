@@ -70,7 +70,7 @@ def warp_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], 1).astype(np.float32)
 
 
-def clip_and_filter(boxes, labels, width, height, unclipped, min_size=2.0, min_visible=0.25):
+def clip_and_filter(boxes, labels, height, width, unclipped, min_size=2.0, min_visible=0.25):
     """Clip boxes to the image; drop the ones under min_size px or with < min_visible of their area left."""
     boxes = boxes.copy()
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)

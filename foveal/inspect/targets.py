@@ -120,7 +120,7 @@ def detection_target(model, image, target: str, classes: list[str]) -> ExplainTa
         with torch.no_grad():
             _, _, boxes, _, _ = model.decode(model.forward_raw(image))
             logits = module(image)[0, :, label].float()
-        clipped = clip_boxes(boxes[0].float(), image.shape[-1], image.shape[-2])
+        clipped = clip_boxes(boxes[0].float(), *image.shape[-2:])
         distance = (logits.sigmoid() - score).abs() + (clipped - box).abs().sum(1)
         return ExplainTarget(module, OutputAt(int(distance.argmin()), label), name, score, box.tolist())
     return ExplainTarget(model, MatchedBoxScore(box, label), name, score, box.tolist())

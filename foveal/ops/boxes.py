@@ -38,22 +38,22 @@ def convert_boxes(boxes: Tensor, src: str, dst: str) -> Tensor:
     return boxes.clone() if src == dst else tv.box_convert(boxes, src, dst)
 
 
-def _scale(width: float, height: float, like: Tensor) -> Tensor:
+def _scale(height: float, width: float, like: Tensor) -> Tensor:
     dtype = like.dtype if like.is_floating_point() else torch.float32
     return torch.tensor([width, height, width, height], dtype=dtype, device=like.device)
 
 
-def normalize_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+def normalize_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
     """(N, 4) pixel boxes to fractions of the image size; any format, since every format is x, y, x, y-like."""
-    return boxes / _scale(width, height, boxes)
+    return boxes / _scale(height, width, boxes)
 
 
-def denormalize_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+def denormalize_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
     """(N, 4) boxes in fractions of the image size back to pixels; any format."""
-    return boxes * _scale(width, height, boxes)
+    return boxes * _scale(height, width, boxes)
 
 
-def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
     """(N, 4) xyxy boxes clamped to the image, x to [0, width] and y to [0, height]."""
     x = boxes[..., 0::2].clamp(0, width)  # (N, 2): x1, x2
     y = boxes[..., 1::2].clamp(0, height)
@@ -65,7 +65,7 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad, height: int, width: int)
     pixels, clipped to its height x width (ops/letterbox.py's order: (height, width), as torch's)."""
     x_pad, y_pad = float(pad[0]), float(pad[1])
     boxes = (boxes.float() - boxes.new_tensor([x_pad, y_pad, x_pad, y_pad])) / float(scale)
-    return clip_boxes(boxes, width, height)
+    return clip_boxes(boxes, height, width)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -129,13 +129,13 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             if not isinstance(bbox, list) or len(bbox) != 4:
                 raise BadLabel(f"{place}: bbox must be [x, y, width, height], found {bbox!r}")
             x, y, w, h = (number(v, place) for v in bbox)
-            box = fit_box([x, y, x + w, y + h], width, height, BOX_SLACK_PIXELS, place)
+            box = fit_box([x, y, x + w, y + h], height, width, BOX_SLACK_PIXELS, place)
             area = annotation.get("area")
             area = (box[2] - box[0]) * (box[3] - box[1]) if area is None else number(area, f"{place}: area")
             if area < 0:
                 raise BadLabel(f"{place}: area {area:g} is negative")
             if outlines is not None:
-                outlines.append(segmentation(annotation.get("segmentation"), width, height, place))
+                outlines.append(segmentation(annotation.get("segmentation"), height, width, place))
             boxes.append(box)
             labels.append(index[category_id])
             crowd.append(bool(annotation.get("iscrowd", 0)))
@@ -148,14 +148,14 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             for image_id, entry in entries.items()]
 
 
-def segmentation(value, width: int, height: int, place: str) -> list | dict:
+def segmentation(value, height: int, width: int, place: str) -> list | dict:
     """An annotation's `segmentation` checked (see the module docstring), BadLabel naming `place` if malformed."""
     if value is None or value == []:
         raise BadLabel(f"{place}: no segmentation (instance masks need polygons or RLE)")
     if isinstance(value, list):
         return _polygons(value, place)
     if isinstance(value, dict):
-        return _run_lengths(value, width, height, place)
+        return _run_lengths(value, height, width, place)
     raise BadLabel(f"{place}: segmentation must be polygons [[x1, y1, x2, y2, ...], ...] or RLE "
                    f"{{size, counts}}, found {type(value).__name__}")
 
@@ -177,7 +177,7 @@ def _polygons(value: list, place: str) -> list:
     return kept
 
 
-def _run_lengths(value: dict, width: int, height: int, place: str) -> dict:
+def _run_lengths(value: dict, height: int, width: int, place: str) -> dict:
     size, counts = value.get("size"), value.get("counts")
     if size != [height, width]:
         raise BadLabel(f"{place}: segmentation RLE size {size!r} is not the image's [height, width] = "

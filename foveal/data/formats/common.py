@@ -56,7 +56,7 @@ def number(text, place: str) -> float:
     return value
 
 
-def fit_box(box, width: int, height: int, slack: float, place: str) -> list[float]:
+def fit_box(box, height: int, width: int, slack: float, place: str) -> list[float]:
     """Pixel box x1, y1, x2, y2 clipped to the image; BadLabel if it overshoots by more than `slack` or is empty."""
     x1, y1, x2, y2 = box
     if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:

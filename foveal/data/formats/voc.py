@@ -90,7 +90,7 @@ def _parse(xml: Path, images: Path, classes, problems: Problems):
             if element.find("bndbox") is None:
                 raise BadLabel(f"{place}: no bndbox")
             xmin, ymin, xmax, ymax = (number(element.findtext(f"bndbox/{c}"), f"{place} {c}") for c in CORNERS)
-            box = fit_box([xmin - 1, ymin - 1, xmax, ymax], width, height, BOX_SLACK_PIXELS, place)
+            box = fit_box([xmin - 1, ymin - 1, xmax, ymax], height, width, BOX_SLACK_PIXELS, place)
             objects.append((name, box, (element.findtext("difficult") or "0").strip() in ("1", "true")))
     except BadLabel as e:
         problems.add(str(e))

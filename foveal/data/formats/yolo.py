@@ -173,12 +173,12 @@ def _parse_image(image: Path, class_count: int, segments: bool) -> list | str:
                 raise BadLabel(f"{place}: class {fields[0]} is not one of 0..{class_count - 1}")
             values = _numbers(fields[1:], place)
             if is_polygon:
-                box, polygon = _polygon(values, width, height)
+                box, polygon = _polygon(values, height, width)
                 polygons.append([polygon])
             else:
                 cx, cy, w, h = values.tolist()
                 box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
-            boxes.append(fit_box(box, width, height, SLACK * max(width, height), place))
+            boxes.append(fit_box(box, height, width, SLACK * max(width, height), place))
             labels.append(int(label))
     except BadLabel as e:
         return str(e)
@@ -206,7 +206,7 @@ def _numbers(fields: list[str], place: str) -> np.ndarray:
     return values
 
 
-def _polygon(values: np.ndarray, width: int, height: int) -> tuple[list[float], list[float]]:
+def _polygon(values: np.ndarray, height: int, width: int) -> tuple[list[float], list[float]]:
     """Normalised x1, y1, x2, y2, ... -> (its bounding box, the polygon clipped to the image), in pixels."""
     points = values.reshape(-1, 2) * (width, height)  # (P, 2) x, y
     box = [*points.min(0).tolist(), *points.max(0).tolist()]  # checked and clipped by fit_box

@@ -330,7 +330,7 @@ class YOLO(nn.Module):
             if len(score) > MAX_CANDIDATES:
                 score, order = score.topk(MAX_CANDIDATES)
                 anchor, label = anchor[order], label[order]
-            box = clip_boxes(image_boxes[anchor], width, height)
+            box = clip_boxes(image_boxes[anchor], height, width)
             keep = batched_nms(box, score, label, self.iou)[:self.max_det]
             results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
         return results
@@ -342,7 +342,7 @@ def nms_inputs(scores: torch.Tensor, boxes: torch.Tensor, image_size, conf: floa
     (what NonMaxSuppression takes), -1 for the pairs postprocess leaves out (at or below conf, or outside the
     best MAX_CANDIDATES): below any score threshold, whether the runtime compares with > or >=."""
     height, width = image_size
-    boxes = clip_boxes(boxes, width, height)
+    boxes = clip_boxes(boxes, height, width)
     flat = scores.float().flatten(1)  # (B, A * C)
     # the MAX_CANDIDATES-th best score of each image; zeros appended keep k fixed when A * C is smaller
     padded = torch.cat([flat, flat.new_zeros(flat.shape[0], MAX_CANDIDATES)], 1)

@@ -22,7 +22,7 @@ from ...report.draw import draw_boxes
 from ..boxes import NothingFound
 
 
-def yolo_lines(det: dict, width: int, height: int, save_conf: bool = False) -> str:
+def yolo_lines(det: dict, height: int, width: int, save_conf: bool = False) -> str:
     """Label-file lines `class cx cy w h` normalised to [0, 1], which YOLO readers (foveal's, Ultralytics')
     read back; save_conf adds the score as a 6th field, as Ultralytics' save_conf does."""
     lines = []
@@ -120,7 +120,7 @@ class DetectPredictor(Predictor):
         if cfg.save_txt:
             (self.run_dir / "labels").mkdir(exist_ok=True)
             write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",
-                       yolo_lines(det, frame.pixels.shape[1], frame.pixels.shape[0], cfg.save_conf))
+                       yolo_lines(det, *frame.pixels.shape[:2], cfg.save_conf))
         drawn = self.draw(frame, det) if cfg.save else None
         self.nothing_found.keep(frame.pixels, len(det["labels"]))
         return drawn, counted(len(det["labels"]), "detection")
