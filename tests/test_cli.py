@@ -21,13 +21,9 @@ from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def digits_weights(tmp_path_factory):
-    """best.safetensors of a one-epoch mlp on digits at 8x8, trained once for the tests that need real weights."""
-    project = tmp_path_factory.mktemp("trained")
-    train = run_cli("classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1", "workers=0",
-                    "threads=1", f"project={project}", "name=digits")
-    assert train.returncode == 0, train.stderr
-    return project / "classify" / "digits" / "best.safetensors"
+def digits_weights(digits_mlp):
+    """best.safetensors of a one-epoch mlp on digits at 8x8 (conftest's, trained once per run)."""
+    return digits_mlp
 
 
 def assert_one_line_error(result, message):
