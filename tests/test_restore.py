@@ -16,8 +16,6 @@ from foveal.metrics.restore import psnr
 from foveal.registry import create_model
 from foveal.tasks.restore import baseline_images, restore_image
 
-from .conftest import run_cli
-
 pytest.importorskip("skimage")
 
 # tiny and quick: grey, small patches and models, val on 96 px centre crops of the embedded photos
