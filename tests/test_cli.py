@@ -197,12 +197,13 @@ def test_export_to_onnx_and_use_it_in_val_predict_and_info(digits_weights, tmp_p
     assert again.returncode == 2 and "already exported" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_weights_of_another_task_or_class_count(tmp_path, colour_folder, digits_weights):
+def test_weights_of_another_task_or_class_count(tmp_path, colour_folder, digits_weights, capsys):
     weights = digits_weights
-    wrong_data = run_cli("classify", "val", f"weights={weights}", f"data={colour_folder}", f"project={tmp_path}")
+    wrong_data = main_in_process(capsys, "classify", "val", f"weights={weights}", f"data={colour_folder}",
+                                 f"project={tmp_path}")
     assert wrong_data.returncode == 2 and "differ from the weights'" in wrong_data.stderr
-    wrong_arch = run_cli("classify", "train", f"data={colour_folder}", "model=simple_cnn", f"pretrained={weights}",
-                         f"project={tmp_path}")
+    wrong_arch = main_in_process(capsys, "classify", "train", f"data={colour_folder}", "model=simple_cnn",
+                                 f"pretrained={weights}", f"project={tmp_path}")
     assert wrong_arch.returncode == 2 and "holds weights for 'mlp', not 'simple_cnn'" in wrong_arch.stderr
 
 
