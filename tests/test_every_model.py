@@ -23,7 +23,7 @@ SIZE = 32  # the input side, unless a model needs more
 CLASSIFY_SIZE = {"alexnet": 64, "googlenet": 64, "inception_v3": 80, "squeezenet1_0": 64, "squeezenet1_1": 64,
                  "vit_b_16": 32, "vit_b_32": 64, "vit_l_16": 32, "vit_l_32": 64, "vit_h_14": 28,
                  "swin_t": 64, "swin_s": 64, "swin_b": 64, "swin_v2_t": 64, "swin_v2_s": 64, "swin_v2_b": 64,
-                 "maxvit_t": 224}  # the smallest each family accepts
+                 "maxvit_t": 224}  # sizes these families accept (patches, windows, pools that must not reach 0)
 RESTORE = {"dncnn": dict(depth=4, width=8), "unet": dict(width=8, depth=2), "srcnn": dict(width=8),
            "fsrcnn": dict(width=8, shrink_width=4, mapping_layers=1), "espcn": dict(width=8),
            "edsr_baseline": dict(width=8, num_blocks=2)}
