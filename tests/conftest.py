@@ -116,4 +116,15 @@ def trained_detector(wide_coco, tmp_path_factory):
     return best, annotations, images
 
 
+@pytest.fixture(scope="session")
+def digits_mlp(tmp_path_factory):
+    """best.safetensors of a one-epoch mlp on digits at 8x8 (a second or two), trained once for every test
+    that needs real classifier weights (none writes beside them)."""
+    import foveal
+
+    project = tmp_path_factory.mktemp("digits_mlp")
+    return foveal.train("classify", data="digits", model="mlp", imgsz=8, epochs=1, workers=0, threads=1, amp="off",
+                        plots=False, verbose=False, project=str(project), name="digits").best
+
+
 QUICK = dict(data="digits", model="simple_cnn", imgsz=16, batch=64, verbose=False, workers=0)

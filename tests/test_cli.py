@@ -21,13 +21,9 @@ from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def digits_weights(tmp_path_factory):
-    """best.safetensors of a one-epoch mlp on digits at 8x8, trained once for the tests that need real weights."""
-    project = tmp_path_factory.mktemp("trained")
-    train = run_cli("classify", "train", "data=digits", "model=mlp", "imgsz=8", "epochs=1", "workers=0",
-                    "threads=1", f"project={project}", "name=digits")
-    assert train.returncode == 0, train.stderr
-    return project / "classify" / "digits" / "best.safetensors"
+def digits_weights(digits_mlp):
+    """best.safetensors of a one-epoch mlp on digits at 8x8 (conftest's, trained once per run)."""
+    return digits_mlp
 
 
 def assert_one_line_error(result, message):
@@ -218,12 +214,13 @@ def test_export_to_onnx_and_use_it_in_val_predict_and_info(digits_weights, tmp_p
     assert again.returncode == 2 and "already exported" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_weights_of_another_task_or_class_count(tmp_path, colour_folder, digits_weights):
+def test_weights_of_another_task_or_class_count(tmp_path, colour_folder, digits_weights, capsys):
     weights = digits_weights
-    wrong_data = run_cli("classify", "val", f"weights={weights}", f"data={colour_folder}", f"project={tmp_path}")
+    wrong_data = main_in_process(capsys, "classify", "val", f"weights={weights}", f"data={colour_folder}",
+                                 f"project={tmp_path}")
     assert wrong_data.returncode == 2 and "differ from the weights'" in wrong_data.stderr
-    wrong_arch = run_cli("classify", "train", f"data={colour_folder}", "model=simple_cnn", f"pretrained={weights}",
-                         f"project={tmp_path}")
+    wrong_arch = main_in_process(capsys, "classify", "train", f"data={colour_folder}", "model=simple_cnn",
+                                 f"pretrained={weights}", f"project={tmp_path}")
     assert wrong_arch.returncode == 2 and "holds weights for 'mlp', not 'simple_cnn'" in wrong_arch.stderr
 
 

@@ -14,15 +14,6 @@ from foveal.metrics.classification import per_class_scores
 from foveal.report import Table, counted, text_table
 
 
-@pytest.fixture(scope="module")
-def digits_mlp(tmp_path_factory):
-    """best.safetensors of a one-epoch mlp on digits at 8x8 (a second or two)."""
-    project = tmp_path_factory.mktemp("readable")
-    foveal.train("classify", data="digits", model="mlp", imgsz=8, epochs=1, workers=0, threads=1, amp="off",
-                 plots=False, project=str(project), name="digits", verbose=False)
-    return project / "classify" / "digits" / "best.safetensors"
-
-
 def test_counted_and_text_table():
     assert (counted(1, "detection"), counted(0, "detection"), counted(2, "series", "series")) == \
         ("1 detection", "0 detections", "2 series")

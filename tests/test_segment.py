@@ -101,6 +101,16 @@ def test_onnx_export_scores_and_predicts_as_pytorch(trained, mask_data, request)
              for weights in ("best.safetensors", "best.onnx")]
     assert masks[0].predictions[0]["pixels"] == masks[1].predictions[0]["pixels"]
     np.testing.assert_array_equal(masks[0].mask, masks[1].mask)
+    # any batch and size (val's and predict's are 32 px): three 96 x 64 images labelled as PyTorch labels them
+    from foveal.engine.checkpoint import load_trained
+
+    model, exported = (load_trained(run_dir / weights, "segment", torch.device("cpu"))[0]
+                       for weights in ("best.safetensors", "best.onnx"))
+    images = torch.rand(3, 3, 96, 64)
+    with torch.no_grad():
+        expected, got = model(images), exported(images)
+    assert got.shape == expected.shape
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() > 0.999
 
 
 def test_predict_writes_overlays_masks_and_polygons(trained, mask_data, tmp_path):

@@ -211,9 +211,8 @@ def test_serve_mistakes_are_one_line(trained_detector, args, words):
 # ---- slow and odd clients, on a small classifier ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    return foveal.train("classify", data="digits", model="mlp", imgsz=8, epochs=1, workers=0, threads=1, amp="off",
-                        verbose=False, project=tmp_path_factory.mktemp("classifier")).best
+def classifier(digits_mlp):
+    return digits_mlp
 
 
 def test_clients_that_stall_their_body_hold_no_queue_place(classifier):
