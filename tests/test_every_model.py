@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import foveal
 from foveal.engine.checkpoint import load_state, load_weights, save_weights
-from foveal.models.info import parameters_on_meta
+from foveal.inspect.info import parameters_on_meta
 from foveal.registry import get_model_entry, list_models
 
 TASKS = ("classify", "detect", "segment", "restore", "forecast")

@@ -7,7 +7,6 @@ import torchvision
 import foveal
 from foveal.engine.checkpoint import load_state, load_weights, save_weights
 from foveal.errors import FovealError
-from foveal.inspect.info import parameters_on_meta
 
 # The smallest member of each family, run for real at a small size (the rest on the meta device).
 REPRESENTATIVES = {
@@ -17,7 +16,6 @@ REPRESENTATIVES = {
     "mnasnet0_5": 32, "efficientnet_b0": 32, "efficientnet_v2_s": 32, "regnet_x_400mf": 32,
     "vit_b_32": 64, "swin_t": 64, "swin_v2_t": 64, "convnext_tiny": 32, "maxvit_t": 224,
 }
-META_SIZE = {"vit_h_14": 56, "inception_v3": 96, "maxvit_t": 224, "alexnet": 64, "squeezenet1_0": 64, "squeezenet1_1": 64}
 
 
 def test_registry_has_the_zoo_and_our_models():
@@ -26,16 +24,6 @@ def test_registry_has_the_zoo_and_our_models():
     assert {"mlp", "simple_cnn", "cifar_resnet20"} <= set(names)
     with pytest.raises(FovealError, match="did you mean 'resnet50'"):
         foveal.create_model("resnet5O", num_classes=3)
-
-
-@pytest.mark.parametrize("name", foveal.list_models("classify"))
-def test_every_model_gives_logits_for_the_classes(name):
-    imgsz = META_SIZE.get(name, 64)
-    with parameters_on_meta():
-        model = foveal.create_model(name, num_classes=7, imgsz=imgsz)
-    model.to("meta").eval()  # buffers too
-    out = model(torch.empty(2, 3, imgsz, imgsz, device="meta"))
-    assert out.shape == (2, 7)
 
 
 @pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
