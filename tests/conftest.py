@@ -60,14 +60,14 @@ def cpu_without_bf16(monkeypatch):
 @pytest.fixture(autouse=True)
 def quiet_machine(monkeypatch):
     """The thread count of in-process runs as on a quiet machine, whatever else runs beside the tests (the
-    count can change a sum's last digits); tests/test_device.py tests the busy machine's choice."""
+    count can change a sum's last digits); tests/engine/test_device.py tests the busy machine's choice."""
     monkeypatch.setattr("foveal.engine.cores.busy_cores_between", lambda first, last: 0.0)
 
 
 @pytest.fixture(autouse=True)
 def reports_without_plots(request, monkeypatch):
     """Drawing a report's plots is most of a tiny run's time (2 of 3 seconds): runs in tests write their
-    reports' tables only, unless the test is marked `plots`; tests/test_report.py tests the drawing."""
+    reports' tables only, unless the test is marked `plots`; tests/report/test_report.py tests the drawing."""
     if request.node.get_closest_marker("plots"):
         return
     for module in ("foveal.engine.trainer", "foveal.engine.modes"):

@@ -19,7 +19,7 @@ from foveal.errors import FovealError
 from foveal.registry import create_model
 from foveal.tasks.classify.predict import ClassifyPredictor
 
-from .conftest import write_colour_images
+from tests.conftest import write_colour_images
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import foveal.cli
 from foveal.engine import runs
 from foveal.engine.checkpoint import load_weights
 
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")

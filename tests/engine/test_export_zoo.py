@@ -57,7 +57,7 @@ def test_classifiers_export_with_the_same_logits(name, imgsz, tmp_path):
 
 
 @pytest.mark.parametrize("name, kwargs, dynamic", [
-    ("unet", {"width": 8, "depth": 2}, False),  # foveal's own (at any batch and size: tests/test_segment.py's export)
+    ("unet", {"width": 8, "depth": 2}, False),  # foveal's own (at any batch and size: tests/tasks/segment/test_segment.py's export)
     ("unet_resnet18", {"encoder_depth": 3, "decoder_channels": (32, 16, 8)}, False),  # smp, made shallow
     ("lraspp_mobilenet_v3_large", {}, False),  # torchvision
 ])

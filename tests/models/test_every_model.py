@@ -3,7 +3,7 @@ backward (every trainable parameter gets a gradient), a safetensors round trip t
 functions (the reloaded model computes the same eval outputs), and the `info` mode's layer table.
 Classifiers of more than HEAVY parameters (VGG, the large RegNets, ViTs, Swins, ConvNeXts ...) run their
 forward and backward on the meta device (shapes and the autograd graph, no weight memory) and skip the
-round trip: tests/test_models.py trains and round-trips one member of every family for real.
+round trip: tests/models/test_models.py trains and round-trips one member of every family for real.
 
 The per-task files test what a task's models mean (output contracts, learning, published sizes); this one
 only that nothing registered is left out of the common path. No pretrained weights, no network."""

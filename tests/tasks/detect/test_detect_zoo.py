@@ -15,7 +15,7 @@ from foveal.data.detection import DetectionData
 from foveal.data.formats.yolo import write_yolo
 from foveal.data.synthetic import SHAPE_CLASSES
 
-from .test_detect import scenes_as_items
+from tests.tasks.detect.test_detect import scenes_as_items
 
 FAMILIES = [
     "fasterrcnn_resnet18_fpn",  # two-stage, ResNet + FPN built here

@@ -20,7 +20,7 @@ from foveal.engine.onnx_runtime import read_onnx_meta
 from foveal.errors import FovealError
 from foveal.models.detect import yolo
 
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

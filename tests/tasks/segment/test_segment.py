@@ -13,7 +13,7 @@ from foveal.data.segment_dataset import SegmentAugment, SemanticDataset, augment
 from foveal.data.segmentation import IGNORE_INDEX, MaskedImage
 from foveal.losses.segmentation import segmentation_loss, soft_dice_loss
 
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 CLASSES = ["background", "square", "disc"]
 TINY = ["model=unet", "width=8", "depth=2", "imgsz=32", "batch=8", "workers=0"]

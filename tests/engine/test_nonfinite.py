@@ -11,7 +11,7 @@ from foveal.engine.checkpoint import load_train_state, read_weights_meta
 from foveal.errors import FovealError
 from foveal.tasks.classify.task import ClassifyTask
 
-from .conftest import QUICK
+from tests.conftest import QUICK
 
 STEPS_PER_EPOCH = 22  # 1437 training digits in full batches of 64
 
@@ -57,7 +57,7 @@ def test_a_loss_that_stays_nan_stops_in_one_line_keeping_the_last_good_epoch(mon
 
 
 def test_the_cli_exits_2_on_a_run_that_diverges(tmp_path):
-    from .conftest import run_cli
+    from tests.conftest import run_cli
 
     result = run_cli("classify", "train", "data=digits", "model=simple_cnn", "imgsz=16", "epochs=1", "lr=1e30",
                      "optimizer=sgd", "momentum=0", "warmup_epochs=0", f"project={tmp_path}", "workers=0")

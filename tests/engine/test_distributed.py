@@ -1,7 +1,7 @@
 """`torchrun --nproc_per_node=2` for every task, as 2 CPU processes (gloo).
 
 The engine checks after every epoch that the processes' weights are identical to the bit (they drift
-apart at once when gradients are not averaged: tests/test_engine.py shows the check failing then), so a
+apart at once when gradients are not averaged: tests/engine/test_engine.py shows the check failing then), so a
 run that finishes here also proves that the gradients were synchronised.
 """
 
@@ -20,9 +20,9 @@ from foveal.data.formats.yolo import write_yolo
 from foveal.data.synthetic import SHAPE_CLASSES
 from foveal.engine.checkpoint import load_train_state
 
-from .conftest import QUICK
-from .test_detect import scenes_as_items
-from .test_segment import CLASSES, write_mask_set
+from tests.conftest import QUICK
+from tests.tasks.detect.test_detect import scenes_as_items
+from tests.tasks.segment.test_segment import CLASSES, write_mask_set
 
 
 def torchrun(task: str, port: int, tmp_path, **options) -> list[dict]:

@@ -6,7 +6,7 @@ import torch
 from foveal.data.classify import load_classify_data
 from foveal.errors import FovealError
 
-from .conftest import write_colour_images
+from tests.conftest import write_colour_images
 
 
 def test_digits_split_is_fixed_and_stratified():

@@ -24,7 +24,7 @@ from foveal.report.draw import draw_boxes
 from foveal.tasks.detect.task import DetectConfig, DetectTask
 from foveal.tasks.detect.predict import DetectPredictor
 
-from .conftest import WIDE_CATEGORY_IDS, run_cli
+from tests.conftest import WIDE_CATEGORY_IDS, run_cli
 
 
 def scenes_as_items(n, size, seed):

@@ -16,7 +16,7 @@ from foveal.errors import FovealError
 from foveal.tasks.detect.task import load_detect_data
 from foveal.tasks.segment.common import SegmentConfig, load_segment_data
 
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 QUICK_RUN = dict(epochs=1, batch=4, imgsz=64, workers=0, threads=1, amp="off", verbose=False)
 

@@ -13,7 +13,7 @@ from foveal.data.formats import load_detection_data, load_segmentation_data
 from foveal.data.segmentation import IGNORE_INDEX, read_labels
 from foveal.errors import FovealError
 
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 PALETTE = [0, 0, 0, 128, 64, 128, 70, 130, 180] + [255, 255, 255] * 253  # road purple, sky blue
 

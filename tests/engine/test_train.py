@@ -16,7 +16,7 @@ from foveal.engine.checkpoint import load_train_state, read_weights_meta
 from foveal.errors import FovealError
 from foveal.registry import create_model
 
-from .conftest import QUICK
+from tests.conftest import QUICK
 
 
 def read_rows(path):
