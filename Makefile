@@ -3,7 +3,8 @@
 # classifier on the digits.  make demo-serve: the polyp assistant (a detector trained on synthetic
 # endoscopy, exported to ONNX, served with its web page playing a video with live boxes at 0.4).
 # make demo-inspect: basics on a photo, VGG16's layer table, feature maps and Grad-CAM of the digits model.
-# make test: the test suite, then its 15 slowest tests. The demos train with amp=off: with amp=auto a
+# make test: the test suite in 2 processes (pytest-xdist, a test file each at a time, so that a file's
+# trained fixtures are made once; tests/conftest.py), then its 15 slowest tests. The demos train with amp=off: with amp=auto a
 # CPU with native bf16 would train in bf16, and the README's figures would depend on the CPU.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -67,7 +68,7 @@ demo-serve: install
 	$(BIN)/foveal serve weights=$(POLYPS)/best.onnx conf=0.4 video=$(POLYPS)/video/polyps.mp4 port=8000
 
 test: install
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny image folders made on the spot, and a quick training config."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 
 from foveal.data.detection import DetectionData, ImageAnnotations
@@ -51,6 +53,15 @@ def run_cli(*args, cwd=None, timeout=600):
                           text=True, timeout=timeout)
 
 
+def pytest_configure(config):
+    """Under `pytest -n N` (make test), each worker's own tensors use its share of the cores: N workers
+    that each took every core would wait on each other's threads. (Pinning each worker to its cores with
+    sched_setaffinity was slower: onnxruntime and loader workers then crowd one core.)"""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    if count > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // count))
+
+
 @pytest.fixture(autouse=True)
 def cpu_without_bf16(monkeypatch):
     """amp=auto as on a CPU without native bf16, whatever this one has; tests that want bf16 say amp=bf16."""
@@ -62,6 +73,15 @@ def quiet_machine(monkeypatch):
     """The thread count of in-process runs as on a quiet machine, whatever else runs beside the tests (the
     count can change a sum's last digits); tests/engine/test_device.py tests the busy machine's choice."""
     monkeypatch.setattr("foveal.engine.cores.busy_cores_between", lambda first, last: 0.0)
+
+
+@pytest.fixture(autouse=True)
+def threads_as_found():
+    """A test's in-process run sets torch's thread count for the whole process (threads=1, say): each test
+    starts with the count the one before it found, so none runs the rest of the suite on one core."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -102,9 +122,21 @@ def wide_coco(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_detector(wide_coco, tmp_path_factory):
     """(best.safetensors, COCO file, image folder) of a yolo_n trained 36 epochs on the wide scenes (about
-    40 s), exported beside itself as best.onnx (any batch and size); shared by the detect and serve tests."""
-    annotations, images = wide_coco
-    project = tmp_path_factory.mktemp("detector")
+    40 s), exported beside itself as best.onnx (any batch and size); shared by the detect, inspect and serve
+    tests. Under `pytest -n N` the first worker that asks trains it and the others wait for it and take its
+    files (a lock in the folder the workers' temporary folders share): it is trained once per run."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return train_detector(*wide_coco, tmp_path_factory.mktemp("detector"))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, one per session: no stale files
+    record = shared / "trained_detector.json"
+    with FileLock(shared / "trained_detector.lock"):
+        if not record.exists():
+            paths = train_detector(*wide_coco, tmp_path_factory.mktemp("detector"))
+            record.write_text(json.dumps([str(path) for path in paths]))
+    return tuple(Path(path) for path in json.loads(record.read_text()))
+
+
+def train_detector(annotations: Path, images: Path, project: Path) -> tuple[Path, Path, Path]:
     data = f"coco:{annotations},{images};{annotations},{images}"  # trained and scored on the same images
     result = run_cli("detect", "train", f"data={data}", "model=yolo_n", "imgsz=128", "epochs=36", "batch=8",
                      "lr=0.004", "weight_decay=0", "warmup_epochs=2", "mosaic=0", "scale=0", "translate=0", "hflip=0",
