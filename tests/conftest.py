@@ -62,6 +62,17 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, torch.get_num_threads() // count))
 
 
+LONG_FIRST = ("tasks", "engine", "serve")  # the folders of end-to-end runs: the suite's longest files
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long files first (each file's own order kept): `pytest -n N` hands whole files to the workers in
+    this order, so the long ones start at once and the short ones fill the gaps, instead of one worker
+    finishing a long file alone at the end."""
+    tests = Path(__file__).parent
+    items.sort(key=lambda item: item.path.relative_to(tests).parts[0] not in LONG_FIRST)
+
+
 @pytest.fixture(autouse=True)
 def cpu_without_bf16(monkeypatch):
     """amp=auto as on a CPU without native bf16, whatever this one has; tests that want bf16 say amp=bf16."""
