@@ -209,8 +209,7 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
     open_run_folder(run)
     cfg, task, model, dist_info, log, history = run.cfg, run.task, run.model, run.dist_info, run.log, run.history
     train_model = wrap_parallel(model, run.device, dist_info)
-    best_fitness, best_epoch = run.best_fitness, run.best_epoch
-    stalled = 0 if best_epoch < 0 else len(history) - best_epoch
+    stalled = 0 if run.best_epoch < 0 else len(history) - run.best_epoch
     guard = StepGuard(cfg.amp, run.amp_dtype, log)
     watch = ThreadWatch(max(1, available_cores() - run.workers), run.device.type == "cpu" and not cfg.threads
                         and not dist_info.enabled, log)
@@ -229,18 +228,18 @@ def fit(task_class, cfg, log=print, given: set[str] | None = None) -> RunResult:
             row = {"epoch": epoch + 1, **losses, **metrics, "lr": run.optimizer.param_groups[0]["lr"],
                    "seconds": round(time.perf_counter() - started, 3)}
             history.append(row)
-            improved = metrics[task.fitness] > best_fitness
+            improved = metrics[task.fitness] > run.best_fitness
             if improved:
-                best_fitness, best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
+                run.best_fitness, run.best_epoch, stalled = metrics[task.fitness], epoch + 1, 0
             else:
                 stalled += 1
             stopped_early = bool(cfg.patience) and stalled >= cfg.patience and epoch + 1 < cfg.epochs
             table.log_row(row, improved)
             if dist_info.is_main:
-                save_epoch(run, epoch, metrics, improved, best_fitness, best_epoch, stopped_early,
+                save_epoch(run, epoch, metrics, improved, stopped_early,
                            amp_fell_back=run.amp_dtype is not None and guard.amp_dtype is None)
             if stopped_early:
-                log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {best_epoch})")
+                log(f"early stop: no better {task.fitness} for {cfg.patience} epochs (best at epoch {run.best_epoch})")
                 break
     except Diverged as e:
         distributed.shutdown()
@@ -393,8 +392,7 @@ def validate_epoch(run: Run, epoch: int) -> dict:
     return metrics
 
 
-def save_epoch(run: Run, epoch: int, metrics: dict, improved: bool, best_fitness: float, best_epoch: int,
-               stopped_early: bool, amp_fell_back: bool):
+def save_epoch(run: Run, epoch: int, metrics: dict, improved: bool, stopped_early: bool, amp_fell_back: bool):
     """The epoch's files: last (best when improved, epochN every save_period) weights, metrics.csv, and the
     resume state last: a kill at any moment of this save leaves the previous epoch's state, from which this
     epoch is trained again and these files written again."""
@@ -411,7 +409,7 @@ def save_epoch(run: Run, epoch: int, metrics: dict, improved: bool, best_fitness
         "epoch": epoch + 1, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
         "ema": run.ema.state_dict() if run.ema is not None else {}, "history": run.history,
-        "best_fitness": best_fitness, "best_epoch": best_epoch, "config": config_dict(cfg),
+        "best_fitness": run.best_fitness, "best_epoch": run.best_epoch, "config": config_dict(cfg),
         "schedule": run.plan, "stopped_early": stopped_early, "torch_rng": torch.get_rng_state(),
         "amp_fell_back": amp_fell_back})
 

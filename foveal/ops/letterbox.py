@@ -34,7 +34,12 @@ def letterbox(image: np.ndarray, size: int, stride: int = 0) -> tuple[np.ndarray
 def fitted_size(height: int, width: int, size: int) -> tuple[float, int, int]:
     """(scale, new height, new width) of an image fitted into a size x size square."""
     scale = min(size / height, size / width)
-    return scale, max(1, round(height * scale)), max(1, round(width * scale))
+    return scale, *scaled_size(height, width, scale)
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(height, width) of an image resized by `scale`, as letterbox resizes it (at least 1 pixel each)."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def letterbox_shape(height: int, width: int, size: int, stride: int = 0) -> tuple[int, int]:
@@ -48,7 +53,7 @@ def letterbox_shape(height: int, width: int, size: int, stride: int = 0) -> tupl
 def letterbox_mask(mask: np.ndarray, size: int, scale: float, pad: tuple[int, int], fill: int) -> np.ndarray:
     """The mask (H, W) as letterbox() places its image: nearest-neighbour resize, then `fill` around it."""
     h, w = mask.shape
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    nh, nw = scaled_size(h, w, scale)
     if (nh, nw) != (h, w):
         mask = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
     out = np.full((size, size), fill, mask.dtype)
@@ -58,7 +63,7 @@ def letterbox_mask(mask: np.ndarray, size: int, scale: float, pad: tuple[int, in
 
 def unletterbox_logits(logits: torch.Tensor, scale: float, pad, height: int, width: int) -> torch.Tensor:
     """(C, S, S) logits of a letterboxed image -> (C, height, width) logits on the original image."""
-    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
+    nh, nw = scaled_size(height, width, scale)
     inside = logits[:, pad[1]:pad[1] + nh, pad[0]:pad[0] + nw]
     if (nh, nw) == (height, width):
         return inside
@@ -67,7 +72,7 @@ def unletterbox_logits(logits: torch.Tensor, scale: float, pad, height: int, wid
 
 def unletterbox_masks(masks: torch.Tensor, scale: float, pad, height: int, width: int, threshold: float):
     """(K, S, S) mask probabilities of a letterboxed image -> (K, height, width) bool on the original."""
-    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
+    nh, nw = scaled_size(height, width, scale)
     inside = masks[:, int(pad[1]):int(pad[1]) + nh, int(pad[0]):int(pad[0]) + nw].float()
     if (nh, nw) != (height, width) and len(inside):
         inside = F.interpolate(inside[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
