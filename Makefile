@@ -25,6 +25,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev,deploy,serve,restore,inspect,forecast]'
+	# HOTA's reference for the tests, without its dependencies: its opencv-python would replace opencv-python-headless
+	$(BIN)/pip install --quiet --no-deps 'trackeval==1.3.0'
 	touch $@
 
 demo: install
