@@ -17,6 +17,7 @@ from .config import build_config, read_yaml_config
 from .engine import modes
 from .engine.benchmark import benchmark
 from .engine.checkpoint import weights_task
+from .engine.tracking import track
 from .engine.trainer import RunResult, fit
 from .data.stream import array_frames
 from .errors import FovealError, did_you_mean
@@ -29,8 +30,8 @@ TASKS = {"classify": "foveal.tasks.classify.task", "detect": "foveal.tasks.detec
          "forecast": "foveal.tasks.forecast.task"}
 # every task has these; a task module may add more (MODES)
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
-OTHER_MODES = ("features", "explain", "convert")  # of some tasks only (their MODES)
-ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "info": info_mode,
+OTHER_MODES = ("track", "features", "explain", "convert")  # of some tasks only (their MODES)
+ENGINE_MODES = {"val": modes.validate, "predict": modes.predict, "track": track, "info": info_mode,
                 "export": modes.export, "benchmark": benchmark,  # the same for every task
                 "features": features, "explain": explain}  # for the tasks whose MODES name them
 

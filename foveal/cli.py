@@ -35,9 +35,11 @@ examples:
   foveal classify val weights=runs/classify/exp/best.safetensors
   foveal classify predict weights=runs/classify/exp/best.safetensors source=images/ topk=3
   foveal predict weights=runs/detect/exp/best.safetensors source=video.mp4
+  foveal detect track weights=runs/detect/exp/best.safetensors source=video.mp4 tracker=botsort show_trails=true
   foveal classify info model=resnet18 imgsz=224 rf=true memory=true
   foveal classify explain weights=runs/classify/exp/best.safetensors source=img.png method=gradcam
-  (features and explain: classify, detect and segment; convert: detect)"""
+  (track: detect and segment's instance models; features and explain: classify, detect and segment;
+   convert: detect)"""
 
 
 def key_of(word: str) -> str:

@@ -110,6 +110,7 @@ class Task:
     eval_split = "val"  # the split the evaluator scores: val in training, cfg.split in `val`
     info_on_meta = False  # `info` may build the model without weight memory (its cost is shape-only)
     inputs, input_name = "images", "image"  # what predict's log calls the task's inputs (a video's: frames)
+    finds_objects = False  # its predictions are boxes (detect, instance segment): `track` follows them
     speed_unit = "frames/s"  # predict's speed (a forecast reads one window of each series)
 
     def __init__(self, cfg: TrainConfig):

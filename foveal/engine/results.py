@@ -22,17 +22,20 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 @dataclass(frozen=True)
 class Boxes:
-    """Detected boxes in the image's own pixels: xyxy (N, 4) float32, conf (N,) float32, cls (N,) int64."""
+    """Detected boxes in the image's own pixels: xyxy (N, 4) float32, conf (N,) float32, cls (N,) int64, and in
+    `track` each one's track id (N,) int64 (None otherwise)."""
 
     xyxy: np.ndarray
     conf: np.ndarray
     cls: np.ndarray
+    id: np.ndarray | None = None
 
     @classmethod
     def of(cls, det: dict) -> "Boxes":
-        """The Boxes of a predictor's detections: numpy `boxes` (N, 4), `scores` and `labels`."""
+        """The Boxes of a predictor's detections: numpy `boxes` (N, 4), `scores` and `labels` (and `track_ids`)."""
+        ids = det.get("track_ids")
         return cls(np.asarray(det["boxes"], np.float32).reshape(-1, 4), np.asarray(det["scores"], np.float32),
-                   np.asarray(det["labels"], np.int64))
+                   np.asarray(det["labels"], np.int64), None if ids is None else np.asarray(ids, np.int64))
 
     @property
     def xywh(self) -> np.ndarray:

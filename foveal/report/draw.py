@@ -13,17 +13,19 @@ def class_colour(index: int) -> tuple[int, int, int]:
 
 
 def draw_boxes(image: np.ndarray, boxes, labels, classes: list[str], scores=None, colour=None,
-               line_width: int = 2, captions: bool = True) -> np.ndarray:
-    """A copy of (H, W, 3) uint8 RGB `image` with xyxy boxes and (unless not `captions`) 'class score' captions."""
+               line_width: int = 2, captions: bool = True, ids=None) -> np.ndarray:
+    """A copy of (H, W, 3) uint8 RGB `image` with xyxy boxes and (unless not `captions`) 'class score' captions;
+    with track `ids`, each box in its id's colour and captioned '#id class score'."""
     out = np.ascontiguousarray(image).copy()
     font_scale = max(0.35, line_width / 5)
     for i, (box, label) in enumerate(zip(np.asarray(boxes, np.float32), np.asarray(labels))):
-        c = colour or class_colour(int(label))
+        c = colour or class_colour(int(label) if ids is None else int(ids[i]))
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), c, line_width, cv2.LINE_AA)
         if not captions:
             continue
-        text = classes[int(label)] + (f" {float(scores[i]):.2f}" if scores is not None else "")
+        text = ("" if ids is None else f"#{int(ids[i])} ") + classes[int(label)] + \
+            (f" {float(scores[i]):.2f}" if scores is not None else "")
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         top = y1 - th - base if y1 - th - base >= 0 else y1
         cv2.rectangle(out, (x1, top), (x1 + tw, top + th + base), c, -1)
@@ -47,17 +49,36 @@ def overlay_classes(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, i
 
 
 def draw_instances(image: np.ndarray, masks: np.ndarray, boxes, labels, classes: list[str], scores=None,
-                   alpha: float = 0.45, line_width: int = 2) -> np.ndarray:
-    """A copy of `image` with each (N, H, W) bool mask tinted and outlined in its class colour, plus
-    its box and 'class score' caption."""
+                   alpha: float = 0.45, line_width: int = 2, ids=None) -> np.ndarray:
+    """A copy of `image` with each (N, H, W) bool mask tinted and outlined in its class colour (its track id's
+    with `ids`), plus its box and caption as draw_boxes draws them."""
     out = image.astype(np.float32)
-    for mask, label in zip(masks, labels):
-        out[mask] = (1 - alpha) * out[mask] + alpha * np.array(class_colour(int(label)), np.float32)
+    colours = [class_colour(int(k)) for k in (labels if ids is None else ids)]
+    for mask, colour in zip(masks, colours):
+        out[mask] = (1 - alpha) * out[mask] + alpha * np.array(colour, np.float32)
     out = out.round().astype(np.uint8)
-    for mask, label in zip(masks, labels):
+    for mask, colour in zip(masks, colours):
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, class_colour(int(label)), max(1, line_width // 2), cv2.LINE_AA)
-    return draw_boxes(out, boxes, labels, classes, scores, line_width=max(1, line_width // 2))
+        cv2.drawContours(out, contours, -1, colour, max(1, line_width // 2), cv2.LINE_AA)
+    return draw_boxes(out, boxes, labels, classes, scores, line_width=max(1, line_width // 2), ids=ids)
+
+
+def draw_trails(image: np.ndarray, trails: dict, line_width: int = 2) -> np.ndarray:
+    """`image` (drawn on in place) with each track's recent centres, {id: [(x, y), ...]}, as a line in its colour."""
+    for track_id, points in trails.items():
+        if len(points) > 1:
+            cv2.polylines(image, [np.round(np.asarray(points)).astype(np.int32)], False, class_colour(int(track_id)),
+                          line_width, cv2.LINE_AA)
+    return image
+
+
+def draw_line(image: np.ndarray, line, text: str, line_width: int = 2) -> np.ndarray:
+    """`image` (drawn on in place) with the counting line x1, y1, x2, y2 and its counts written beside it."""
+    x1, y1, x2, y2 = (int(round(v)) for v in line)
+    cv2.line(image, (x1, y1), (x2, y2), (255, 255, 255), line_width, cv2.LINE_AA)
+    cv2.putText(image, text, (min(x1, x2), max(12, min(y1, y2) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                max(0.35, line_width / 5), (255, 255, 255), 1, cv2.LINE_AA)
+    return image
 
 
 def repeat_pixels(image: np.ndarray, k: int) -> np.ndarray:

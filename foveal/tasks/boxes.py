@@ -61,8 +61,13 @@ class BoxTask(Task):
     def build_model(self):
         return create_model(self.cfg.model, self.name, **self.model_kwargs(), **self.inference_options("val"))
 
+    finds_objects = True
+
     def inference_options(self, mode: str) -> dict:
-        conf = self.cfg.conf if self.cfg.conf >= 0 else (0.25 if mode == "predict" else 0.001)
+        """conf= or, by default, 0.25 to predict, 0.001 to score (val), and in `track` the tracker's lowest
+        threshold: its second stage continues tracks with the low-scoring detections."""
+        defaults = {"predict": 0.25, "track": self.cfg.track_low_thresh}
+        conf = self.cfg.conf if self.cfg.conf >= 0 else defaults.get(mode, 0.001)
         return {"conf": conf, "iou": self.cfg.iou, "max_det": self.cfg.max_det}
 
     def inference_model(self, model):

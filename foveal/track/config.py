@@ -1,6 +1,6 @@
 """The keys of the `track` mode, shared by every task whose models find objects (detect, segment)."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..config import opt
 
@@ -19,6 +19,12 @@ class TrackConfig:
                               range="[0, 1]")
     cmc: str = opt("auto", "track: camera-motion compensation (auto: sparse for botsort, none for bytetrack)",
                    ("auto", "none", "sparse", "ecc"))
+    show_trails: bool = opt(False, "track: draw each track's recent path")
+    count: bool = opt(False, "track: print the distinct objects of each class (tracks.csv lists them)")
+    line: str = opt("", "track: x1,y1,x2,y2 in pixels: count the tracks crossing this line, in each direction")
+    gt: bool = opt(False, "track: score against the ground truth of a MOTChallenge source (gt/gt.txt); data= "
+                          "sequences are always scored")
 
 
-TRACK_KEYS = tuple(f.name for f in fields(TrackConfig) if f.name != "tracker")
+# what a tracker takes (the rest is the track mode's)
+TRACK_KEYS = ("track_high_thresh", "track_low_thresh", "new_track_thresh", "track_buffer", "match_thresh", "cmc")

@@ -13,6 +13,7 @@ import torch
 from ...data.stream import frame_stem
 from ...engine.contract import Placement, Predictor
 from ...engine.results import Boxes
+from ...engine.tracking import track_id
 from ...errors import FovealError
 from ...files import write_bytes, write_text
 from ...ops.boxes import nms, unletterbox_boxes
@@ -109,12 +110,12 @@ class DetectPredictor(Predictor):
     def annotate(self, frame, det):
         cfg, classes = self.cfg, self.classes
         image_id = self.frame_ids.setdefault((frame.name, frame.index), len(self.frame_ids))  # 0, 1, ... in frame order
-        for box, score, label in zip(det["boxes"], det["scores"], det["labels"]):
+        for k, (box, score, label) in enumerate(zip(det["boxes"], det["scores"], det["labels"])):
             x1, y1, x2, y2 = (float(v) for v in box)
             self.results.append({"image_id": image_id, "file_name": frame.name, "frame": frame.index,
                                  "category_id": int(label), "category": classes[int(label)],
                                  "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                                 "score": round(float(score), 5)})
+                                 "score": round(float(score), 5), **track_id(det, k)})
         if cfg.save_crop:
             save_crops(frame.pixels, det, classes, self.run_dir / "crops", frame_stem(frame))
         if cfg.save_txt:
@@ -129,7 +130,7 @@ class DetectPredictor(Predictor):
         cfg = self.cfg
         return draw_boxes(frame.pixels, det["boxes"], det["labels"], self.classes,
                           None if cfg.hide_conf else det["scores"], line_width=cfg.line_width,
-                          captions=not cfg.hide_labels)
+                          captions=not cfg.hide_labels, ids=det.get("track_ids"))
 
     def fields(self, frame, det):
         return {"boxes": Boxes.of(det)}

@@ -13,14 +13,15 @@ from ...errors import FovealError
 from ...files import write_json
 from ...ops.boxes import NMS_IOU
 from ...registry import get_model_entry
+from ...track.config import TrackConfig
 from ..boxes import BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes", "polyps")
-MODES = ("train", "val", "predict", "info", "export", "benchmark", "convert", "features", "explain")
+MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "convert", "features", "explain")
 
 
 @dataclass
-class DetectConfig(TrainConfig):
+class DetectConfig(TrackConfig, TrainConfig):
     model: str = opt("yolo_n", "architecture name (`foveal models detect` lists them)")
     epochs: int = opt(30, "number of training epochs")
     batch: int = opt(16, "batch size (per process when run with torchrun)")
@@ -41,7 +42,8 @@ class DetectConfig(TrainConfig):
     hsv_s: float = opt(Augment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
     hsv_v: float = opt(Augment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
     save: bool = opt(True, "predict: write annotated images or video")
-    save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised)")
+    save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised); track: "
+                                "MOTChallenge lines, mot/<video>.txt")
     save_conf: bool = opt(False, "predict: add each box's confidence to its save_txt line (a 6th field)")
     classes: str = opt("", "predict: keep only these classes, a comma list of indices or names (e.g. 0,2)")
     agnostic_nms: bool = opt(False, "predict: non-maximum suppression across classes (one box per object)")

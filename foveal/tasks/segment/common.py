@@ -13,13 +13,14 @@ from ...data.segment_dataset import SegmentAugment
 from ...data.segmentation import shapes_segmentation_data
 from ...errors import FovealError
 from ...registry import get_model_entry
+from ...track.config import TrackConfig
 
 EMBEDDED = ("shapes", "polyps")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, so pretrained encoders fit
 
 
 @dataclass
-class SegmentConfig(TrainConfig):
+class SegmentConfig(TrackConfig, TrainConfig):
     model: str = opt("unet", "architecture name (`foveal models segment` lists them)")
     imgsz: int = opt(0, "input size in pixels, a multiple of 32 (0: 128 for shapes, 256 otherwise)")
     epochs: int = opt(20, "number of training epochs")
@@ -54,6 +55,7 @@ class SegmentConfig(TrainConfig):
     iou: float = opt(0.5, "instance models: IoU threshold of non-maximum suppression", range="[0, 1]")
     max_det: int = opt(100, "instance models: most detections kept per image", range="[1, inf)")
     save: bool = opt(True, "predict: write overlays (images or video) and index-mask PNGs")
+    save_txt: bool = opt(False, "track: also write MOTChallenge lines, mot/<video>.txt")
     alpha: float = opt(0.5, "predict: opacity of the colour overlay", range="[0, 1]")
     tile: str = opt("auto", "predict: sliding-window inference (auto: for images larger than 1.5 x imgsz)",
                     ("auto", "true", "false"))

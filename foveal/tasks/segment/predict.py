@@ -17,6 +17,7 @@ from PIL import Image
 from ...data.stream import frame_stem
 from ...engine.contract import Placement, Predictor
 from ...engine.results import Boxes
+from ...engine.tracking import track_id
 from ...files import atomic_write
 from ...ops.boxes import unletterbox_boxes
 from ...ops.letterbox import letterbox, unletterbox_logits, unletterbox_masks
@@ -149,19 +150,19 @@ class InstancePredictor(Predictor):
 
     def annotate(self, frame, det):
         classes = self.classes
-        for box, score, label, mask in zip(det["boxes"], det["scores"], det["labels"], det["masks"]):
+        for k, (box, score, label, mask) in enumerate(zip(det["boxes"], det["scores"], det["labels"], det["masks"])):
             x1, y1, x2, y2 = (round(float(v), 2) for v in box)
             self.results.append({"file_name": frame.name, "frame": frame.index, "category_id": int(label),
                                  "category": classes[int(label)], "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
                                  "score": round(float(score), 5), "segmentation": mask_polygons(mask),
-                                 "area": int(mask.sum())})
+                                 "area": int(mask.sum()), **track_id(det, k)})
         drawn = self.draw(frame, det) if self.cfg.save else None
         self.nothing_found.keep(frame.pixels, len(det["labels"]))
         return drawn, counted(len(det["labels"]), "object")
 
     def draw(self, frame, det):
         return draw_instances(frame.pixels, det["masks"], det["boxes"], det["labels"], self.classes, det["scores"],
-                              line_width=self.cfg.line_width)
+                              line_width=self.cfg.line_width, ids=det.get("track_ids"))
 
     def fields(self, frame, det):
         return {"boxes": Boxes.of(det), "masks": det["masks"]}

@@ -21,7 +21,7 @@ from ...registry import create_model
 from .common import (EMBEDDED, MEAN, STD, SegmentConfig, default_imgsz, load_segment_data, logits_to_labels, model_kind,
                      model_kwargs, normalised)
 
-MODES = ("train", "val", "predict", "info", "export", "benchmark", "features", "explain")
+MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "features", "explain")
 
 
 class SegmentTask(Task):
