@@ -8,10 +8,11 @@ TrackEval's combine_sequences does, and `.metrics()` gives the scores; `track_sc
 
 Conventions, TrackEval's (the tests compare with it and with motmetrics):
 - CLEAR and identity: a pair matches when its IoU >= `iou` (0.5). CLEAR matches frame by frame, first keeping
-  the pairs matched in the frame before (an ID switch is worth more than any IoU), then the largest IoUs.
+  the pairs matched in the frame before (an ID switch costs more than any IoU), then the largest sum of IoUs.
 - MOTP is the mean IoU of the matched pairs (higher is better); motmetrics reports 1 - that, a distance.
-- MOTA = 1 - (FN + FP + IDSW) / ground-truth boxes. MT: tracked in more than 80% of its frames, ML: in less
-  than 20%. Frag: how often a ground-truth track is picked up again after being lost (its first start aside).
+- MOTA = 1 - (FN + FP + IDSW) / max(1, ground-truth boxes): 1 - FP without ground truth, as TrackEval's
+  combination gives (its one-sequence table shows 0 there). MT: tracked in more than 80% of its frames, ML: in
+  less than 20%. Frag: how often a ground-truth track is picked up again after being lost (its first start aside).
 - HOTA, DetA, AssA, LocA, DetRe, DetPr, AssRe, AssPr: means over the IoU thresholds alpha = 0.05, 0.10 .. 0.95;
   HOTA(0) and LocA(0) are the values at the lowest one.
 Two TrackEval habits are kept, so that the numbers are the benchmark's: a frame without ground truth or
@@ -191,7 +192,8 @@ def _hota(counts: TrackCounts, gt_ids, pred_ids, ious, num_gt: int, num_pred: in
         denominator = sim.sum(0)[None, :] + sim.sum(1)[:, None] - sim
         overlap[g[:, None], p[None, :]] += np.divide(sim, denominator, out=np.zeros_like(sim),
                                                      where=denominator > EPS)
-    alignment = overlap / (gt_count[:, None] + pred_count[None, :] - overlap)  # denominator >= 1: overlap <= both counts
+    # how well each object and track align over the sequence; the denominator is >= 1, overlap <= either count
+    alignment = overlap / (gt_count[:, None] + pred_count[None, :] - overlap)
 
     matched_gt, matched_pred, matched_iou = [], [], []
     for g, p, sim in zip(gt_ids, pred_ids, ious):
