@@ -16,6 +16,7 @@ The video layout: `name.mp4` with its ground truth `name.txt` (MOT lines) beside
 """
 
 import configparser
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,20 +59,27 @@ def read_mot_file(path, frames: int | None = None) -> list[MotFrame]:
     path = Path(path)
     if not path.is_file():
         raise FovealError(f"{path}: no such MOT file")
-    rows = []
+    rows = []  # the 9 fields and the line number
     for number, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
-            rows.append(_row(line, f"{path}:{number}", frames))
-    rows = np.array(rows, np.float64).reshape(-1, 9)
-    length = frames if frames is not None else int(rows[:, 0].max(initial=0))
-    result = [empty_mot_frame() for _ in range(length)]
-    order = np.argsort(rows[:, 0], kind="stable")
-    starts = np.flatnonzero(np.diff(rows[order, 0], prepend=0))  # where each frame's rows begin
-    for chunk in np.split(rows[order], starts[1:]) if len(rows) else []:
+            rows.append(_row(line, f"{path}:{number}", frames) + [number])
+    rows = np.array(rows, np.float64).reshape(-1, 10)
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    result = [empty_mot_frame() for _ in range(frames if frames is not None else int(rows[:, 0].max(initial=0)))]
+    frame_numbers, starts = np.unique(rows[:, 0], return_index=True)
+    for frame_number, chunk in zip(frame_numbers.astype(int), np.split(rows, starts[1:])):
+        _check_unique(chunk[chunk[:, 1] != -1], path, frame_number)  # -1: no identity (detection files)
         x, y, w, h = chunk[:, 2:6].T
-        result[int(chunk[0, 0]) - 1] = MotFrame(chunk[:, 1].astype(np.int64), np.stack([x, y, x + w, y + h], 1),
-                                                chunk[:, 6], chunk[:, 7].astype(np.int64), chunk[:, 8])
+        result[frame_number - 1] = MotFrame(chunk[:, 1].astype(np.int64), np.stack([x, y, x + w, y + h], 1),
+                                            chunk[:, 6], chunk[:, 7].astype(np.int64), chunk[:, 8])
     return result
+
+
+def _check_unique(chunk: np.ndarray, path: Path, frame_number: int) -> None:
+    ids, first = np.unique(chunk[:, 1], return_index=True)
+    if len(ids) < len(chunk):
+        again = chunk[np.setdiff1d(np.arange(len(chunk)), first)[0]]  # the later line
+        raise FovealError(f"{path}:{int(again[9])}: id {int(again[1])} is in frame {frame_number} twice")
 
 
 def _row(line: str, place: str, frames: int | None) -> list[float]:
@@ -85,8 +93,8 @@ def _row(line: str, place: str, frames: int | None) -> list[float]:
             values.append(float(text))
         except ValueError:
             raise FovealError(f"{place}: {text!r} is not a number") from None
-    if not np.all(np.isfinite(values)):
-        raise FovealError(f"{place}: a field is not a finite number: {line.strip()!r}")
+        if not math.isfinite(values[-1]):
+            raise FovealError(f"{place}: {text!r} is not a finite number")
     frame, ident = values[0], values[1]
     if frame != int(frame) or frame < 1:
         raise FovealError(f"{place}: frame {texts[0]} is not a whole number from 1")
