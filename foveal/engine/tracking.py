@@ -2,9 +2,11 @@
 the scores of a tracker's MOTChallenge results."""
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from ..data.formats.mot import considered, empty_mot_frame, read_mot_file
-from ..metrics.tracking import track_scores
+from ..data.formats.mot import MotFrame, considered, empty_mot_frame, read_mot_file
+from ..metrics.tracking import EPS, track_scores
+from ..ops.boxes import box_iou_numpy
 
 
 def tracked_detections(det: dict, tracks) -> dict:
@@ -15,13 +17,31 @@ def tracked_detections(det: dict, tracks) -> dict:
     return kept
 
 
-def score_mot_files(result_path, gt_path, iou: float = 0.5, classes=None) -> dict:
+def score_mot_files(result_path, gt_path, iou: float = 0.5, classes=None, distractors=()) -> dict:
     """A tracker's MOTChallenge results file scored against a ground-truth file (metrics/tracking.py's
     track_scores dict). The ground truth keeps its considered rows of `classes` (file class ids, e.g. (1,)
-    for pedestrians; all when None); every result row counts. It lives here, above data and metrics, since
-    it needs both and data may not import metrics (metrics imports data)."""
+    for pedestrians; all when None). A result box matched to a ground-truth box of one of the `distractors`
+    classes is left out, as the benchmark does: classes=(1,), distractors=MOT17_DISTRACTORS scores as
+    TrackEval scores MOT17 and MOT16. It lives here, above data and metrics, since it needs both and data may
+    not import metrics (metrics imports data)."""
     gt, results = read_mot_file(gt_path), read_mot_file(result_path)
     length = max(len(gt), len(results))  # a file ends at its last row: frames after it are empty
     gt += [empty_mot_frame() for _ in range(length - len(gt))]
     results += [empty_mot_frame() for _ in range(length - len(results))]
-    return track_scores([considered(frame, classes) for frame in gt], results, iou)
+    if len(distractors):
+        results = [_unmasked(result, truth, distractors) for result, truth in zip(results, gt)]
+    return track_scores([considered(truth, classes) for truth in gt], results, iou)
+
+
+def _unmasked(result: MotFrame, truth: MotFrame, distractors) -> MotFrame:
+    """The result rows left once those matched to a distractor are dropped; the matching is one-to-one over
+    every ground-truth row of the frame, largest IoU sum, IoU >= 0.5 (TrackEval's preprocessing)."""
+    if len(result.ids) == 0 or len(truth.ids) == 0:
+        return result
+    ious = box_iou_numpy(truth.boxes, result.boxes)
+    ious[ious < 0.5 - EPS] = 0
+    rows, cols = linear_sum_assignment(ious, maximize=True)
+    matched = ious[rows, cols] > EPS
+    keep = np.ones(len(result.ids), bool)
+    keep[cols[matched & np.isin(truth.classes[rows], list(distractors))]] = False
+    return MotFrame(*(column[keep] for column in result))

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from foveal.data.formats.mot import mot_lines
+from foveal.data.formats.mot import MOT17_DISTRACTORS, mot_lines
 from foveal.engine.tracking import score_mot_files
 from foveal.errors import FovealError
 from foveal.metrics.tracking import combine, sequence_counts, track_scores
@@ -238,3 +238,47 @@ def test_mot_files_skip_ignored_and_other_classes(tmp_path):
     assert (scores["frames"], scores["gt_dets"], scores["TP"], scores["FN"], scores["FP"]) == (2, 2, 1, 1, 0)
     everything = score_mot_files(tmp_path / "result.txt", tmp_path / "gt.txt")
     assert (everything["gt_dets"], everything["FN"]) == (3, 2)
+
+
+def test_mot17_files_score_as_the_benchmark(tmp_path):
+    """score_mot_files with classes=(1,) and MOT17's distractors equals TrackEval's MOT17 evaluation itself
+    (MotChallenge2DBox reading the same files): rows flagged 0 and non-pedestrians left out of the ground
+    truth, result boxes over static persons, riders and reflections neither hits nor false positives."""
+    rng = np.random.default_rng(1)
+    gt_lines, result_lines = [], []
+    for t in range(1, 21):
+        for k, kind in enumerate([1, 1, 1, 1, 7, 2, 3, 12]):
+            x, y = 60 * k + t, 50 + 2 * t
+            consider = 0 if (k == 3 and t % 3 == 0) or kind == 3 else 1
+            if rng.random() < 0.9:
+                gt_lines.append(f"{t},{k + 1},{x},{y},40,80,{consider},{kind},{rng.uniform(0, 1):.2f}\n")
+            if rng.random() < 0.8:
+                track = k + 1 if t < 10 or k > 1 else 2 - k  # objects 1 and 2 swap tracks at frame 10
+                result_lines.append(mot_lines(t, [track], [[x, y, x + 40, y + 80] + rng.normal(0, 3, 4)], [0.9]))
+        if rng.random() < 0.5:
+            x = rng.uniform(0, 500)
+            result_lines.append(mot_lines(t, [99], [[x, 300, x + 40, 380]], [0.5]))
+    gt = tmp_path / "gt" / "SEQ-01" / "gt" / "gt.txt"
+    gt.parent.mkdir(parents=True)
+    gt.write_text("".join(gt_lines))
+    (gt.parent.parent / "seqinfo.ini").write_text("[Sequence]\nname=SEQ-01\nseqLength=20\n")
+    result = tmp_path / "trackers" / "ours" / "data" / "SEQ-01.txt"
+    result.parent.mkdir(parents=True)
+    result.write_text("".join(result_lines))
+
+    quiet = {"PRINT_CONFIG": False}
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = trackeval.Evaluator({**quiet, "PRINT_RESULTS": False, "OUTPUT_SUMMARY": False,
+                                         "OUTPUT_DETAILED": False, "PLOT_CURVES": False, "TIME_PROGRESS": False,
+                                         "USE_PARALLEL": False})
+        dataset = trackeval.datasets.MotChallenge2DBox(
+            {**quiet, "GT_FOLDER": str(tmp_path / "gt"), "TRACKERS_FOLDER": str(tmp_path / "trackers"),
+             "OUTPUT_FOLDER": str(tmp_path / "out"), "SKIP_SPLIT_FOL": True, "SEQ_INFO": {"SEQ-01": 20},
+             "BENCHMARK": "MOT17"})
+        metrics = [trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet), trackeval.metrics.HOTA()]
+        results, _ = evaluator.evaluate([dataset], metrics)
+    reference = trackeval_scores(list(results["MotChallenge2DBox"]["ours"]["SEQ-01"]["pedestrian"].values()))
+    ours = score_mot_files(result, gt, classes=(1,), distractors=MOT17_DISTRACTORS)
+    assert_close(ours, reference)
+    assert ours["IDSW"] > 0 and ours["FP"] > 0 and ours["FN"] > 0
+    assert score_mot_files(result, gt, classes=(1,))["FP"] > ours["FP"]  # the distractors' boxes, counted

@@ -32,6 +32,8 @@ from ..tracking import FrameTruth, TrackSequence
 MOT17_CLASSES = ["pedestrian", "person_on_vehicle", "car", "bicycle", "motorbike", "non_mot_vehicle",
                  "static_person", "distractor", "occluder", "occluder_on_ground", "occluder_full", "reflection",
                  "crowd"]  # class ids 1..13
+MOT17_DISTRACTORS = (2, 7, 8, 12)  # person_on_vehicle, static_person, distractor, reflection: boxes over them
+# are neither hits nor false positives in the benchmark (MOT20 adds 6, non_mot_vehicle)
 SEQINFO = "seqinfo.ini"
 IMAGES = "img1"
 GT_FILE = Path("gt") / "gt.txt"
@@ -62,7 +64,7 @@ def read_mot_file(path, frames: int | None = None) -> list[MotFrame]:
     rows = []  # the 9 fields and the line number
     for number, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
-            rows.append(_row(line, f"{path}:{number}", frames) + [number])
+            rows.append(_row(line, path, number, frames) + [number])
     rows = np.array(rows, np.float64).reshape(-1, 10)
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     result = [empty_mot_frame() for _ in range(frames if frames is not None else int(rows[:, 0].max(initial=0)))]
@@ -82,29 +84,40 @@ def _check_unique(chunk: np.ndarray, path: Path, frame_number: int) -> None:
         raise FovealError(f"{path}:{int(again[9])}: id {int(again[1])} is in frame {frame_number} twice")
 
 
-def _row(line: str, place: str, frames: int | None) -> list[float]:
+def _row(line: str, path: Path, number: int, frames: int | None) -> list[float]:
     """frame, id, x, y, w, h, conf, class, visibility of one line, checked."""
     texts = line.replace(",", " ").split()
+    try:
+        values = [float(text) for text in texts[:9]]
+    except ValueError:
+        values = None
+    problem = _problem(texts, values, frames)
+    if problem:
+        raise FovealError(f"{path}:{number}: {problem}")
+    return values + [1.0, -1.0, -1.0][len(values) - MIN_FIELDS:]
+
+
+def _problem(texts: list[str], values: list[float] | None, frames: int | None) -> str | None:
+    """What is wrong with a line's fields (values: them as floats, None when one is not a number), or None."""
     if len(texts) < MIN_FIELDS:
-        raise FovealError(f"{place}: {len(texts)} fields, a MOT line needs at least frame, id, x, y, w, h")
-    values = []
-    for text in texts[:9]:
-        try:
-            values.append(float(text))
-        except ValueError:
-            raise FovealError(f"{place}: {text!r} is not a number") from None
-        if not math.isfinite(values[-1]):
-            raise FovealError(f"{place}: {text!r} is not a finite number")
+        return f"{len(texts)} fields, a MOT line needs at least frame, id, x, y, w, h"
+    if values is None or not all(map(math.isfinite, values)):
+        for text in texts[:9]:  # which one
+            try:
+                if not math.isfinite(float(text)):
+                    return f"{text!r} is not a finite number"
+            except ValueError:
+                return f"{text!r} is not a number"
     frame, ident = values[0], values[1]
     if frame != int(frame) or frame < 1:
-        raise FovealError(f"{place}: frame {texts[0]} is not a whole number from 1")
+        return f"frame {texts[0]} is not a whole number from 1"
     if frames is not None and frame > frames:
-        raise FovealError(f"{place}: frame {int(frame)} is past the sequence's {frames} frames")
+        return f"frame {int(frame)} is past the sequence's {frames} frames"
     if ident != int(ident):
-        raise FovealError(f"{place}: id {texts[1]} is not a whole number")
+        return f"id {texts[1]} is not a whole number"
     if values[4] < 0 or values[5] < 0:
-        raise FovealError(f"{place}: negative box width or height ({texts[4]}, {texts[5]})")
-    return values + [1.0, -1.0, -1.0][len(values) - MIN_FIELDS:]
+        return f"negative box width or height ({texts[4]}, {texts[5]})"
+    return None
 
 
 def considered(frame: MotFrame, classes=None) -> MotFrame:
