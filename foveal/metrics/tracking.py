@@ -30,7 +30,7 @@ from foveal.ops.boxes import box_iou_numpy
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # HOTA's IoU thresholds, the very floats TrackEval uses
 EPS = np.finfo(float).eps
-KEEP_BONUS = 1000.0  # added to a pair matched in the frame before: above any sum of IoUs in one frame's matching
+KEEP_BONUS = 1000.0  # added to a pair matched in the frame before (TrackEval's: above any frame's IoU sum)
 
 
 def _zeros() -> np.ndarray:
