@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from foveal.data.formats.mot import MOT17_DISTRACTORS, mot_lines
-from foveal.engine.tracking import score_mot_files
+from foveal.engine.tracking import score_mot_files, score_mot_folder
 from foveal.errors import FovealError
 from foveal.metrics.tracking import combine, sequence_counts, track_scores
 from foveal.ops.boxes import box_iou_numpy
@@ -240,11 +240,11 @@ def test_mot_files_skip_ignored_and_other_classes(tmp_path):
     assert (everything["gt_dets"], everything["FN"]) == (3, 2)
 
 
-def test_mot17_files_score_as_the_benchmark(tmp_path):
-    """score_mot_files with classes=(1,) and MOT17's distractors equals TrackEval's MOT17 evaluation itself
-    (MotChallenge2DBox reading the same files): rows flagged 0 and non-pedestrians left out of the ground
-    truth, result boxes over static persons, riders and reflections neither hits nor false positives."""
-    rng = np.random.default_rng(1)
+def write_mot17_sequence(root, name, seed):
+    """A ground-truth folder root/gt/<name> and results root/trackers/ours/data/<name>.txt of 20 frames:
+    pedestrians (one flagged 0 now and then), a static person, a rider, a car and a reflection; the tracker
+    follows them all, swaps two pedestrians' ids at frame 10 and adds a false positive now and then."""
+    rng = np.random.default_rng(seed)
     gt_lines, result_lines = [], []
     for t in range(1, 21):
         for k, kind in enumerate([1, 1, 1, 1, 7, 2, 3, 12]):
@@ -253,19 +253,27 @@ def test_mot17_files_score_as_the_benchmark(tmp_path):
             if rng.random() < 0.9:
                 gt_lines.append(f"{t},{k + 1},{x},{y},40,80,{consider},{kind},{rng.uniform(0, 1):.2f}\n")
             if rng.random() < 0.8:
-                track = k + 1 if t < 10 or k > 1 else 2 - k  # objects 1 and 2 swap tracks at frame 10
+                track = k + 1 if t < 10 or k > 1 else 2 - k
                 result_lines.append(mot_lines(t, [track], [[x, y, x + 40, y + 80] + rng.normal(0, 3, 4)], [0.9]))
         if rng.random() < 0.5:
             x = rng.uniform(0, 500)
             result_lines.append(mot_lines(t, [99], [[x, 300, x + 40, 380]], [0.5]))
-    gt = tmp_path / "gt" / "SEQ-01" / "gt" / "gt.txt"
+    gt = root / "gt" / name / "gt" / "gt.txt"
     gt.parent.mkdir(parents=True)
     gt.write_text("".join(gt_lines))
-    (gt.parent.parent / "seqinfo.ini").write_text("[Sequence]\nname=SEQ-01\nseqLength=20\n")
-    result = tmp_path / "trackers" / "ours" / "data" / "SEQ-01.txt"
-    result.parent.mkdir(parents=True)
+    (gt.parent.parent / "seqinfo.ini").write_text(f"[Sequence]\nname={name}\nseqLength=20\n")
+    result = root / "trackers" / "ours" / "data" / f"{name}.txt"
+    result.parent.mkdir(parents=True, exist_ok=True)
     result.write_text("".join(result_lines))
+    return result, gt
 
+
+def test_mot17_files_score_as_the_benchmark(tmp_path):
+    """score_mot_files with classes=(1,) and MOT17's distractors equals TrackEval's MOT17 evaluation itself
+    (MotChallenge2DBox reading the same files): rows flagged 0 and non-pedestrians left out of the ground
+    truth, result boxes over static persons, riders and reflections neither hits nor false positives; and
+    score_mot_folder's sequences and their combination equal TrackEval's too."""
+    files = {name: write_mot17_sequence(tmp_path, name, seed) for seed, name in enumerate(["SEQ-01", "SEQ-02"])}
     quiet = {"PRINT_CONFIG": False}
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = trackeval.Evaluator({**quiet, "PRINT_RESULTS": False, "OUTPUT_SUMMARY": False,
@@ -273,12 +281,24 @@ def test_mot17_files_score_as_the_benchmark(tmp_path):
                                          "USE_PARALLEL": False})
         dataset = trackeval.datasets.MotChallenge2DBox(
             {**quiet, "GT_FOLDER": str(tmp_path / "gt"), "TRACKERS_FOLDER": str(tmp_path / "trackers"),
-             "OUTPUT_FOLDER": str(tmp_path / "out"), "SKIP_SPLIT_FOL": True, "SEQ_INFO": {"SEQ-01": 20},
-             "BENCHMARK": "MOT17"})
+             "OUTPUT_FOLDER": str(tmp_path / "out"), "SKIP_SPLIT_FOL": True,
+             "SEQ_INFO": {name: 20 for name in files}, "BENCHMARK": "MOT17"})
         metrics = [trackeval.metrics.CLEAR(quiet), trackeval.metrics.Identity(quiet), trackeval.metrics.HOTA()]
         results, _ = evaluator.evaluate([dataset], metrics)
-    reference = trackeval_scores(list(results["MotChallenge2DBox"]["ours"]["SEQ-01"]["pedestrian"].values()))
+    reference = {name: trackeval_scores(list(result["pedestrian"].values()))
+                 for name, result in results["MotChallenge2DBox"]["ours"].items()}
+    result, gt = files["SEQ-01"]
     ours = score_mot_files(result, gt, classes=(1,), distractors=MOT17_DISTRACTORS)
-    assert_close(ours, reference)
+    assert_close(ours, reference["SEQ-01"])
     assert ours["IDSW"] > 0 and ours["FP"] > 0 and ours["FN"] > 0
     assert score_mot_files(result, gt, classes=(1,))["FP"] > ours["FP"]  # the distractors' boxes, counted
+
+    folder = score_mot_folder(tmp_path / "trackers" / "ours" / "data", tmp_path / "gt", classes=(1,),
+                              distractors=MOT17_DISTRACTORS)
+    assert list(folder) == ["SEQ-01", "SEQ-02", "COMBINED"]
+    for name in files:
+        assert_close(folder[name], reference[name])
+    assert_close(folder["COMBINED"], reference["COMBINED_SEQ"])
+    files["SEQ-02"][0].unlink()
+    with pytest.raises(FovealError, match="no results for sequence SEQ-02"):
+        score_mot_folder(tmp_path / "trackers" / "ours" / "data", tmp_path / "gt")
