@@ -64,6 +64,7 @@ def test_a_written_sequence_reads_back(tmp_path):
     sequence = small_sequence()
     folder = write_mot_sequence(tmp_path / "tiny-01", sequence, image_ext=".png")
     assert is_mot_sequence(folder) and (folder / "img1" / "000004.png").is_file()
+    cv2.imwrite(str(folder / "img1" / "preview.jpg"), np.zeros((4, 4, 3), np.uint8))  # not of imExt: not a frame
     back = read_mot_sequence(folder)
     assert (back.name, back.fps, back.width, back.height, back.classes) == ("tiny", 25.0, 32, 24, ["square", "disc"])
     assert back.folder == folder and [p.name for p in back.frames] == [f"00000{i}.png" for i in range(1, 5)]
@@ -71,6 +72,9 @@ def test_a_written_sequence_reads_back(tmp_path):
     for ours, theirs in zip(back.gt, sequence.gt):
         assert np.array_equal(ours.ids, theirs.ids) and np.array_equal(ours.classes, theirs.classes)
         assert np.allclose(ours.boxes, theirs.boxes) and ours.boxes.dtype == np.float32
+    copy = read_mot_sequence(write_mot_sequence(tmp_path / "copy", back))  # image Paths: copied as they are
+    assert [p.read_bytes() for p in copy.frames] == [p.read_bytes() for p in back.frames]
+    assert all(np.array_equal(a.boxes, b.boxes) for a, b in zip(copy.gt, back.gt)) and copy.classes == back.classes
     only_discs = read_mot_sequence(folder, classes=(2,))  # file class ids start at 1
     assert [t.ids.tolist() for t in only_discs.gt] == [[2], [3], [4], [5]]
 

@@ -166,7 +166,7 @@ def read_mot_sequence(folder, classes=None) -> TrackSequence:
     folder = Path(folder)
     info = _seqinfo(folder)
     image_folder = folder / info.get("imdir", IMAGES)
-    images = sorted(p for p in image_folder.iterdir() if is_image(p)) if image_folder.is_dir() else []
+    images = _frame_images(image_folder, info.get("imext", ""))
     if not images:
         raise FovealError(f"{folder}: no images in {image_folder.name}/")
     if "seqlength" in info and _number(info, "seqlength", folder) != len(images):
@@ -182,6 +182,14 @@ def read_mot_sequence(folder, classes=None) -> TrackSequence:
         gt, names = _truth(read_mot_file(folder / GT_FILE, len(images)), classes, names)
     fps = _number(info, "framerate", folder) if "framerate" in info else DEFAULT_FPS
     return TrackSequence(info.get("name", folder.name), fps, width, height, images, gt, names, folder)
+
+
+def _frame_images(folder: Path, extension: str) -> list[Path]:
+    """The frames in name order: the folder's images, those ending in `extension` when seqinfo.ini names one."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if is_image(p) and (not extension or p.suffix.lower() == extension.lower()))
 
 
 def _seqinfo(folder: Path) -> dict:
