@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.stream import Counted, Frame, frames as source_frames
+from ..data.formats.mot import is_mot_sequence, mot_lines, mot_sequences, read_video_sequence
+from ..data.stream import Counted, Frame, frames as source_frames, is_stream
 from ..data.tracking import TrackSequence
 from ..errors import FovealError
 from ..files import write_json, write_text
+from ..metrics.tracking import combine, sequence_counts
 from ..ops.lines import crossing, line_side
 from ..report import Section, Table, counted, text_table, write_report
 from ..report.draw import draw_line, draw_trails
@@ -114,15 +116,13 @@ class TrackingPredictor:
         drawn, _ = self.base.annotate(frame, det)
         number, objects = self.frame_number, self.objects[self.sequence]
         centres = (det["boxes"][:, :2] + det["boxes"][:, 2:]) / 2
-        for track, box, score, label, centre in zip(det["track_ids"].tolist(), det["boxes"], det["scores"].tolist(),
-                                                    det["labels"].tolist(), centres):
+        for track, score, label, centre in zip(det["track_ids"].tolist(), det["scores"].tolist(), det["labels"].tolist(),
+                                               centres):
             objects.setdefault(track, TrackedObject(number)).add(number, score, label)
             self.trails.setdefault(track, deque(maxlen=TRAIL_FRAMES)).append(tuple(centre))
-            x1, y1, x2, y2 = (float(v) for v in box)
-            self.mot_lines[self.sequence].append(
-                f"{number},{track},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.5f},-1,-1,-1")
             if self.line is not None:
                 self.count_crossing(track, tuple(centre))
+        self.mot_lines[self.sequence].append(mot_lines(number, det["track_ids"], det["boxes"], det["scores"]))
         if self.sequence in self.scored:
             self.predicted[self.sequence][number - 1] = (det["track_ids"], det["boxes"])
         seen = set(det["track_ids"].tolist())
@@ -165,7 +165,7 @@ class TrackingPredictor:
             if self.cfg.save_txt:
                 for sequence, lines in self.mot_lines.items():
                     (self.run_dir / "mot").mkdir(exist_ok=True)
-                    write_text(self.run_dir / "mot" / f"{Path(sequence).name}.txt", "\n".join(lines) + "\n" * bool(lines))
+                    write_text(self.run_dir / "mot" / f"{Path(sequence).name}.txt", "".join(lines))
         tracks = sum(len(objects) for objects in self.objects.values())
         text = f"{counted(tracks, 'track')} ({base_summary})"
         return text + (f"; {self.crossing_text()}" if self.line is not None else "")
@@ -176,9 +176,7 @@ class TrackingPredictor:
 def tracking_data(data: str) -> list[TrackSequence]:
     """The sequences of data=: shapes_video, polyps_video, mot:FOLDER (a MOTChallenge sequence or a folder of
     them), or such a folder, or a video file with its MOT-format ground truth NAME.txt beside it."""
-    from ..data.formats.mot import mot_sequences, read_video_sequence
     from ..data.videos import TRACKING_SETS, tracking_sequences
-    from ..data.stream import is_stream
 
     if data in TRACKING_SETS:
         return tracking_sequences(data)
@@ -206,8 +204,6 @@ def sequence_frames(sequences: list[TrackSequence]) -> Counted:
 
 def track_source(cfg) -> tuple[Counted, list[TrackSequence]]:
     """(the frames to track, the sequences among them that have ground truth to score)."""
-    from ..data.formats.mot import is_mot_sequence, mot_sequences
-
     if cfg.data:
         sequences = tracking_data(cfg.data)
         missing = [s.name for s in sequences if s.gt is None]
@@ -272,8 +268,6 @@ def track(task_class, cfg, log=print):
 def track_scores(sequences: list[TrackSequence], predicted: dict) -> dict:
     """The scores of each sequence with ground truth and of all of them together (class-agnostic: an object
     is followed or not whatever class the detector gives it, as MOTChallenge scores its one class)."""
-    from ..metrics.tracking import combine, sequence_counts
-
     empty = (np.zeros(0, np.int64), np.zeros((0, 4), np.float32))
     counts = {}
     for sequence in sequences:

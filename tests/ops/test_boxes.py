@@ -1,11 +1,13 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from foveal.errors import FovealError
-from foveal.ops.boxes import (aligned_iou, box_area, box_iou, clip_boxes, complete_box_iou, convert_boxes,
-                              denormalize_boxes, distance_box_iou, generalized_box_iou, nms, normalize_boxes)
+from foveal.ops.boxes import (aligned_iou, box_area, box_iou, box_iou_numpy, clip_boxes, complete_box_iou,
+                              convert_boxes, denormalize_boxes, distance_box_iou, generalized_box_iou, nms,
+                              normalize_boxes)
 
 UNIT = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
 HALF_RIGHT = torch.tensor([[0.5, 0.0, 1.5, 1.0]])  # overlaps UNIT by half: IoU = 0.5 / 1.5
@@ -111,3 +113,14 @@ def test_unletterbox_boxes_inverts_the_letterbox_and_clips():
     torch.testing.assert_close(unletterbox_boxes(boxed, scale, pad, 100, 150), original)
     outside = unletterbox_boxes(torch.tensor([[-4.0, 0.0, 130.0, 99.0]]), scale, pad, 100, 150)
     assert outside.tolist() == [[0.0, 0.0, 150.0, 100.0]]  # the padding is not the image
+
+
+def test_box_iou_numpy_equals_box_iou():
+    torch.manual_seed(0)
+    a = torch.rand(7, 2).repeat(1, 2) + torch.cat([torch.zeros(7, 2), torch.rand(7, 2)], 1)
+    b = torch.cat([a[:3] + 0.1, torch.tensor([[0.5, 0.5, 0.5, 0.5], [2.0, 2.0, 3.0, 3.0]])])  # no area; far away
+    ours = box_iou_numpy(a.numpy(), b.numpy())
+    assert ours.shape == (7, 5) and ours.dtype.name == "float64"
+    torch.testing.assert_close(torch.from_numpy(ours).float(), box_iou(a, b))
+    assert box_iou_numpy([[1, 1, 1, 1]], [[1, 1, 1, 1]]).tolist() == [[0.0]]  # no area on either side: 0, not NaN
+    assert box_iou_numpy(np.zeros((0, 4)), b.numpy()).shape == (0, 5)
