@@ -21,7 +21,7 @@ def main(folder: str, frames: int):
     out.mkdir(parents=True, exist_ok=True)
     boxes = write_polyp_video(out / "polyps.mp4", frames=frames)
     (out / "boxes.json").write_text(json.dumps([frame_boxes.tolist() for frame_boxes in boxes]) + "\n")
-    for index, (frame, _) in enumerate(polyp_video_frames(frames)):  # the same frames again: rendering is cheap
+    for index, (frame, *_) in enumerate(polyp_video_frames(frames)):  # the same frames again: rendering is cheap
         if index % 12 == 0:
             cv2.imwrite(str(out / f"frame{index:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     print(f"wrote {out}/polyps.mp4, {out}/frame*.png and {out}/boxes.json ({frames} frames)")

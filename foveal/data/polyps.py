@@ -16,7 +16,7 @@ import numpy as np
 from ..files import atomic_path
 from .detection import DetectionData, ImageAnnotations
 from .segmentation import BACKGROUND, MaskedImage, SegmentationData
-from .synthetic import Scene, _mask_box
+from .synthetic import Scene, mask_box
 
 POLYP_CLASS = "polyp"
 FRAME_SIZES = ((256, 256), (256, 288), (256, 320), (288, 288), (288, 320), (320, 320))  # (height, width)
@@ -156,7 +156,7 @@ def _scene(image: np.ndarray, masks: list[np.ndarray]) -> Scene:
     """A Scene of uint8 `image` with boxes from `masks` (x2 = max_x + 1), every label the polyp class (0)."""
     height, width = image.shape[:2]
     stacked = np.array(masks, bool).reshape(-1, height, width)
-    boxes = [_mask_box(mask) for mask in stacked]
+    boxes = [mask_box(mask) for mask in stacked]
     return Scene(image, np.array(boxes, np.float32).reshape(-1, 4), np.zeros(len(stacked), np.int64), stacked)
 
 
@@ -208,11 +208,12 @@ def polyps_segmentation_data(n_train: int = 160, n_val: int = 40,
 
 
 def polyp_video_frames(frames: int = 48, size: tuple[int, int] = (256, 320), seed: int = 0):
-    """Yield (frame, boxes) of a scope slowly panning and zooming over a larger synthetic mucosa with polyps.
+    """Yield (frame, boxes, ids) of a scope slowly panning and zooming over a larger synthetic mucosa with polyps.
 
     frame: (H, W, 3) uint8 RGB of size (height, width); boxes: (N, 4) float32 of the polyps in view,
     exact: the bounds of their masks moved by the same camera, cut to where the vignette leaves at least
-    a quarter of the light (a polyp with under 16 such pixels is left out).
+    a quarter of the light (a polyp with under 16 such pixels is left out); ids: (N,) int64, each polyp's
+    index on the canvas + 1, the same in every frame it is seen in.
     """
     rng = np.random.default_rng(seed)
     height, width = size
@@ -230,8 +231,9 @@ def polyp_video_frames(frames: int = 48, size: tuple[int, int] = (256, 320), see
         frame = cv2.warpAffine(canvas, camera, (width, height), flags=cv2.INTER_LINEAR)
         seen = [(cv2.warpAffine(m.astype(np.uint8), camera, (width, height), flags=cv2.INTER_NEAREST) > 0) & lit
                 for m in masks]
-        boxes = _scene(frame, [m for m in seen if m.sum() >= 16]).boxes
-        yield np.clip(frame * vignette, 0, 255).astype(np.uint8), boxes
+        kept = [index for index, m in enumerate(seen) if m.sum() >= 16]
+        boxes = _scene(frame, [seen[index] for index in kept]).boxes
+        yield np.clip(frame * vignette, 0, 255).astype(np.uint8), boxes, np.array(kept, np.int64) + 1
 
 
 def write_polyp_video(path, frames: int = 48, size: tuple[int, int] = (256, 320), fps: float = 12.0,
@@ -241,7 +243,7 @@ def write_polyp_video(path, frames: int = 48, size: tuple[int, int] = (256, 320)
     boxes = []
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        for frame, frame_boxes in polyp_video_frames(frames, size, seed):
+        for frame, frame_boxes, _ in polyp_video_frames(frames, size, seed):
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             boxes.append(frame_boxes)
         writer.release()

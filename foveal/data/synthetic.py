@@ -48,16 +48,18 @@ _OUTLINES = (
 )
 
 
-def _shape_mask(label: int, center, radius: float, angle: float, height: int, width: int):
+def shape_mask(label: int, center, radius: float, angle: float, height: int, width: int):
     """(mask, window): the (h, w) bool pixels of one rotated shape, drawn by PIL without
     anti-aliasing, inside window = (rows, columns), the slices of the (H, W) image it occupies.
 
-    Drawing only the shape's own window keeps the cost independent of the image size.
+    Drawing only the shape's own window keeps the cost independent of the image size. A shape partly
+    outside the image is cut at its edges; one wholly outside gives an empty mask and window.
     """
     cos, sin = np.cos(angle), np.sin(angle)
     points = _OUTLINES[label] @ np.array([[cos, sin], [-sin, cos]]) * radius + center
     left, top = np.maximum(np.floor(points.min(axis=0)).astype(int), 0)
     right, bottom = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 1, (width, height))
+    right, bottom = max(right, left), max(bottom, top)  # a shape beyond the image: an empty window
     canvas = Image.new("L", (right - left, bottom - top))
     ImageDraw.Draw(canvas).polygon((points - (left, top)).ravel().tolist(), fill=1)
     return np.asarray(canvas, dtype=bool), (slice(top, bottom), slice(left, right))
@@ -72,7 +74,7 @@ def _smooth_noise(rng: np.random.Generator, grid: int, channels: int, spread: fl
     return smooth.reshape(height, width, channels) - 128
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """(H, W, 3) uint8 texture: a smooth colour field, finer blotches and thin stroke clutter.
 
     Clutter is only thin open strokes, never a filled polygon, so it cannot pass for a shape.
@@ -90,7 +92,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.array(image)
 
 
-def _contrasting_colour(rng: np.random.Generator, covered: np.ndarray) -> np.ndarray:
+def contrasting_colour(rng: np.random.Generator, covered: np.ndarray) -> np.ndarray:
     """(3,) uint8 colour far from most of `covered` (P, 3), the pixels the object will hide.
 
     Scoring the 10th percentile, not the mean, also keeps it apart from an object it overlaps.
@@ -125,7 +127,7 @@ class Scene:
         return semantic
 
 
-def _mask_box(mask: np.ndarray) -> list[int]:
+def mask_box(mask: np.ndarray) -> list[int]:
     """x1, y1, x2, y2 of a non-empty (H, W) bool mask, with x2 = max_x + 1."""
     columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
     return [columns[0], rows[0], columns[-1] + 1, rows[-1] + 1]
@@ -137,11 +139,11 @@ def _hidden_counts(covered_owners: np.ndarray, instances: int) -> np.ndarray:
 
 
 def _random_shape(rng: np.random.Generator, height: int, width: int, min_scale: float, max_scale: float):
-    """(label, mask, window) of a random shape lying inside the image; see _shape_mask."""
+    """(label, mask, window) of a random shape lying inside the image; see shape_mask."""
     label = int(rng.integers(len(SHAPE_CLASSES)))
     radius = np.exp(rng.uniform(np.log(min_scale), np.log(max_scale))) * min(height, width) / 2
     center = rng.uniform(radius, (width - radius, height - radius))
-    return (label, *_shape_mask(label, center, radius, rng.uniform(0, 2 * np.pi), height, width))
+    return (label, *shape_mask(label, center, radius, rng.uniform(0, 2 * np.pi), height, width))
 
 
 def render_scene(
@@ -159,7 +161,7 @@ def render_scene(
     the object is skipped after PLACEMENT_ATTEMPTS, so a crowded scene may hold fewer objects.
     """
     height, width = (size, size) if isinstance(size, int) else size
-    image = _background(rng, height, width)
+    image = textured_background(rng, height, width)
     owner = np.full((height, width), -1, np.int32)  # index of the instance each pixel shows
     labels, full_areas, visible_areas = [], np.zeros(0, np.int64), np.zeros(0, np.int64)
     for _ in range(rng.integers(min_objects, max_objects + 1)):
@@ -169,25 +171,25 @@ def render_scene(
             visible_after = visible_areas - _hidden_counts(covered_owners, len(labels))
             needed = np.maximum(MIN_VISIBLE_FRACTION * full_areas, MIN_PIXELS)
             if len(covered_owners) >= MIN_PIXELS and np.all(visible_after >= needed):
-                image[window][mask] = _contrasting_colour(rng, image[window][mask])
+                image[window][mask] = contrasting_colour(rng, image[window][mask])
                 owner[window][mask] = len(labels)
                 labels.append(label)
                 full_areas = np.append(full_areas, len(covered_owners))
                 visible_areas = np.append(visible_after, len(covered_owners))
                 break
     masks = owner[None] == np.arange(len(labels))[:, None, None]  # (N, H, W)
-    boxes = np.array([_mask_box(mask) for mask in masks], np.float32).reshape(-1, 4)
+    boxes = np.array([mask_box(mask) for mask in masks], np.float32).reshape(-1, 4)
     return Scene(image, boxes, np.array(labels, np.int64), masks)
 
 
 def classification_sample(rng: np.random.Generator, size: int, label: int | None = None) -> tuple[np.ndarray, int]:
     """((size, size, 3) uint8 image, class index): one shape, 35-90% of the image, near the centre."""
     label = int(rng.integers(len(SHAPE_CLASSES))) if label is None else int(label)
-    image = _background(rng, size, size)
+    image = textured_background(rng, size, size)
     radius = rng.uniform(0.35, 0.9) * size / 2
     center = size / 2 + rng.uniform(-1, 1, 2) * (size / 2 - radius)  # always fully inside
-    mask, window = _shape_mask(label, center, radius, rng.uniform(0, 2 * np.pi), size, size)
-    image[window][mask] = _contrasting_colour(rng, image[window][mask])
+    mask, window = shape_mask(label, center, radius, rng.uniform(0, 2 * np.pi), size, size)
+    image[window][mask] = contrasting_colour(rng, image[window][mask])
     return image, label
 
 

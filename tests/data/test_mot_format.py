@@ -11,14 +11,14 @@ from foveal.errors import FovealError
 
 
 def test_read_mot_file(tmp_path):
-    """Commas or spaces, 6 to 10 fields, rows in any order; boxes become x1 y1 x2 y2; frames without rows
-    are empty, up to `frames`."""
+    """Commas or spaces, 6 to 10 fields, rows in any order; boxes become x1 y1 x2 y2 counted from 0 (the file's
+    pixels count from 1); frames without rows are empty, up to `frames`."""
     path = tmp_path / "gt.txt"
     path.write_text("3, 7, 10, 20, 30, 40, 1, 2, 0.5\n\n1 4 0 0 5 5\n3,8,1.5,2,3,4,0,1,1,-1\n"
                     "4,-1,0,0,1,1\n4,-1,0,0,2,2\n")  # id -1, detections without identity: may repeat
     frames = read_mot_file(path, frames=4)
     assert [len(f.ids) for f in frames] == [1, 0, 2, 2]
-    assert frames[2].ids.tolist() == [7, 8] and frames[2].boxes.tolist() == [[10, 20, 40, 60], [1.5, 2, 4.5, 6]]
+    assert frames[2].ids.tolist() == [7, 8] and frames[2].boxes.tolist() == [[9, 19, 39, 59], [0.5, 1, 3.5, 5]]
     assert frames[2].classes.tolist() == [2, 1] and frames[2].visibility.tolist() == [0.5, 1]
     assert frames[0].scores.tolist() == [1] and frames[0].classes.tolist() == [-1]  # the defaults
     assert len(read_mot_file(path)) == 4 and len(read_mot_file(path, frames=6)) == 6
@@ -45,7 +45,7 @@ def test_a_bad_line_is_named(tmp_path, line, message):
 
 def test_mot_lines_read_back(tmp_path):
     text = mot_lines(2, [5, 6], np.array([[1, 2, 11, 22], [0.5, 0, 3, 4.25]]), [0.9, 0.25])
-    assert text.splitlines()[0] == "2,5,1.00,2.00,10.00,20.00,0.9000,-1,-1,-1"
+    assert text.splitlines()[0] == "2,5,2.00,3.00,10.00,20.00,0.9000,-1,-1,-1"  # left and top from 1
     (tmp_path / "result.txt").write_text(text)
     frame = read_mot_file(tmp_path / "result.txt")[1]
     assert frame.ids.tolist() == [5, 6] and frame.scores.tolist() == [0.9, 0.25]

@@ -64,10 +64,11 @@ def test_frames_are_pink_red_mucosa(frames):
 
 def test_video_boxes_follow_the_camera():
     shown = list(polyp_video_frames(frames=6, size=(64, 80), seed=3))
-    assert len(shown) == 6 and all(frame.shape == (64, 80, 3) for frame, _ in shown)
-    assert any(len(boxes) for _, boxes in shown)
+    assert len(shown) == 6 and all(frame.shape == (64, 80, 3) for frame, _, _ in shown)
+    assert any(len(boxes) for _, boxes, _ in shown)
+    assert all(len(ids) == len(boxes) for _, boxes, ids in shown)
     again = list(polyp_video_frames(frames=6, size=(64, 80), seed=3))
-    assert all(a.tobytes() == b.tobytes() for (a, _), (b, _) in zip(shown, again))
+    assert all(a.tobytes() == b.tobytes() for (a, *_), (b, *_) in zip(shown, again))
 
 
 def test_the_video_is_written_under_a_temporary_name_then_renamed(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """MOTChallenge files and folders, and foveal's simpler video layout, as TrackSequences (foveal/data/tracking.py).
 
 A MOT file holds one object per line: `frame, id, x, y, w, h, conf, class, visibility[, ...]`, frames from 1,
-(x, y) the box's top-left corner in pixels; commas or spaces between fields. In a ground-truth file (gt/gt.txt)
+(x, y) the box's top-left corner in pixels counted from 1 (foveal's boxes count from 0: read and written
+shifted by one); commas or spaces between fields. In a ground-truth file (gt/gt.txt)
 conf is the "consider" flag (0: ignore the row, as the benchmark does) and class the MOT17 class id
 (1 pedestrian, ...; -1 where MOT15 gives none); a tracker's results file has conf its confidence and -1 in
 the rest (`mot_lines` writes it).
@@ -72,6 +73,7 @@ def read_mot_file(path, frames: int | None = None) -> list[MotFrame]:
     for frame_number, chunk in zip(frame_numbers.astype(int), np.split(rows, starts[1:])):
         _check_unique(chunk[chunk[:, 1] != -1], path, frame_number)  # -1: no identity (detection files)
         x, y, w, h = chunk[:, 2:6].T
+        x, y = x - 1, y - 1  # the files' pixels count from 1, foveal's (as numpy's and OpenCV's) from 0
         result[frame_number - 1] = MotFrame(chunk[:, 1].astype(np.int64), np.stack([x, y, x + w, y + h], 1),
                                             chunk[:, 6], chunk[:, 7].astype(np.int64), chunk[:, 8])
     return result
@@ -139,7 +141,7 @@ def mot_lines(frame_number: int, ids, boxes_xyxy, scores) -> str:
 
 def _line(frame_number: int, ident, box, rest: str) -> str:
     x1, y1, x2, y2 = box
-    return f"{frame_number},{int(ident)},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{rest}\n"
+    return f"{frame_number},{int(ident)},{x1 + 1:.2f},{y1 + 1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{rest}\n"
 
 
 def is_mot_sequence(path) -> bool:
@@ -264,7 +266,7 @@ def write_mot_sequence(folder, sequence: TrackSequence, image_ext: str = ".jpg")
         write_bytes(folder / IMAGES / f"{number:06d}{image_ext}", encoded.tobytes())
     if sequence.gt is not None:
         (folder / GT_FILE.parent).mkdir(exist_ok=True)
-        write_text(folder / GT_FILE, "".join(_gt_lines(number, truth) for number, truth in
+        write_text(folder / GT_FILE, "".join(gt_lines(number, truth) for number, truth in
                                              enumerate(sequence.gt, 1)))
     fps = int(sequence.fps) if float(sequence.fps).is_integer() else sequence.fps
     write_text(folder / SEQINFO, f"[Sequence]\nname={sequence.name}\nimDir={IMAGES}\nframeRate={fps}\n"
@@ -274,7 +276,7 @@ def write_mot_sequence(folder, sequence: TrackSequence, image_ext: str = ".jpg")
     return folder
 
 
-def _gt_lines(number: int, truth: FrameTruth) -> str:
+def gt_lines(number: int, truth: FrameTruth) -> str:
     """Ground-truth lines `frame,id,x,y,w,h,1,class,1` (considered, fully visible; class ids from 1)."""
     boxes = np.asarray(truth.boxes, np.float64).reshape(-1, 4)
     return "".join(_line(number, i, box, f"1,{int(c) + 1},1") for i, box, c in zip(truth.ids, boxes, truth.classes))

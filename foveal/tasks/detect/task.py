@@ -9,6 +9,7 @@ from ...config import TrainConfig, opt
 from ...data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
 from ...data.detection import DetectionData
 from ...data.polyps import polyps_detection_data
+from ...data.videos import shapes_video_detection_data
 from ...errors import FovealError
 from ...files import write_json
 from ...ops.boxes import NMS_IOU
@@ -16,7 +17,7 @@ from ...registry import get_model_entry
 from ...track.config import TrackConfig
 from ..boxes import BoxEvaluator, BoxTask
 
-EMBEDDED = ("shapes", "polyps")
+EMBEDDED = ("shapes", "polyps", "shapes_video")
 MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "convert", "features", "explain")
 
 
@@ -63,9 +64,11 @@ def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionD
         return shapes_detection_data()
     if data == "polyps":
         return polyps_detection_data()
+    if data == "shapes_video":
+        return shapes_video_detection_data()
     if not data:
-        raise FovealError("data: name a data set: shapes, polyps, a YOLO data.yaml, coco:ann.json,images/, voc:... "
-                          "or masks:images/,masks/")
+        raise FovealError("data: name a data set: shapes, polyps, shapes_video, a YOLO data.yaml, "
+                          "coco:ann.json,images/, voc:... or masks:images/,masks/")
     from ...data.formats.detection import load_detection_data
 
     return load_detection_data(data, strict=strict, val_fraction=val_fraction)
