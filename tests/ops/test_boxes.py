@@ -1,11 +1,13 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from foveal.errors import FovealError
-from foveal.ops.boxes import (aligned_iou, box_area, box_iou, clip_boxes, complete_box_iou, convert_boxes,
-                              denormalize_boxes, distance_box_iou, generalized_box_iou, nms, normalize_boxes)
+from foveal.ops.boxes import (aligned_iou, box_area, box_iou, box_iou_numpy, clip_boxes, complete_box_iou,
+                              convert_boxes, denormalize_boxes, distance_box_iou, generalized_box_iou, nms,
+                              normalize_boxes)
 
 UNIT = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
 HALF_RIGHT = torch.tensor([[0.5, 0.0, 1.5, 1.0]])  # overlaps UNIT by half: IoU = 0.5 / 1.5
@@ -111,3 +113,14 @@ def test_unletterbox_boxes_inverts_the_letterbox_and_clips():
     torch.testing.assert_close(unletterbox_boxes(boxed, scale, pad, 100, 150), original)
     outside = unletterbox_boxes(torch.tensor([[-4.0, 0.0, 130.0, 99.0]]), scale, pad, 100, 150)
     assert outside.tolist() == [[0.0, 0.0, 150.0, 100.0]]  # the padding is not the image
+
+
+def test_box_iou_numpy_equals_box_iou():
+    boxes = torch.rand(30, 2) * 100
+    boxes = torch.cat([boxes, boxes + torch.rand(30, 2) * 40], 1)
+    a, b = boxes[:20], torch.cat([boxes[10:], torch.zeros(2, 4)])  # shared boxes (IoU 1) and empty ones
+    expected = box_iou(a, b)
+    assert torch.allclose(torch.from_numpy(box_iou_numpy(a.double().numpy(), b.double().numpy())).float(), expected,
+                          atol=1e-6)
+    assert box_iou_numpy(np.zeros((1, 4)), np.zeros((1, 4))).tolist() == [[0.0]]
+    assert box_iou_numpy(np.zeros((0, 4)), b.numpy()).shape == (0, 22)
