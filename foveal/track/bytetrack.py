@@ -1,10 +1,9 @@
 """ByteTrack (Zhang et al. 2022): boxes followed by a Kalman filter and IoU matching, low-scoring detections too."""
 
-from dataclasses import asdict
-
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..config import build_config
 from ..errors import FovealError, did_you_mean
 from ..ops.boxes import box_iou_numpy
 from . import kalman
@@ -53,9 +52,9 @@ class ByteTrack:
         if unknown:
             raise FovealError(f"unknown tracker key '{unknown[0]}'{did_you_mean(unknown[0], TRACK_KEYS)}; "
                               f"choose from {', '.join(TRACK_KEYS)}")
-        config = {key: value for key, value in asdict(TrackConfig()).items() if key in TRACK_KEYS} | keys
-        for key, value in config.items():
-            setattr(self, key, value)
+        config = build_config(TrackConfig, keys)  # each value checked: its type, range or choices
+        for key in TRACK_KEYS:
+            setattr(self, key, getattr(config, key))
         self.motion = CameraMotion(self.auto_cmc if self.cmc == "auto" else self.cmc)
         self.reset()
 

@@ -172,7 +172,8 @@ def test_make_tracker_and_config():
     assert type(tracker) is BotSort and tracker.track_buffer == 7 and tracker.motion.method == "sparse"
     for call, message in [(lambda: make_tracker("bytetrak"), "did you mean 'bytetrack'"),
                           (lambda: make_tracker("botsort", track_bufer=3), "did you mean 'track_buffer'"),
-                          (lambda: make_tracker("bytetrack", cmc="orb"), "unknown cmc 'orb'")]:
+                          (lambda: make_tracker("bytetrack", cmc="orb"), "cmc: expected one of"),
+                          (lambda: make_tracker("bytetrack", track_buffer=0), "track_buffer: 0 is out of range")]:
         with pytest.raises(FovealError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
