@@ -6,6 +6,8 @@ Formats, each a (..., 4) tensor in absolute pixels unless normalised (divided by
     cxcywh  cx, cy, w, h      centre and size (YOLO)
 Widths are x2 - x1 with no "+1", as COCO. Pairwise functions give (N, M) for N and M boxes;
 `aligned_iou` compares box i of one set with box i of the other and gives (N,), as a box loss needs.
+`box_iou_numpy` is box_iou on numpy arrays, for the trackers: a frame's matching takes microseconds, less
+than a round trip through tensors would.
 """
 
 import math
@@ -87,13 +89,13 @@ def box_iou_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """box_iou for numpy: (N, M) float64 IoU of xyxy boxes a (N, 4) and b (M, 4), 0 where both have no area
     (the tracking scores and the trackers match boxes frame by frame, where a tensor's overhead would cost
     more than the arithmetic)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(-1)  # (N, M)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
+    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]  # (N, 1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)[None]  # (1, M, 4); width and height apart: faster than (N, M, 2)
+    inter_w = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+    inter_h = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+    inter = inter_w * inter_h
+    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union -= inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 

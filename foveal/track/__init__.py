@@ -7,28 +7,23 @@
         tracks.ids, tracks.boxes, tracks.index      # index: the row of det each track took (masks follow it)
 """
 
-from typing import NamedTuple
+from ..errors import FovealError, did_you_mean
+from .botsort import BotSort
+from .bytetrack import ByteTrack
+from .config import TRACK_KEYS
+from .tracks import Tracks
 
-import numpy as np
-
-
-class Tracks(NamedTuple):
-    """The tracks a frame's detections continued or started, one row each (confirmed tracks only)."""
-
-    ids: np.ndarray  # (N,) int64: 1, 2, ... in order of creation, never reused by one tracker
-    boxes: np.ndarray  # (N, 4) float32 x1 y1 x2 y2: the detection's own box in this frame
-    scores: np.ndarray  # (N,) float32: the detection's score
-    classes: np.ndarray  # (N,) int64: the detection's class
-    index: np.ndarray  # (N,) int64: the row of the update's detections this track took
+__all__ = ["Tracks", "ByteTrack", "BotSort", "make_tracker", "tracker_from"]
 
 
 def make_tracker(name: str = "bytetrack", **keys):
     """A new tracker by name (bytetrack, botsort); keys: TrackConfig's fields other than `tracker`."""
-    raise NotImplementedError  # track/bytetrack.py, track/botsort.py
+    trackers = {"bytetrack": ByteTrack, "botsort": BotSort}
+    if name not in trackers:
+        raise FovealError(f"unknown tracker '{name}'{did_you_mean(name, trackers)}; choose from {', '.join(trackers)}")
+    return trackers[name](**keys)
 
 
 def tracker_from(cfg):
     """make_tracker with the track keys of a run's config (TrackConfig's fields)."""
-    from .config import TRACK_KEYS
-
     return make_tracker(cfg.tracker, **{key: getattr(cfg, key) for key in TRACK_KEYS})

@@ -75,7 +75,7 @@ def test_tracks_ids_lines_and_crossings(tmp_path):
     assert len(lines) == 20
     frame, track, x, y, w, h, score, *rest = lines[0].split(",")
     assert frame == "1" and rest == ["-1", "-1", "-1"] and round(float(score), 4) in (0.9, 0.8)
-    assert (float(x), float(y), float(w), float(h)) in ((40, 10, 20, 20), (5, 70, 20, 20))
+    assert (float(x), float(y), float(w), float(h)) in ((41, 11, 20, 20), (6, 71, 20, 20))  # left, top from 1
 
 
 def test_bad_line_is_one_line():

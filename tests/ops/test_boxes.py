@@ -124,3 +124,12 @@ def test_box_iou_numpy_equals_box_iou():
     torch.testing.assert_close(torch.from_numpy(ours).float(), box_iou(a, b))
     assert box_iou_numpy([[1, 1, 1, 1]], [[1, 1, 1, 1]]).tolist() == [[0.0]]  # no area on either side: 0, not NaN
     assert box_iou_numpy(np.zeros((0, 4)), b.numpy()).shape == (0, 5)
+
+
+def test_box_iou_numpy_on_shared_and_empty_boxes():
+    boxes = torch.rand(30, 2) * 100
+    boxes = torch.cat([boxes, boxes + torch.rand(30, 2) * 40], 1)
+    a, b = boxes[:20], torch.cat([boxes[10:], torch.zeros(2, 4)])  # shared boxes (IoU 1) and empty ones
+    expected = box_iou(a, b)
+    assert torch.allclose(torch.from_numpy(box_iou_numpy(a.double().numpy(), b.double().numpy())).float(), expected,
+                          atol=1e-6)
