@@ -84,13 +84,16 @@ def open_predictor(task_class, cfg, frames=None, writes: bool = True, log=print)
     return task, predictor, source, run_dir
 
 
-def log_predicted(task, predictor, count: int, seconds: float, interrupted: bool, summary: str, run_dir, log):
+def log_predicted(task, predictor, count: int, seconds: float, interrupted: bool, summary: str, run_dir, log,
+                  frames: bool = False):
+    """The last lines of predict (and track, whose inputs are `frames`): counts, speed, time per phase."""
     speed = f", {count / seconds:.1f} {task.speed_unit} (model and post-processing)" if seconds else ""
-    video = isinstance(task.cfg.source, str) and is_stream(task.cfg.source) and task.input_name == "image"
-    inputs = counted(count, "frame") if video else counted(count, task.input_name, task.inputs)
+    frames = frames or isinstance(task.cfg.source, str) and is_stream(task.cfg.source) and task.input_name == "image"
+    inputs = counted(count, "frame") if frames else counted(count, task.input_name, task.inputs)
     log(f"{'interrupted after ' if interrupted else ''}{inputs}, {summary}{speed}")
     if count and any(predictor.seconds.values()):
-        log(f"per {task.input_name}: " + ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
+        log(f"per {'frame' if frames else task.input_name}: " +
+            ", ".join(f"{1000 * t / count:.1f} ms {name}" for name, t in predictor.seconds.items()))
     if run_dir is not None:
         log(f"results: {run_dir}")
 

@@ -89,6 +89,7 @@ class TrackingPredictor:
         self.trails: dict[int, deque] = {}
         self.last_off_line: dict[int, tuple] = {}
         self.crossings = Counter()  # +1: left to right of the line, -1: right to left
+        self.best_score = None  # of the detections the tracker was given: what to say when no track started
         base.seconds["track"] = 0.0
 
     # what the engine's stream loop and log read of a predictor
@@ -107,6 +108,8 @@ class TrackingPredictor:
 
     def infer(self, pixels: np.ndarray) -> dict:
         det = self.base.infer(pixels)
+        if len(det["scores"]):
+            self.best_score = max(self.best_score or 0.0, float(det["scores"].max()))
         started = time.perf_counter()
         tracks = self.tracker.update(det["boxes"], det["scores"], det["labels"], pixels)
         self.base.seconds["track"] += time.perf_counter() - started
@@ -158,6 +161,13 @@ class TrackingPredictor:
 
     def finish(self) -> str:
         """tracks.csv, and with save_txt MOTChallenge results mot/<sequence>.txt; the run's last log line."""
+        tracks = sum(len(objects) for objects in self.objects.values())
+        hint = ""
+        if not tracks and self.best_score is not None:  # the detector found things: the tracker's thresholds say no
+            if hasattr(self.base, "nothing_found"):
+                self.base.nothing_found.found_any = True  # its hint would blame conf=
+            hint = (f"; no detection started a track: the best scored {self.best_score:.3f} (lower new_track_thresh="
+                    f"{self.cfg.new_track_thresh:g} and track_high_thresh={self.cfg.track_high_thresh:g} to follow them)")
         base_summary = self.base.finish()
         if self.run_dir is not None:
             write_text(self.run_dir / "tracks.csv", "\n".join(",".join(map(str, row)) for row in
@@ -166,8 +176,7 @@ class TrackingPredictor:
                 for sequence, lines in self.mot_lines.items():
                     (self.run_dir / "mot").mkdir(exist_ok=True)
                     write_text(self.run_dir / "mot" / f"{Path(sequence).name}.txt", "".join(lines))
-        tracks = sum(len(objects) for objects in self.objects.values())
-        text = f"{counted(tracks, 'track')} ({base_summary})"
+        text = f"{counted(tracks, 'track')} ({base_summary}){hint}"
         return text + (f"; {self.crossing_text()}" if self.line is not None else "")
 
 
@@ -248,7 +257,7 @@ def track(task_class, cfg, log=print):
                                              lambda frame: (watch(frame), predictor.start(frame)))
     summary = predictor.finish()
     if cfg.verbose:
-        log_predicted(task, predictor, count, seconds, interrupted, summary, run_dir, log)
+        log_predicted(task, predictor, count, seconds, interrupted, summary, run_dir, log, frames=True)
         if cfg.count:
             log("objects: " + (", ".join(f"{n} {name}" for name, n in sorted(predictor.distinct().items())) or "none"))
     if not scored:
