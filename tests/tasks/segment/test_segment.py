@@ -84,6 +84,14 @@ def test_val_reproduces_training_metrics(trained, mask_data):
         assert measured[key] == pytest.approx(best[key], abs=1e-9), key
 
 
+def test_track_refuses_a_semantic_model(trained, mask_data, tmp_path):
+    run_dir, _, _ = trained
+    result = run_cli("segment", "track", f"weights={run_dir}/best.safetensors",
+                     f"source={mask_data[0]}/val/images", f"project={tmp_path}")
+    assert result.returncode == 2 and "track: unet finds no objects to follow" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "segment").exists()
+
+
 def test_onnx_export_scores_and_predicts_as_pytorch(trained, mask_data, request):
     if request.node.callspec.params["trained"] != "off":
         pytest.skip("one precision path is enough: the export is of the trained weights either way")
@@ -303,3 +311,23 @@ def test_mask_rcnn_trains_evaluates_and_predicts(tiny_coco, tmp_path):
     assert result.masks.shape == (5, *result.orig_shape) and len(result.boxes) == 5
     assert [int(r["area"]) for r in results] == result.masks.sum((1, 2)).tolist()
     assert (tmp_path / "segment" / "pred" / "a.jpg").is_file()
+
+    # track: the same image as a 4-frame video; each object's mask travels with its id (an untrained model's
+    # scores are low: the thresholds let every detection start a track, and match_thresh=1 lets a track take
+    # one whose IoU the tracker weighs by its score, as ByteTrack does)
+    video = tmp_path / "still.mp4"
+    frames = [cv2.imread(str(images / "a.png"))] * 4
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    tracked = foveal.run("segment", "track", weights=run.best, source=str(video), conf=0.0, max_det=5,
+                         track_low_thresh=0.0, track_high_thresh=0.0, new_track_thresh=0.0, match_thresh=1.0,
+                         project=tmp_path,
+                         name="track", verbose=False)
+    assert tracked and all(r["track_id"] >= 1 and "segmentation" in r and r["area"] >= 0 for r in tracked)
+    first = {r["track_id"]: r["area"] for r in tracked if r["frame"] == 0}
+    later = {r["track_id"]: r["area"] for r in tracked if r["frame"] == 3}
+    assert first and set(first) & set(later) and all(later[k] == first[k] for k in set(first) & set(later))
+    assert (tmp_path / "segment" / "track" / "still.mp4").is_file()
+    assert (tmp_path / "segment" / "track" / "tracks.csv").is_file()
