@@ -1,5 +1,5 @@
 # make demo: set up .venv, train a detector on the synthetic scenes, evaluate it, predict on images and
-# a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
+# a video, track the shapes through a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
 # classifier on the digits.  make demo-serve: the polyp assistant (a detector trained on synthetic
 # endoscopy, exported to ONNX, served with its web page playing a video with live boxes at 0.4).
 # make demo-inspect: basics on a photo, VGG16's layer table, feature maps and Grad-CAM of the digits model.
@@ -35,7 +35,9 @@ demo: install
 	$(BIN)/python examples/write_scene_images.py $(DETECT)/samples 8
 	$(BIN)/foveal detect predict weights=$(DETECT)/best.safetensors source=$(DETECT)/samples conf=0.4 name=demo-images exist_ok=true
 	$(BIN)/foveal detect predict weights=$(DETECT)/best.safetensors source=$(DETECT)/samples/scenes.mp4 conf=0.4 name=demo-video exist_ok=true
-	@echo "report: $(DETECT)/report.html   annotated: runs/detect/demo-images/ and runs/detect/demo-video/scenes.mp4"
+	$(BIN)/python examples/write_track_video.py $(DETECT)/samples
+	$(BIN)/foveal detect track weights=$(DETECT)/best.safetensors source=$(DETECT)/samples/shapes-01.mp4 show_trails=true count=true name=demo-track exist_ok=true
+	@echo "report: $(DETECT)/report.html   annotated: runs/detect/demo-images/ and runs/detect/demo-video/scenes.mp4; tracked: runs/detect/demo-track/shapes-01.mp4"
 
 demo-segment: install
 	$(BIN)/foveal segment train $(SEGMENT_TRAIN) name=demo exist_ok=true
