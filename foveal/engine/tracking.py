@@ -182,18 +182,19 @@ class TrackingPredictor:
 
 # ---- the sources: videos, cameras and images, or sequences with ground truth ----------------------------
 
-def tracking_data(data: str) -> list[TrackSequence]:
+def tracking_data(data: str, classes: tuple[int, ...] | None = None) -> list[TrackSequence]:
     """The sequences of data=: shapes_video, polyps_video, mot:FOLDER (a MOTChallenge sequence or a folder of
-    them), or such a folder, or a video file with its MOT-format ground truth NAME.txt beside it."""
+    them), or such a folder, or a video file with its MOT-format ground truth NAME.txt beside it; the ground
+    truth of files keeps the MOT class ids `classes` (all when None)."""
     from ..data.videos import TRACKING_SETS, tracking_sequences
 
     if data in TRACKING_SETS:
         return tracking_sequences(data)
     path = data.removeprefix("mot:")
     if is_stream(path) and not path.isdigit():
-        return [read_video_sequence(path)]
+        return [read_video_sequence(path, classes)]
     if data.startswith("mot:") or Path(path).is_dir():
-        return mot_sequences(path)
+        return mot_sequences(path, classes)
     raise FovealError(f"data: track scores {', '.join(TRACKING_SETS)}, mot:FOLDER (MOTChallenge sequences) or a "
                       f"video with its ground truth NAME.txt beside it; got '{data}'")
 
@@ -211,10 +212,20 @@ def sequence_frames(sequences: list[TrackSequence]) -> Counted:
     return Counted(each(), sum(len(s.frames) for s in sequences))
 
 
+def gt_classes(text: str) -> tuple[int, ...] | None:
+    """gt_classes=1,2 as MOT class ids, None when empty; one line naming the key otherwise."""
+    try:
+        ids = tuple(int(v) for v in text.strip("[]() ").split(",") if v.strip())
+    except ValueError:
+        raise FovealError(f"gt_classes: expected MOT class ids such as 1 or 1,2, got '{text}'") from None
+    return ids or None
+
+
 def track_source(cfg) -> tuple[Counted, list[TrackSequence]]:
     """(the frames to track, the sequences among them that have ground truth to score)."""
+    classes = gt_classes(cfg.gt_classes)
     if cfg.data:
-        sequences = tracking_data(cfg.data)
+        sequences = tracking_data(cfg.data, classes)
         missing = [s.name for s in sequences if s.gt is None]
         if missing:
             raise FovealError(f"data: {', '.join(missing)} has no ground truth (gt/gt.txt) to score")
@@ -224,7 +235,7 @@ def track_source(cfg) -> tuple[Counted, list[TrackSequence]]:
                           "(shapes_video, polyps_video, mot:FOLDER) to score the tracks")
     source = Path(cfg.source)
     if source.is_dir() and (is_mot_sequence(source) or any(is_mot_sequence(p) for p in source.iterdir())):
-        sequences = mot_sequences(source)
+        sequences = mot_sequences(source, classes)
         if cfg.gt and (missing := [s.name for s in sequences if s.gt is None]):
             raise FovealError(f"gt: {', '.join(missing)} has no gt/gt.txt to score against")
         return sequence_frames(sequences), [s for s in sequences if cfg.gt]
@@ -239,7 +250,7 @@ def track(task_class, cfg, log=print):
     """Follow every object of cfg.source (or data='s sequences) through its frames; writes runs/<task>/trackN
     with predictions.json (track_id per object), tracks.csv, annotated video, and with ground truth
     metrics.json and report.html. Returns the scores when there is ground truth, else the predictions."""
-    parse_line(cfg.line)  # a mistake in the command fails before the model loads
+    parse_line(cfg.line), gt_classes(cfg.gt_classes)  # a mistake in the command fails before the model loads
     task, model, meta, device = trained_task(task_class, cfg, "track", log if cfg.verbose else None)
     if not task.finds_objects:
         raise FovealError(f"track: {meta['model']} finds no objects to follow (track takes a detector or an "

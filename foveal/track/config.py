@@ -24,6 +24,8 @@ class TrackConfig:
     line: str = opt("", "track: x1,y1,x2,y2 in pixels: count the tracks crossing this line, in each direction")
     gt: bool = opt(False, "track: score against the ground truth of a MOTChallenge source (gt/gt.txt); data= "
                           "sequences are always scored")
+    gt_classes: str = opt("", "track: score only these class ids of a MOTChallenge ground truth, a comma list "
+                              "(e.g. 1: MOT17's pedestrians; empty: every class)")
 
 
 # what a tracker takes (the rest is the track mode's)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import foveal
 from foveal.data.formats.mot import write_mot_sequence
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.data.tracking import FrameTruth, TrackSequence
@@ -66,6 +67,11 @@ def test_track_scores_a_mot_folder(trained_detector, sequences, tmp_path):
     assert len(predictions) == 30 and all("track_id" in entry for entry in predictions)
     assert (run / "pan-0.mp4").stat().st_size > 0 and (run / "report.html").is_file()
     assert "objects: " in result.stdout and "HOTA" in result.stdout
+    # gt_classes keeps only the ground truth of those MOT class ids: none here is class 99, every track is false
+    only = foveal.run("detect", "track", weights=best, source=sequences / "sequences", gt=True, gt_classes="99",
+                      **dict(arg.split("=") for arg in THRESHOLDS), project=tmp_path, name="t99", save=False,
+                      verbose=False)
+    assert only["gt_dets"] == 0 and only["FP"] == 30
 
 
 def test_track_on_onnx_gives_the_same_ids(trained_detector, sequences, tmp_path):
@@ -97,6 +103,7 @@ def test_track_scores_a_video_with_its_ground_truth(trained_detector, sequences,
     (["source=SEQ/pan-0", "line=1,2,3"], "line: expected x1,y1,x2,y2"),
     (["source=SEQ/pan-0", "tracker=sort"], "tracker"),
     (["source=SEQ/pan-0", "track_buffer=0"], "track_buffer"),
+    (["source=SEQ/pan-0", "gt=true", "gt_classes=people"], "gt_classes: expected MOT class ids"),
 ])
 def test_track_mistakes_are_one_line(trained_detector, sequences, tmp_path, args, message):
     args = [arg.replace("SEQ", str(sequences / "sequences")) for arg in args]
