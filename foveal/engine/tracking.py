@@ -125,7 +125,8 @@ class TrackingPredictor:
             self.trails.setdefault(track, deque(maxlen=TRAIL_FRAMES)).append(tuple(centre))
             if self.line is not None:
                 self.count_crossing(track, tuple(centre))
-        self.mot_lines[self.sequence].append(mot_lines(number, det["track_ids"], det["boxes"], det["scores"]))
+        if self.cfg.save_txt:  # kept until the end only when asked for: a camera runs for hours
+            self.mot_lines[self.sequence].append(mot_lines(number, det["track_ids"], det["boxes"], det["scores"]))
         if self.sequence in self.scored:
             self.predicted[self.sequence][number - 1] = (det["track_ids"], det["boxes"])
         seen = set(det["track_ids"].tolist())
