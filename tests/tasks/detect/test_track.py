@@ -14,6 +14,7 @@ from foveal.data.tracking import FrameTruth, TrackSequence
 from foveal.data.videos import write_track_video
 from foveal.metrics.tracking import score_mot_files
 from tests.conftest import run_cli
+from tests.test_cli import main_in_process
 
 # the shared detector is trained briefly: its scores on these scenes are 0.4 to 0.8, under ByteTrack's defaults
 THRESHOLDS = ("conf=0.05", "track_low_thresh=0.05", "track_high_thresh=0.3", "new_track_thresh=0.3")
@@ -74,12 +75,12 @@ def test_track_scores_a_mot_folder(trained_detector, sequences, tmp_path):
     assert only["gt_dets"] == 0 and only["FP"] == 30
 
 
-def test_track_on_onnx_gives_the_same_ids(trained_detector, sequences, tmp_path):
+def test_track_on_onnx_gives_the_same_ids(trained_detector, sequences, tmp_path, capsys):
     best = trained_detector[0]
     runs = {}
     for weights in (best, best.with_suffix(".onnx")):
         name = weights.suffix[1:]
-        result = run_cli("detect", "track", f"weights={weights}", f"source={sequences / 'pan-0.mp4'}", "save=false",
+        result = main_in_process(capsys, "detect", "track", f"weights={weights}", f"source={sequences / 'pan-0.mp4'}", "save=false",
                          *THRESHOLDS, f"project={tmp_path}", f"name={name}", "tracker=botsort")
         assert result.returncode == 0, result.stderr[-2000:]
         runs[name] = json.loads((tmp_path / "detect" / name / "predictions.json").read_text())
@@ -89,8 +90,8 @@ def test_track_on_onnx_gives_the_same_ids(trained_detector, sequences, tmp_path)
     assert np.allclose([e["bbox"] for e in torch_run], [e["bbox"] for e in onnx_run], atol=0.5)
 
 
-def test_track_scores_a_video_with_its_ground_truth(trained_detector, sequences, tmp_path):
-    result = run_cli("detect", "track", f"weights={trained_detector[0]}", f"data={sequences / 'pan-0.mp4'}",
+def test_track_scores_a_video_with_its_ground_truth(trained_detector, sequences, tmp_path, capsys):
+    result = main_in_process(capsys, "detect", "track", f"weights={trained_detector[0]}", f"data={sequences / 'pan-0.mp4'}",
                      "save=false", *THRESHOLDS, f"project={tmp_path}", "name=v")
     assert result.returncode == 0, result.stderr[-2000:]
     scores = json.loads((tmp_path / "detect" / "v" / "metrics.json").read_text())
@@ -105,9 +106,9 @@ def test_track_scores_a_video_with_its_ground_truth(trained_detector, sequences,
     (["source=SEQ/pan-0", "track_buffer=0"], "track_buffer"),
     (["source=SEQ/pan-0", "gt=true", "gt_classes=people"], "gt_classes: expected MOT class ids"),
 ])
-def test_track_mistakes_are_one_line(trained_detector, sequences, tmp_path, args, message):
+def test_track_mistakes_are_one_line(trained_detector, sequences, tmp_path, args, message, capsys):
     args = [arg.replace("SEQ", str(sequences / "sequences")) for arg in args]
-    result = run_cli("detect", "track", f"weights={trained_detector[0]}", *args, f"project={tmp_path}")
+    result = main_in_process(capsys, "detect", "track", f"weights={trained_detector[0]}", *args, f"project={tmp_path}")
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
         result.stderr
     assert not (tmp_path / "detect").exists()  # refused before the run folder
