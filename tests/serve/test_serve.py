@@ -496,13 +496,13 @@ def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path)
         wait.until(lambda d: "frames/s" in d.find_element(By.ID, "fps").text)
         trail = "return Math.max(0, ...[...trails.values()].map((t) => t.points.length));"
         wait.until(lambda d: d.execute_script(trail) >= 3)
+        driver.find_element(By.ID, "stop").click()  # the last frame stays drawn
         tracked = driver.find_elements(By.CSS_SELECTOR, "#results li[data-track]")
         assert tracked and tracked[0].text.startswith(f"#{tracked[0].get_attribute('data-track')} ")
         seen = driver.find_element(By.ID, "seen")
         name = tracked[0].get_attribute("data-category")
         assert seen.is_displayed() and re.search(rf"\b{name}e?s seen: [1-9]", seen.text), seen.text
         assert driver.execute_script("return [plural('polyp'), plural('cross')];") == ["polyps", "crosses"]
-        driver.find_element(By.ID, "stop").click()
         # a single image is not tracked: no ids, nothing seen
         driver.find_element(By.ID, "file").send_keys(str(image))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results li")
