@@ -1,19 +1,24 @@
 """The HTTP server: one trained model (.safetensors or .onnx) of any task behind a small JSON API.
 
     GET  /              the web page (page.html): an image, a video file, the camera or the demo video
-    POST /predict       an image (multipart field `file`, or the raw body); ?conf= raises the threshold
+    POST /predict       an image (multipart field `file`, or the raw body); ?conf= raises the threshold;
+                        ?stream=ID (or the form field `stream`): a video's frame, tracked (each entry's track_id)
     GET  /health        {"status": "ok", "pending": N}
-    GET  /info          task, model, classes, imgsz, format, conf
+    GET  /info          task, model, classes, imgsz, format, conf, track (whether stream= tracks), tracker
     GET  /video/info    the demo video (`video=`): frames, fps, size
     GET  /video/frame/N its frame N as JPEG (the page sends it back to /predict, as a camera would)
 
 /predict answers with the entries predict writes to predictions.json for one image (detect: COCO
 results, bbox = x, y, w, h; segment: classes' pixels and polygons, or objects; classify: top-k), so
-the API and the files agree. The model runs one request at a time (it already uses every core); up
-to `queue` requests wait, past that 503 with Retry-After. A body is read whole before its request takes
-a queue place (clients that stall cannot fill the queue): past `max_upload_mb` it gets 413 before it is
-parsed, slower than `body_timeout` 408; an unreadable upload gets 400 with one line. One log line per
-request unless quiet.
+the API and the files agree. A client sending a video frame by frame names it with `stream=` (any short
+id it makes up): the frame's detections go through that stream's own tracker (foveal/track) and only
+the tracked ones are answered, each with its "track_id". A stream's tracker is dropped after
+`stream_idle_s` without a frame, or once `max_streams` others have had frames since (with workers > 1 a
+stream's frames may reach different processes, each with its own trackers: track with workers=1).
+The model runs one request at a time (it already uses every core); up to `queue` requests wait, past
+that 503 with Retry-After. A body is read whole before its request takes a queue place (clients that
+stall cannot fill the queue): past `max_upload_mb` it gets 413 before it is parsed, slower than
+`body_timeout` 408; an unreadable upload gets 400 with one line. One log line per request unless quiet.
 """
 
 import asyncio
@@ -22,9 +27,11 @@ import errno
 import io
 import json
 import os
+import re
 import socket
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +43,14 @@ from ..data.images import decode, first_line
 from ..data.stream import Frame
 from ..errors import FovealError
 from ..engine.contract import PHASES
+from ..engine.tracking import tracked_detections
+from ..track import tracker_from
+from ..track.config import TrackConfig
 
 ENV_KEY = "FOVEAL_SERVE"  # the command's key=value pairs as JSON, for worker processes (workers > 1)
 PAGE = Path(__file__).with_name("page.html")
 MAX_VIDEO_FRAMES = 1500  # demo video frames kept in memory as JPEG (about a minute)
+STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass
@@ -55,6 +66,10 @@ class ServeConfig:
                                    "queue place meanwhile)", range="(0, inf)")
     quiet: bool = opt(False, "log no line per request (method, path, status, ms); problems are still logged")
     video: str = opt("", "a video file the page can play with live results (the demo)")
+    max_streams: int = opt(16, "videos tracked at once (/predict?stream=ID, a tracker each); past it the one "
+                               "idle longest is dropped", range="[1, 1024]")
+    stream_idle_s: float = opt(60.0, "seconds a tracked video may go without a frame before its tracker is dropped "
+                                     "(a later frame starts its ids again)", range="(0, inf)")
 
 
 def split_options(pairs: dict) -> tuple[dict, dict]:
@@ -103,31 +118,84 @@ def parse_conf(text: str | None) -> float | None:
     return value
 
 
-class Service:
-    """A task's trained model and Predictor, run on one image at a time."""
+def parse_stream(text: str | None) -> str | None:
+    if text in (None, ""):
+        return None
+    if not STREAM_ID.fullmatch(text):
+        shown = text if len(text) <= 70 else text[:70] + "..."
+        raise FovealError(f"stream: expected an id of 1 to 64 letters, digits, '_' or '-', got {shown!r}")
+    return text
 
-    def __init__(self, task_name: str, cfg):
+
+def track_settings(cfg) -> TrackConfig:
+    """The track keys of a task's config, TrackConfig's defaults for any it lacks."""
+    defaults = TrackConfig()
+    return TrackConfig(**{key: getattr(cfg, key, getattr(defaults, key)) for key in fields_of(TrackConfig)})
+
+
+class Streams:
+    """A tracker per stream id, made on its first frame: at most `limit` (the one idle longest dropped to make
+    room), and each dropped once `idle_s` seconds pass without its next frame (checked as frames arrive)."""
+
+    def __init__(self, make_tracker, limit: int, idle_s: float, clock=time.monotonic):
+        self.make_tracker, self.limit, self.idle_s, self.clock = make_tracker, limit, idle_s, clock
+        self.trackers = OrderedDict()  # stream id: (tracker, time of its last frame), the least recent first
+
+    def tracker(self, name: str):
+        """The stream's tracker, noted as just used."""
+        now = self.clock()
+        while self.trackers and now - next(iter(self.trackers.values()))[1] > self.idle_s:
+            self.trackers.popitem(last=False)
+        tracker = self.trackers.pop(name)[0] if name in self.trackers else self.make_tracker()
+        if len(self.trackers) >= self.limit:
+            self.trackers.popitem(last=False)
+        self.trackers[name] = (tracker, now)
+        return tracker
+
+
+class Service:
+    """A task's trained model and Predictor, run on one image at a time; frames of a named stream are tracked."""
+
+    def __init__(self, task_name: str, cfg, max_streams: int = 16, stream_idle_s: float = 60.0):
         from ..api import task_class
         from ..engine.modes import trained_task
+        from ..tasks.boxes import BoxTask
 
         task, model, meta, device = trained_task(task_class(task_name), cfg, "predict")
         self.predictor = task.predictor(task.inference_model(model), device)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the model, and the trackers, serve one request at a time
         self.pending = 0  # requests admitted and not yet answered (changed only on the event loop)
+        settings = track_settings(cfg)
+        self.streams = Streams(lambda: tracker_from(settings), max_streams, stream_idle_s)
+        self.tracks = isinstance(task, BoxTask)  # only detections (boxes) can be tracked
         conf = getattr(model, "conf", None)
         self.info = {"task": task_name, "model": meta["model"], "classes": meta["classes"], "imgsz": meta["imgsz"],
                      "format": "onnx" if Path(cfg.weights).suffix == ".onnx" else "safetensors",
-                     "weights": Path(cfg.weights).name, "conf": conf, "device": str(device)}
+                     "weights": Path(cfg.weights).name, "conf": conf, "device": str(device),
+                     "track": self.tracks, "tracker": settings.tracker if self.tracks else None}
 
-    def predict(self, data: bytes, conf: float | None) -> dict:
-        """The predictions.json entries of one uploaded image, with its size and the time of each phase."""
+    def predict(self, data: bytes, conf: float | None, stream: str | None = None) -> dict:
+        """The predictions.json entries of one uploaded image, with its size and the time of each phase; a frame
+        of a stream answers the detections its tracker follows, each with its track_id."""
+        if stream is not None and not self.tracks:
+            raise FovealError(f"stream: {self.info['task']} weights find no boxes to track (detect and instance "
+                              "segment weights do); send the image without stream=")
         pixels = read_upload(data)
         with self.lock:
             predictor = self.predictor
             predictor.results, predictor.seconds = [], dict.fromkeys(PHASES, 0.0)
             output = predictor.infer(pixels)
+            if stream is not None:
+                started = time.perf_counter()
+                tracks = self.streams.tracker(stream).update(output["boxes"], output["scores"], output["labels"],
+                                                             pixels)
+                output = tracked_detections(output, tracks)
+                predictor.seconds["track"] = time.perf_counter() - started
             predictor.annotate(Frame("upload", None, pixels, None), output)
             results, seconds = predictor.results, predictor.seconds
+        if stream is not None:  # annotate wrote an entry per row, in order
+            for entry, track_id in zip(results, output["track_ids"], strict=True):
+                entry["track_id"] = int(track_id)
         if conf is not None:  # the model's own threshold applied already; a request may only raise it
             results = [r for r in results if r.get("score", 1.0) >= conf]
         return {"task": self.info["task"], "width": pixels.shape[1], "height": pixels.shape[0], "results": results,
@@ -245,7 +313,7 @@ def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = 
     app = FastAPI(title="foveal", docs_url=None, redoc_url=None)  # the docs pages would load scripts from a CDN
     app.add_middleware(UploadLimit, limit=int(server.max_upload_mb * 1e6), timeout=server.body_timeout)
     app.add_middleware(RequestLog, log=log, quiet=server.quiet)  # added last: the outermost, so it times everything
-    app.state.info = service.info
+    app.state.info, app.state.service = service.info, service
     page = PAGE.read_text(encoding="utf-8")
 
     def problem(status: int, text: str, **headers) -> JSONResponse:
@@ -287,6 +355,7 @@ def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = 
         service.pending += 1
         try:
             conf = parse_conf(request.query_params.get("conf"))
+            stream = parse_stream(request.query_params.get("stream"))
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 try:
                     form = await request.form()
@@ -297,9 +366,10 @@ def create_app(service: Service, server: ServeConfig, video: DemoVideo | None = 
                     raise FovealError("upload: the form holds no file (send the image as the field 'file')")
                 data = await (form.get("file") if isinstance(form.get("file"), UploadFile) else files[0]).read()
                 conf = parse_conf(form.get("conf")) if isinstance(form.get("conf"), str) else conf
+                stream = parse_stream(form.get("stream")) if isinstance(form.get("stream"), str) else stream
             else:
                 data = await request.body()
-            return await run_in_threadpool(service.predict, data, conf)
+            return await run_in_threadpool(service.predict, data, conf, stream)
         except FovealError as e:
             return problem(400, str(e))
         finally:
@@ -317,7 +387,7 @@ def build(pairs: dict, check_port: bool = False, log=print):
         port_is_free(server.host, server.port)
     video = DemoVideo(server.video) if server.video else None
     task, cfg = task_config(task_pairs, server.workers)
-    return create_app(Service(task, cfg), server, video, log), server
+    return create_app(Service(task, cfg, server.max_streams, server.stream_idle_s), server, video, log), server
 
 
 def port_is_free(host: str, port: int):

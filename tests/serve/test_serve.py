@@ -4,16 +4,19 @@ browser (Debian's chromium and chromium-driver, driven by selenium; skipped with
 import asyncio
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import foveal
@@ -112,6 +115,12 @@ def test_predict_answers_what_predict_writes(server, tmp_path):
     (dict(content=b"x" * 1_500_000), 413, "max_upload_mb=1"),
     (dict(content=png_bytes(np.zeros((8, 8, 3), np.uint8)), params={"conf": "2"}), 400, "conf: 2.0 is out of range"),
     (dict(content=b"--xx\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=xx"}), 400, "upload"),
+    (dict(content=png_bytes(np.zeros((8, 8, 3), np.uint8)), params={"stream": "my video"}), 400,
+     "stream: expected an id of 1 to 64 letters, digits, '_' or '-', got 'my video'"),
+    (dict(content=png_bytes(np.zeros((8, 8, 3), np.uint8)), params={"stream": "v" * 65}), 400,
+     "stream: expected an id"),
+    (dict(files={"file": ("x.png", png_bytes(np.zeros((8, 8, 3), np.uint8)), "image/png")}, data={"stream": "../a"}),
+     400, "stream: expected an id"),
 ])
 def test_bad_requests_get_one_line(server, request_args, status, words):
     url = server[0]
@@ -208,6 +217,142 @@ def test_serve_mistakes_are_one_line(trained_detector, args, words):
     assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout, (result.stdout, result.stderr)
 
 
+# ---- tracking: the frames of a stream (/predict?stream=ID) ----------------------------------------------
+
+class StandInTracker:
+    """The trackers' contract (foveal.track) met by greedy IoU matching, until foveal/track's trackers are merged:
+    each box, best score first, continues the previous frame's track of its class it overlaps most (IoU >= 0.3),
+    else starts a new one."""
+
+    def __init__(self):
+        self.next_id, self.last = 1, (np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+
+    def update(self, boxes, scores, classes, frame=None):
+        from foveal.ops.boxes import box_iou
+        from foveal.track import Tracks
+
+        last_ids, last_boxes, last_classes = self.last
+        overlap = box_iou(torch.as_tensor(last_boxes).float(), torch.as_tensor(boxes).float()).numpy()
+        overlap[last_classes[:, None] != classes[None, :]] = 0
+        ids, index = [], np.argsort(-scores, kind="stable")
+        for k in index:
+            best = int(overlap[:, k].argmax()) if len(last_ids) else -1
+            if best >= 0 and overlap[best, k] >= 0.3:
+                ids.append(last_ids[best])
+                overlap[best] = 0  # a track continues once
+            else:
+                ids.append(self.next_id)
+                self.next_id += 1
+        ids = np.array(ids, np.int64)
+        self.last = ids, boxes[index], classes[index]
+        return Tracks(ids, boxes[index].astype(np.float32), scores[index].astype(np.float32),
+                      classes[index].astype(np.int64), index.astype(np.int64))
+
+
+@pytest.fixture
+def made_trackers(monkeypatch):
+    """The trackers the server makes, in order (stand-ins)."""
+    made = []
+
+    def make_tracker(name="bytetrack", **keys):  # lead: real tracker after merge
+        made.append(StandInTracker())
+        return made[-1]
+
+    monkeypatch.setattr("foveal.track.make_tracker", make_tracker)
+    return made
+
+
+def tracking_keys() -> dict:
+    """The test detector scores its objects about 0.4: the trackers' thresholds lowered to follow them (passed
+    once detect's config has the track keys; until then the server uses TrackConfig's defaults)."""
+    from foveal.config import fields_of
+    from foveal.tasks.detect.task import DetectConfig
+
+    keys = {"track_high_thresh": "0.2", "new_track_thresh": "0.2"}
+    return {key: value for key, value in keys.items() if key in fields_of(DetectConfig)}
+
+
+def moving(pixels: np.ndarray, frames: int) -> list[np.ndarray]:
+    """`frames` copies of a scene, each moved 1 px further right (its left column repeated)."""
+    return [cv2.warpAffine(pixels, np.float32([[1, 0, dx], [0, 1, 0]]), pixels.shape[1::-1],
+                           borderMode=cv2.BORDER_REPLICATE) for dx in range(frames)]
+
+
+def one_object_scenes(app, images, count: int, frames: int) -> list[list[np.ndarray]]:
+    """The frames of `count` moving scenes in each frame of which the detector finds one object, the scenes'
+    objects apart (a tracker shared by two streams would take one for the other)."""
+    chosen, boxes = [], []
+    for path in sorted(images.iterdir()):
+        scene = moving(np.asarray(Image.open(path).convert("RGB")), frames)
+        first = asgi_requests(app, ("POST", "/predict", {"content": png_bytes(scene[0])}))[0].json()["results"]
+        if len(first) != 1 or any(box_overlap(first[0]["bbox"], box) for box in boxes):
+            continue
+        answers = asgi_requests(app, *[("POST", "/predict", {"content": png_bytes(frame)}) for frame in scene[1:]])
+        if all(len(answer.json()["results"]) == 1 for answer in answers):
+            chosen.append(scene)
+            boxes.append(first[0]["bbox"])
+            if len(chosen) == count:
+                return chosen
+    pytest.fail(f"the test detector finds one object throughout fewer than {count} moving scenes")
+
+
+def box_overlap(a, b) -> bool:  # x, y, w, h boxes, `frames` px apart at least
+    return not (a[0] + a[2] + 8 < b[0] or b[0] + b[2] + 8 < a[0] or a[1] + a[3] < b[1] or b[1] + b[3] < a[1])
+
+
+def test_streams_are_tracked_apart(trained_detector, made_trackers):
+    from foveal.serve.app import build
+
+    best, annotations, images = trained_detector
+    app, _ = build({"weights": str(best.with_suffix(".onnx")), "threads": "2", "quiet": "true", **tracking_keys()})
+    first, second = one_object_scenes(app, images, 2, 5)
+    requests = [("POST", "/predict", {"content": png_bytes(first[0])}), ("GET", "/info", {})]
+    for a, b in zip(first, second):  # interleaved, the second stream's id as a form field
+        requests += [("POST", "/predict?stream=a", {"content": png_bytes(a)}),
+                     ("POST", "/predict", {"files": {"file": ("b.png", png_bytes(b), "image/png")},
+                                           "data": {"stream": "B_2-x"}})]
+    plain, info, *answers = [answer.json() for answer in asgi_requests(app, *requests)]
+    assert info["track"] is True and info["tracker"] == "bytetrack"
+    ids = [[r["track_id"] for r in answer["results"]] for answer in answers]
+    assert ids[0::2] == [[1]] * 5 and ids[1::2] == [[1]] * 5  # each stream its own ids: the same object, the same id
+    assert len(made_trackers) == 2
+    # a stream's entries are predict's, with their ids; without stream= nothing is tracked
+    assert answers[0]["results"] == [{**r, "track_id": 1} for r in plain["results"]]
+    assert "track" in answers[0]["ms"] and "track" not in plain["ms"]
+
+
+def test_streams_idle_or_past_max_streams_are_dropped(trained_detector, made_trackers):
+    from foveal.serve.app import build
+
+    best = trained_detector[0].with_suffix(".onnx")
+    app, _ = build({"weights": str(best), "threads": "1", "quiet": "true", "max_streams": "2", "stream_idle_s": "5"})
+    now = [0.0]
+    app.state.service.streams.clock = lambda: now[0]  # the seconds the test says
+    body = png_bytes(np.zeros((16, 16, 3), np.uint8))
+    made = []
+    for stream, seconds in [("a", 0), ("b", 1), ("c", 2), ("b", 3), ("a", 4), ("a", 8.5), ("b", 8.6), ("b", 13.55),
+                            ("b", 18.7)]:
+        now[0] = seconds
+        assert asgi_requests(app, ("POST", f"/predict?stream={stream}", {"content": body}))[0].status_code == 200
+        made.append(len(made_trackers))
+    # c makes room by dropping a (two streams at most), a again drops c; then whatever went 5 s without a frame
+    assert made == [1, 2, 3, 3, 4, 4, 5, 5, 6]
+    assert list(app.state.service.streams.trackers) == ["b"]
+
+
+def test_tasks_without_boxes_refuse_streams(classifier):
+    from foveal.serve.app import build
+
+    app, _ = build({"weights": str(classifier), "quiet": "true"})
+    body = png_bytes(np.zeros((8, 8, 3), np.uint8))
+    info, refused, plain = asgi_requests(app, ("GET", "/info", {}), ("POST", "/predict?stream=a", {"content": body}),
+                                         ("POST", "/predict", {"content": body}))
+    assert info.json()["track"] is False and info.json()["tracker"] is None
+    assert refused.status_code == 400 and plain.status_code == 200
+    assert refused.json()["detail"] == ("stream: classify weights find no boxes to track (detect and instance segment "
+                                        "weights do); send the image without stream=")
+
+
 # ---- slow and odd clients, on a small classifier ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -281,11 +426,44 @@ def browser():
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
 
 
-def test_page_in_a_browser_draws_and_lists_the_detections(server, tmp_path):
+@pytest.fixture(scope="module")
+def page_server(trained_detector, tmp_path_factory):
+    """(base URL, weights, image folder) of a server in this process (its trackers stand-ins), whose demo video
+    is a scene with one object moving 1 px a frame."""
+    import uvicorn
+    from foveal.serve.app import DemoVideo, build, create_app
+
+    best, annotations, images = trained_detector
+    with pytest.MonkeyPatch.context() as patch:
+        # lead: real tracker after merge
+        patch.setattr("foveal.track.make_tracker", lambda name="bytetrack", **keys: StandInTracker())
+        app, config = build({"weights": str(best.with_suffix(".onnx")), "threads": "2", "quiet": "true",
+                             **tracking_keys()})
+        (frames,) = one_object_scenes(app, images, 1, 10)
+        video = tmp_path_factory.mktemp("page") / "moving.mp4"
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, frames[0].shape[1::-1])
+        for frame in frames:
+            writer.write(frame[:, :, ::-1].copy())
+        writer.release()
+        app = create_app(app.state.service, config, DemoVideo(str(video)))
+        port = free_port()
+        runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not runner.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runner.started, "the page's server did not start"
+        yield f"http://127.0.0.1:{port}", best, images
+        runner.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, best, images = server
+    url, best, images = page_server
     image = sorted(images.iterdir())[0]
     expected = httpx.post(f"{url}/predict", content=image.read_bytes()).json()["results"]
     driver = browser()
@@ -310,9 +488,25 @@ def test_page_in_a_browser_draws_and_lists_the_detections(server, tmp_path):
         # the slider hides what falls below it
         driver.execute_script("const s = document.getElementById('conf'); s.value = 1; s.dispatchEvent(new Event('input'));")
         assert driver.find_elements(By.CSS_SELECTOR, "#results li") == []
-        # the demo video: frames sent in a loop, drawn live with the frames per second
+        # the demo video: frames sent in a loop as a stream, drawn live with the frames per second, each object
+        # with its id and trail, and the objects seen so far counted
+        driver.execute_script("const s = document.getElementById('conf'); s.value = s.min; "
+                              "s.dispatchEvent(new Event('input'));")
         driver.find_element(By.ID, "demo").click()
         wait.until(lambda d: "frames/s" in d.find_element(By.ID, "fps").text)
-        driver.find_element(By.ID, "stop").click()
+        trail = "return Math.max(0, ...[...trails.values()].map((t) => t.points.length));"
+        wait.until(lambda d: d.execute_script(trail) >= 3)
+        driver.find_element(By.ID, "stop").click()  # the last frame stays drawn
+        tracked = driver.find_elements(By.CSS_SELECTOR, "#results li[data-track]")
+        assert tracked and tracked[0].text.startswith(f"#{tracked[0].get_attribute('data-track')} ")
+        seen = driver.find_element(By.ID, "seen")
+        name = tracked[0].get_attribute("data-category")
+        assert seen.is_displayed() and re.search(rf"\b{name}e?s seen: [1-9]", seen.text), seen.text
+        assert driver.execute_script("return [plural('polyp'), plural('cross')];") == ["polyps", "crosses"]
+        # a single image is not tracked: no ids, nothing seen
+        driver.find_element(By.ID, "file").send_keys(str(image))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results li")
+                   and not d.find_elements(By.CSS_SELECTOR, "#results li[data-track]"))
+        assert not seen.is_displayed()
     finally:
         driver.quit()
