@@ -45,7 +45,6 @@ from ..errors import FovealError
 from ..engine.contract import PHASES
 from ..engine.tracking import tracked_detections
 from ..track import tracker_from
-from ..track.config import TrackConfig
 
 ENV_KEY = "FOVEAL_SERVE"  # the command's key=value pairs as JSON, for worker processes (workers > 1)
 PAGE = Path(__file__).with_name("page.html")
@@ -127,12 +126,6 @@ def parse_stream(text: str | None) -> str | None:
     return text
 
 
-def track_settings(cfg) -> TrackConfig:
-    """The track keys of a task's config, TrackConfig's defaults for any it lacks."""
-    defaults = TrackConfig()
-    return TrackConfig(**{key: getattr(cfg, key, getattr(defaults, key)) for key in fields_of(TrackConfig)})
-
-
 class Streams:
     """A tracker per stream id, made on its first frame: at most `limit` (the one idle longest dropped to make
     room), and each dropped once `idle_s` seconds pass without its next frame (checked as frames arrive)."""
@@ -159,20 +152,18 @@ class Service:
     def __init__(self, task_name: str, cfg, max_streams: int = 16, stream_idle_s: float = 60.0):
         from ..api import task_class
         from ..engine.modes import trained_task
-        from ..tasks.boxes import BoxTask
 
         task, model, meta, device = trained_task(task_class(task_name), cfg, "predict")
         self.predictor = task.predictor(task.inference_model(model), device)
         self.lock = threading.Lock()  # the model, and the trackers, serve one request at a time
         self.pending = 0  # requests admitted and not yet answered (changed only on the event loop)
-        settings = track_settings(cfg)
-        self.streams = Streams(lambda: tracker_from(settings), max_streams, stream_idle_s)
-        self.tracks = isinstance(task, BoxTask)  # only detections (boxes) can be tracked
+        self.streams = Streams(lambda: tracker_from(cfg), max_streams, stream_idle_s)
+        self.tracks = task.finds_objects  # only detections (boxes) can be tracked
         conf = getattr(model, "conf", None)
         self.info = {"task": task_name, "model": meta["model"], "classes": meta["classes"], "imgsz": meta["imgsz"],
                      "format": "onnx" if Path(cfg.weights).suffix == ".onnx" else "safetensors",
                      "weights": Path(cfg.weights).name, "conf": conf, "device": str(device),
-                     "track": self.tracks, "tracker": settings.tracker if self.tracks else None}
+                     "track": self.tracks, "tracker": cfg.tracker if self.tracks else None}
 
     def predict(self, data: bytes, conf: float | None, stream: str | None = None) -> dict:
         """The predictions.json entries of one uploaded image, with its size and the time of each phase; a frame
@@ -192,10 +183,7 @@ class Service:
                 output = tracked_detections(output, tracks)
                 predictor.seconds["track"] = time.perf_counter() - started
             predictor.annotate(Frame("upload", None, pixels, None), output)
-            results, seconds = predictor.results, predictor.seconds
-        if stream is not None:  # annotate wrote an entry per row, in order
-            for entry, track_id in zip(results, output["track_ids"], strict=True):
-                entry["track_id"] = int(track_id)
+            results, seconds = predictor.results, predictor.seconds  # with track_id when tracked
         if conf is not None:  # the model's own threshold applied already; a request may only raise it
             results = [r for r in results if r.get("score", 1.0) >= conf]
         return {"task": self.info["task"], "width": pixels.shape[1], "height": pixels.shape[0], "results": results,

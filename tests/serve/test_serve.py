@@ -219,43 +219,15 @@ def test_serve_mistakes_are_one_line(trained_detector, args, words):
 
 # ---- tracking: the frames of a stream (/predict?stream=ID) ----------------------------------------------
 
-class StandInTracker:
-    """The trackers' contract (foveal.track) met by greedy IoU matching, until foveal/track's trackers are merged:
-    each box, best score first, continues the previous frame's track of its class it overlaps most (IoU >= 0.3),
-    else starts a new one."""
-
-    def __init__(self):
-        self.next_id, self.last = 1, (np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-
-    def update(self, boxes, scores, classes, frame=None):
-        from foveal.ops.boxes import box_iou
-        from foveal.track import Tracks
-
-        last_ids, last_boxes, last_classes = self.last
-        overlap = box_iou(torch.as_tensor(last_boxes).float(), torch.as_tensor(boxes).float()).numpy()
-        overlap[last_classes[:, None] != classes[None, :]] = 0
-        ids, index = [], np.argsort(-scores, kind="stable")
-        for k in index:
-            best = int(overlap[:, k].argmax()) if len(last_ids) else -1
-            if best >= 0 and overlap[best, k] >= 0.3:
-                ids.append(last_ids[best])
-                overlap[best] = 0  # a track continues once
-            else:
-                ids.append(self.next_id)
-                self.next_id += 1
-        ids = np.array(ids, np.int64)
-        self.last = ids, boxes[index], classes[index]
-        return Tracks(ids, boxes[index].astype(np.float32), scores[index].astype(np.float32),
-                      classes[index].astype(np.int64), index.astype(np.int64))
-
-
 @pytest.fixture
 def made_trackers(monkeypatch):
-    """The trackers the server makes, in order (stand-ins)."""
-    made = []
+    """The trackers the server makes, in order."""
+    import foveal.track
 
-    def make_tracker(name="bytetrack", **keys):  # lead: real tracker after merge
-        made.append(StandInTracker())
+    made, make = [], foveal.track.make_tracker
+
+    def make_tracker(name="bytetrack", **keys):
+        made.append(make(name, **keys))
         return made[-1]
 
     monkeypatch.setattr("foveal.track.make_tracker", make_tracker)
@@ -263,13 +235,8 @@ def made_trackers(monkeypatch):
 
 
 def tracking_keys() -> dict:
-    """The test detector scores its objects about 0.4: the trackers' thresholds lowered to follow them (passed
-    once detect's config has the track keys; until then the server uses TrackConfig's defaults)."""
-    from foveal.config import fields_of
-    from foveal.tasks.detect.task import DetectConfig
-
-    keys = {"track_high_thresh": "0.2", "new_track_thresh": "0.2"}
-    return {key: value for key, value in keys.items() if key in fields_of(DetectConfig)}
+    """The test detector scores its objects about 0.4: the trackers' thresholds lowered to follow them."""
+    return {"track_high_thresh": "0.2", "new_track_thresh": "0.2"}
 
 
 def moving(pixels: np.ndarray, frames: int) -> list[np.ndarray]:
@@ -428,35 +395,32 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page_server(trained_detector, tmp_path_factory):
-    """(base URL, weights, image folder) of a server in this process (its trackers stand-ins), whose demo video
+    """(base URL, weights, image folder) of a server in this process, whose demo video
     is a scene with one object moving 1 px a frame."""
     import uvicorn
     from foveal.serve.app import DemoVideo, build, create_app
 
     best, annotations, images = trained_detector
-    with pytest.MonkeyPatch.context() as patch:
-        # lead: real tracker after merge
-        patch.setattr("foveal.track.make_tracker", lambda name="bytetrack", **keys: StandInTracker())
-        app, config = build({"weights": str(best.with_suffix(".onnx")), "threads": "2", "quiet": "true",
-                             **tracking_keys()})
-        (frames,) = one_object_scenes(app, images, 1, 10)
-        video = tmp_path_factory.mktemp("page") / "moving.mp4"
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, frames[0].shape[1::-1])
-        for frame in frames:
-            writer.write(frame[:, :, ::-1].copy())
-        writer.release()
-        app = create_app(app.state.service, config, DemoVideo(str(video)))
-        port = free_port()
-        runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=runner.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not runner.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert runner.started, "the page's server did not start"
-        yield f"http://127.0.0.1:{port}", best, images
-        runner.should_exit = True
-        thread.join(timeout=10)
+    app, config = build({"weights": str(best.with_suffix(".onnx")), "threads": "2", "quiet": "true",
+                         **tracking_keys()})
+    (frames,) = one_object_scenes(app, images, 1, 10)
+    video = tmp_path_factory.mktemp("page") / "moving.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame[:, :, ::-1].copy())
+    writer.release()
+    app = create_app(app.state.service, config, DemoVideo(str(video)))
+    port = free_port()
+    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not runner.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner.started, "the page's server did not start"
+    yield f"http://127.0.0.1:{port}", best, images
+    runner.should_exit = True
+    thread.join(timeout=10)
 
 
 def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path):
