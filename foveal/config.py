@@ -245,10 +245,14 @@ def save_config(cfg, path: Path):
 def describe(cls) -> str:
     """The table of keys: name, type, default, description, and the choices or valid range."""
     hints = typing.get_type_hints(cls)
+    keys = fields_of(cls)
+    name_width = max(16, *map(len, keys))
+    default_width = max(10, *(len(repr(f.default)) for f in keys.values()))
     lines = []
-    for name, f in fields_of(cls).items():
+    for name, f in keys.items():
         tp = _base_type(hints[name]).__name__
         choices, valid = f.metadata.get("choices"), valid_range(cls, name)
         extra = f" [{'|'.join(map(str, choices))}]" if choices else f" (valid: {valid})" if valid else ""
-        lines.append(f"  {name:<16} {tp:<6} {f.default!r:<10} {f.metadata.get('help', '')}{extra}")
+        default = repr(f.default)
+        lines.append(f"  {name:<{name_width}} {tp:<6} {default:<{default_width}} {f.metadata.get('help', '')}{extra}")
     return "\n".join(lines)

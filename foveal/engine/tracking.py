@@ -119,8 +119,8 @@ class TrackingPredictor:
         drawn, _ = self.base.annotate(frame, det)
         number, objects = self.frame_number, self.objects[self.sequence]
         centres = (det["boxes"][:, :2] + det["boxes"][:, 2:]) / 2
-        for track, score, label, centre in zip(det["track_ids"].tolist(), det["scores"].tolist(), det["labels"].tolist(),
-                                               centres):
+        rows = zip(det["track_ids"].tolist(), det["scores"].tolist(), det["labels"].tolist(), centres)
+        for track, score, label, centre in rows:
             objects.setdefault(track, TrackedObject(number)).add(number, score, label)
             self.trails.setdefault(track, deque(maxlen=TRAIL_FRAMES)).append(tuple(centre))
             if self.line is not None:
@@ -167,8 +167,9 @@ class TrackingPredictor:
         if not tracks and self.best_score is not None:  # the detector found things: the tracker's thresholds say no
             if hasattr(self.base, "nothing_found"):
                 self.base.nothing_found.found_any = True  # its hint would blame conf=
+            cfg = self.cfg
             hint = (f"; no detection started a track: the best scored {self.best_score:.3f} (lower new_track_thresh="
-                    f"{self.cfg.new_track_thresh:g} and track_high_thresh={self.cfg.track_high_thresh:g} to follow them)")
+                    f"{cfg.new_track_thresh:g} and track_high_thresh={cfg.track_high_thresh:g} to follow them)")
         base_summary = self.base.finish()
         if self.run_dir is not None:
             write_text(self.run_dir / "tracks.csv", "\n".join(",".join(map(str, row)) for row in
@@ -279,7 +280,8 @@ def track(task_class, cfg, log=print):
     table = score_table(scores)
     write_report(run_dir / "report.html", f"{task.name} track {meta['model']} ({cfg.tracker}) on "
                                           f"{cfg.data or cfg.source}",
-                 [Section("scores", [table]), Section("tracks", [Table(list(SUMMARY_COLUMNS), predictor.summary_rows())])])
+                 [Section("scores", [table]),
+                  Section("tracks", [Table(list(SUMMARY_COLUMNS), predictor.summary_rows())])])
     if cfg.verbose:
         log(text_table(table))
         log(f"report: {run_dir / 'report.html'}")

@@ -80,8 +80,8 @@ def test_track_on_onnx_gives_the_same_ids(trained_detector, sequences, tmp_path,
     runs = {}
     for weights in (best, best.with_suffix(".onnx")):
         name = weights.suffix[1:]
-        result = main_in_process(capsys, "detect", "track", f"weights={weights}", f"source={sequences / 'pan-0.mp4'}", "save=false",
-                         *THRESHOLDS, f"project={tmp_path}", f"name={name}", "tracker=botsort")
+        result = main_in_process(capsys, "detect", "track", f"weights={weights}", f"source={sequences / 'pan-0.mp4'}",
+                                 "save=false", *THRESHOLDS, f"project={tmp_path}", f"name={name}", "tracker=botsort")
         assert result.returncode == 0, result.stderr[-2000:]
         runs[name] = json.loads((tmp_path / "detect" / name / "predictions.json").read_text())
     torch_run, onnx_run = runs["safetensors"], runs["onnx"]
@@ -91,8 +91,8 @@ def test_track_on_onnx_gives_the_same_ids(trained_detector, sequences, tmp_path,
 
 
 def test_track_scores_a_video_with_its_ground_truth(trained_detector, sequences, tmp_path, capsys):
-    result = main_in_process(capsys, "detect", "track", f"weights={trained_detector[0]}", f"data={sequences / 'pan-0.mp4'}",
-                     "save=false", *THRESHOLDS, f"project={tmp_path}", "name=v")
+    result = main_in_process(capsys, "detect", "track", f"weights={trained_detector[0]}",
+                             f"data={sequences / 'pan-0.mp4'}", "save=false", *THRESHOLDS, f"project={tmp_path}", "name=v")
     assert result.returncode == 0, result.stderr[-2000:]
     scores = json.loads((tmp_path / "detect" / "v" / "metrics.json").read_text())
     assert scores["MOTA"] >= 0.9 and scores["IDSW"] == 0 and list(scores["sequences"]) == ["pan-0"]
