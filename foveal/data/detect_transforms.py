@@ -12,9 +12,11 @@ import numpy as np
 
 from ..ops.letterbox import PAD_VALUE
 
-def mosaic(samples: list, size: int, rng: np.random.Generator, scale=0.5, translate=0.1, degrees=0.0):
-    """Four (image, boxes, labels) samples tiled around a random centre of a 2size x 2size mosaic, of
-    which a randomly scaled, rotated and shifted size x size window around the middle is the output.
+def mosaic_matrices(shapes: list[tuple[int, int]], size: int, rng: np.random.Generator, scale=0.5, translate=0.1,
+                    degrees=0.0) -> list[np.ndarray]:
+    """The (2, 3) tile -> output matrix of each of four images of (height, width) `shapes` in a mosaic: the four
+    tiled around a random centre of a 2size x 2size mosaic, of which a randomly scaled, rotated and shifted
+    size x size window around the middle is the output.
 
     Each tile is fitted to `size` (its longer side) and warped straight into the output, one resampling;
     the window keeps the tiles' scale, so objects are as large as without mosaic on average (U(1 +-
@@ -23,21 +25,33 @@ def mosaic(samples: list, size: int, rng: np.random.Generator, scale=0.5, transl
     xc, yc = rng.uniform(0.5 * size, 1.5 * size, 2)  # where the four tiles meet
     window = np.vstack([random_affine_matrix(2 * size, 2 * size, size, rng, scale, translate, degrees, fit=False),
                         [0, 0, 1]])  # (3, 3): mosaic -> output
-    out = np.full((size, size, 3), PAD_VALUE, np.uint8)
-    all_boxes, all_labels = [], []
-    for k, (image, boxes, labels) in enumerate(samples):
-        h, w = image.shape[:2]
+    matrices = []
+    for k, (h, w) in enumerate(shapes):
         fit = size / max(h, w)
         x0 = xc - w * fit if k in (0, 2) else xc  # quadrants: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
         y0 = yc - h * fit if k in (0, 1) else yc
-        matrix = (window @ np.array([[fit, 0, x0], [0, fit, y0], [0, 0, 1]]))[:2]  # tile -> output
+        matrices.append((window @ np.array([[fit, 0, x0], [0, fit, y0], [0, 0, 1]]))[:2])
+    return matrices
+
+
+def mosaic_image(images: list[np.ndarray], matrices: list[np.ndarray], size: int) -> np.ndarray:
+    """The size x size output of mosaic_matrices' tiles (the tiles do not overlap: each keeps its quadrant)."""
+    out = np.full((size, size, 3), PAD_VALUE, np.uint8)
+    for image, matrix in zip(images, matrices):
+        shrunk = size < max(image.shape[:2])  # fitted to the mosaic smaller than it is: area-averaged
         # BORDER_TRANSPARENT: only the tile's own pixels are written, the other tiles' stay
-        cv2.warpAffine(image, matrix, (size, size), dst=out, flags=cv2.INTER_AREA if fit < 1 else cv2.INTER_LINEAR,
+        cv2.warpAffine(image, matrix, (size, size), dst=out, flags=cv2.INTER_AREA if shrunk else cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_TRANSPARENT)
-        all_boxes.append(warp_boxes(boxes, matrix))
-        all_labels.append(labels)
-    boxes = np.concatenate(all_boxes).astype(np.float32)
-    return (out, *clip_and_filter(boxes, np.concatenate(all_labels), size, size, boxes.copy()))
+    return out
+
+
+def mosaic(samples: list, size: int, rng: np.random.Generator, scale=0.5, translate=0.1, degrees=0.0):
+    """Four (image, boxes, labels) samples as one size x size mosaic (mosaic_matrices), boxes moved along."""
+    matrices = mosaic_matrices([image.shape[:2] for image, _, _ in samples], size, rng, scale, translate, degrees)
+    out = mosaic_image([image for image, _, _ in samples], matrices, size)
+    boxes = np.concatenate([warp_boxes(b, m) for (_, b, _), m in zip(samples, matrices)]).astype(np.float32)
+    labels = np.concatenate([labels for _, _, labels in samples])
+    return (out, *clip_and_filter(boxes, labels, size, size, boxes.copy()))
 
 
 def random_affine_matrix(height: int, width: int, out_size: int, rng, scale=0.5, translate=0.1, degrees=0.0,

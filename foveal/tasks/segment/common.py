@@ -48,6 +48,9 @@ class SegmentConfig(TrackConfig, TrainConfig):
     hsv_h: float = opt(SegmentAugment.hsv_h, "hue jitter (fraction)", range="[0, 1]")
     hsv_s: float = opt(SegmentAugment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
     hsv_v: float = opt(SegmentAugment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
+    mosaic: float = opt(SegmentAugment.mosaic, "instance models: probability of a 4-image mosaic in training",
+                        range="[0, 1]")
+    close_mosaic: int = opt(5, "instance models: turn mosaic off for the last N epochs", range="[0, inf)")
     threshold: float = opt(0.5, "probability over which a sigmoid head's pixel (or an instance mask pixel) is on",
                            range="[0, 1]")
     conf: float = opt(-1.0, "instance models: confidence threshold (-1: 0.001 for val, 0.25 for predict)",
@@ -64,7 +67,7 @@ class SegmentConfig(TrackConfig, TrainConfig):
 
     def augment(self) -> SegmentAugment:
         return SegmentAugment(self.scale, self.translate, self.degrees, self.hflip, self.vflip, self.hsv_h,
-                              self.hsv_s, self.hsv_v)
+                              self.hsv_s, self.hsv_v, self.mosaic)
 
 
 def model_kind(name: str) -> str:

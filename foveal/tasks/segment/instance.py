@@ -29,7 +29,9 @@ class InstanceSegmentTask(BoxTask):
         self.imgsz = default_imgsz(cfg)
 
     def dataset(self, split: str, train: bool):
-        return InstanceDataset(self.split_items(split), self.imgsz, self.cfg.augment() if train else None)
+        cfg = self.cfg
+        return InstanceDataset(self.split_items(split), self.imgsz, cfg.augment() if train else None,
+                               mosaic_epochs=cfg.epochs - cfg.close_mosaic)
 
     def weights_meta(self) -> dict:
         return {**super().weights_meta(), "kind": "instance"}

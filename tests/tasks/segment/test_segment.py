@@ -277,6 +277,46 @@ def test_instance_sample_of_an_image_without_objects(augment):
     image, target = InstanceDataset([empty], 32, augment)[0]
     assert image.shape == (3, 32, 32) and target["boxes"].shape == (0, 4) and target["masks"].shape == (0, 32, 32)
 
+def test_instance_mosaic_moves_each_mask_with_its_pixels():
+    """A mosaic of four scenes whose objects are each one flat colour: every mask of the output covers pixels of
+    its own object's colour (and the boxes are the masks' bounds), in the epochs before close_mosaic only."""
+    from foveal.data.detection import ImageAnnotations
+    from foveal.data.segment_dataset import InstanceDataset
+
+    items = []
+    for k in range(4):
+        image = np.zeros((60, 80, 3), np.uint8)
+        masks = np.zeros((2, 60, 80), bool)
+        masks[0, 5:25, 10 + 10 * k:40 + 10 * k], masks[1, 35:55, 5:30] = True, True
+        image[masks[0]], image[masks[1]] = (200, 40 * k, 0), (0, 40 * k, 200)
+        items.append(ImageAnnotations("", 80, 60, np.zeros((2, 4), np.float32), np.array([0, 1]),
+                                      np.zeros(2, bool), image, masks))
+    augment = SegmentAugment(scale=0.2, translate=0.1, degrees=0, hflip=0.5, vflip=0, hsv_h=0, hsv_s=0, hsv_v=0,
+                             mosaic=1.0)
+    dataset = InstanceDataset(items, 96, augment, mosaic_epochs=1)
+    torch.manual_seed(0)
+    many = 0
+    for i in range(8):
+        image, target = dataset[i % 4]
+        pixels = image.permute(1, 2, 0).numpy().astype(int)
+        for mask, label, box in zip(target["masks"].numpy().astype(bool), target["labels"], target["boxes"]):
+            colours = pixels[mask]
+            own = colours[:, 0] > 150 if label == 0 else colours[:, 2] > 150
+            assert own.mean() > 0.85  # (the image is resampled smoothly, the mask by nearest: edges blend)
+            ys, xs = np.nonzero(mask)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        many = max(many, len(tiles(pixels)))
+    assert many > 1  # objects of several images in one sample: mosaics
+    dataset.set_epoch(1)  # closed: one image each
+    assert all(len(tiles(dataset[i][0].permute(1, 2, 0).numpy().astype(int))) <= 1 for i in range(4))
+
+
+def tiles(pixels: np.ndarray) -> set[int]:
+    """The images k whose objects' colours ((200, 40k, 0) and (0, 40k, 200)) show in a sample."""
+    colours = {tuple(c) for c in pixels.reshape(-1, 3)}
+    return {g // 40 for r, g, b in colours if (r, b) in ((200, 0), (0, 200)) and g % 40 == 0}
+
+
 @pytest.fixture(scope="module")
 def tiny_coco(tmp_path_factory):
     """A COCO data set with compressed-RLE masks of 64 px synthetic scenes (written by write_coco)."""
