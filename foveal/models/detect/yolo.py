@@ -326,7 +326,8 @@ class YOLO(nn.Module):
 
     def postprocess(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> list[dict]:
         """scores (B, A, C), boxes (B, A, 4) -> per image {boxes (K, 4), scores (K,), labels (K,)}."""
-        return [self.select(image_scores, image_boxes, image_size)[0] for image_scores, image_boxes in zip(scores, boxes)]
+        return [self.select(image_scores, image_boxes, image_size)[0]
+                for image_scores, image_boxes in zip(scores, boxes)]
 
     def select(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> tuple[dict, torch.Tensor]:
         """One image's scores (A, C) and boxes (A, 4) -> its detections {boxes, scores, labels} and the

@@ -1,6 +1,7 @@
 """yolo_*-seg through the segment task's instance path: the eval masks' contract, the mask loss, and
 learning: its masks score a clearly higher mask AP than its own boxes filled in as masks."""
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -13,8 +14,8 @@ from foveal.data.formats.coco import write_coco
 from foveal.data.formats.segmentation import load_segmentation_data
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.metrics.detection import coco_evaluate
-from foveal.models.segment.yolo_seg import mask_loss
 from foveal.models.detect.yolo_loss import Assignment
+from foveal.models.segment.yolo_seg import mask_loss
 from foveal.ops.boxes import box_masks
 
 
@@ -31,6 +32,20 @@ def test_eval_masks_are_probabilities_at_the_input_size_inside_their_boxes():
     model.conf = 1.0  # nothing found: empty masks of the same height and width
     with torch.no_grad():
         assert model(torch.rand(1, 3, 64, 96))[0]["masks"].shape == (0, 64, 96)
+
+
+def test_fused_branches_compute_the_same_prototypes_and_coefficients():
+    torch.manual_seed(0)
+    model = foveal.create_model("yolo_n-seg", "segment", num_classes=3, imgsz=64).eval()
+    fused = copy.deepcopy(model).fuse()
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        features, fused_features = model.features(images), fused.features(images)
+        torch.testing.assert_close(fused.prototypes(fused_features[0]), model.prototypes(features[0]))
+        for mine, theirs, x, fused_x in zip(model.coefficient_branches, fused.coefficient_branches, features,
+                                            fused_features):
+            torch.testing.assert_close(theirs(fused_x), mine(x))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
 
 
 def test_mask_loss_is_the_bce_inside_the_box_at_a_quarter_of_the_size():
@@ -55,11 +70,12 @@ def scenes(tmp_path_factory):
              for s in make_scene_set(16, 96, seed=3, min_objects=1, max_objects=3, min_scale=0.3)]
     folder = tmp_path_factory.mktemp("scenes") / "set"
     write_coco(DetectionData(list(SHAPE_CLASSES), {"train": items}), folder)
-    return f"coco:{folder}/train.json,{folder}/train;{folder}/train.json,{folder}/train"
+    return f"coco:{folder}/train.json,{folder}/train;{folder}/train.json,{folder}/train", folder / "train"
 
 
 def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
-    run = foveal.train("segment", data=scenes, model="yolo_n-seg", imgsz=96, epochs=40, batch=8, lr=4e-3,
+    data, images = scenes
+    run = foveal.train("segment", data=data, model="yolo_n-seg", imgsz=96, epochs=40, batch=8, lr=4e-3,
                        weight_decay=0, warmup_epochs=2, scale=0, translate=0, hflip=0, hsv_h=0, hsv_s=0, hsv_v=0,
                        workers=0, plots=False, verbose=False, project=tmp_path, name="learn")
     first, last = run.history[0], run.history[-1]
@@ -67,7 +83,7 @@ def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
 
     result = foveal.val("segment", weights=run.best, project=tmp_path, verbose=False)
     assert result.metrics["mask_map"] == pytest.approx(run.metrics["mask_map"], abs=1e-9)
-    truth = load_segmentation_data(scenes, "instance").splits["val"]
+    truth = load_segmentation_data(data, "instance").splits["val"]
     truth = [replace(t, masks=instance_masks(t)) for t in truth]
     detections = result.details["detections"]
     boxed = [{**d, "masks": box_masks(torch.as_tensor(d["boxes"]), t.height, t.width).numpy()}
@@ -76,3 +92,9 @@ def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
     boxes_ap = coco_evaluate(truth, boxed, list(SHAPE_CLASSES), iou_type="segm").stats["map"]
     assert masks_ap == pytest.approx(result.metrics["mask_map"], abs=1e-9)
     assert masks_ap > boxes_ap + 0.15 and masks_ap > 0.3, (masks_ap, boxes_ap)  # measured 0.53 and 0.20
+
+    # predict: the masks come back at the image's own size, one per detection, their areas in predictions.json
+    image = sorted(images.iterdir())[0]
+    (result,) = foveal.predict("segment", weights=run.best, source=image, conf=0.0, max_det=4)
+    assert result.masks.shape == (4, 96, 96) and len(result.boxes) == 4
+    assert [r["area"] for r in result.predictions] == result.masks.sum((1, 2)).tolist()
