@@ -109,13 +109,15 @@ class YOLOSeg(YOLO):
 
     Training: {"box", "cls", "dfl", "mask"} losses (targets carry "masks" (N, H, W) at the input size).
     Eval: per image {boxes, scores, labels, masks (K, H, W) probabilities}. `loss`: None for YOLOSegLoss().
+    starts_from: the detector whose weights pretrained= also takes (backbone, neck and head are its own).
     """
 
     exports_nms = False
 
     def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
-                 masks: int = MASKS, loss: YOLOSegLoss | None = None, **kwargs):
+                 masks: int = MASKS, loss: YOLOSegLoss | None = None, starts_from: str = "", **kwargs):
         super().__init__(num_classes, width, depth, max_channels, loss=loss or YOLOSegLoss(), **kwargs)
+        self.starts_from = starts_from
         channels = self.backbone.out_channels
         self.prototypes = Prototypes(channels[0], channels[0], masks)
         branch_width = max(channels[0] // 4, masks)
@@ -153,17 +155,17 @@ class YOLOSeg(YOLO):
 
 @register_model("segment", "yolo_n-seg", kind="instance")
 def yolo_n_seg(num_classes: int, imgsz: int = 320, **kwargs) -> YOLOSeg:
-    """yolo_n with masks: ~3M parameters."""
-    return YOLOSeg(num_classes, width=0.25, depth=0.34, **kwargs)
+    """yolo_n with masks: ~3M parameters; pretrained= also takes yolo_n's detection weights."""
+    return YOLOSeg(num_classes, width=0.25, depth=0.34, starts_from="yolo_n", **kwargs)
 
 
 @register_model("segment", "yolo_s-seg", kind="instance")
 def yolo_s_seg(num_classes: int, imgsz: int = 320, **kwargs) -> YOLOSeg:
-    """yolo_s with masks: ~12M parameters."""
-    return YOLOSeg(num_classes, width=0.5, depth=0.34, **kwargs)
+    """yolo_s with masks: ~12M parameters; pretrained= also takes yolo_s's detection weights."""
+    return YOLOSeg(num_classes, width=0.5, depth=0.34, starts_from="yolo_s", **kwargs)
 
 
 @register_model("segment", "yolo_m-seg", kind="instance")
 def yolo_m_seg(num_classes: int, imgsz: int = 320, **kwargs) -> YOLOSeg:
-    """yolo_m with masks: ~27M parameters; for a GPU."""
-    return YOLOSeg(num_classes, width=0.75, depth=0.67, max_channels=768, **kwargs)
+    """yolo_m with masks: ~27M parameters, for a GPU; pretrained= also takes yolo_m's detection weights."""
+    return YOLOSeg(num_classes, width=0.75, depth=0.67, max_channels=768, starts_from="yolo_m", **kwargs)
