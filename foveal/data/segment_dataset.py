@@ -117,7 +117,7 @@ def semantic_collate(samples):
 
 
 class InstanceDataset(Dataset):
-    """Sample i: (uint8 (3, S, S) image, target) for instance models: target holds boxes (N, 4) xyxy and
+    """Sample i: (uint8 (3, S, S) image, target) for the instance models: target holds boxes (N, 4) xyxy and
     labels (N,) recomputed from masks (N, S, S) uint8 after augmentation (exact, unlike warped boxes),
     plus `index`, `scale` and `pad` as SemanticDataset's meta. Crowd objects are left out of training.
     With augment.mosaic, a share of the samples are mosaics of four images (in the epochs before

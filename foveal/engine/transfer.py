@@ -33,11 +33,12 @@ def prefixes_outside_backbone(model: nn.Module, names=("backbone", "encoder")) -
 
 def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -> str:
     """Copy the matching tensors of `path` into `model`; the head is skipped when its shape differs.
+    Weights of model_name, or of the model named by `model.starts_from` (a segmenter built on a detector).
 
     Raises when too little matches (weights of another architecture). Returns a one-line summary.
     """
     state, meta = load_weights(path)
-    if meta.get("model") and meta["model"] != model_name:
+    if meta.get("model") and meta["model"] not in (model_name, getattr(model, "starts_from", None)):
         raise FovealError(f"pretrained: {path} holds weights for '{meta['model']}', not '{model_name}'")
     own = model.state_dict()
     matched, skipped_head, mismatched = {}, [], []

@@ -22,7 +22,7 @@ from foveal.errors import FovealError, did_you_mean
 
 __all__ = ["BOX_FORMATS", "convert_boxes", "normalize_boxes", "denormalize_boxes", "clip_boxes", "box_area",
            "box_iou", "box_iou_numpy", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou",
-           "nms", "NMS_IOU", "unletterbox_boxes"]
+           "nms", "NMS_IOU", "unletterbox_boxes", "box_masks"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 NMS_IOU = 0.7  # foveal's one default NMS threshold for detection (Ultralytics validates yolo models at 0.7)
@@ -69,6 +69,17 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad, height: int, width: int)
     x_pad, y_pad = float(pad[0]), float(pad[1])
     boxes = (boxes.float() - boxes.new_tensor([x_pad, y_pad, x_pad, y_pad])) / float(scale)
     return clip_boxes(boxes, height, width)
+
+
+def box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
+    """(N, height, width) bool: the pixels whose centre lies in each xyxy box (N, 4), so the box a mask
+    gives (x1 = its first column, x2 = its last + 1) fills that mask's columns and rows exactly."""
+    xs = torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5
+    x1, y1, x2, y2 = (boxes[:, i, None].float() for i in range(4))  # each (N, 1)
+    columns = (xs >= x1) & (xs < x2)  # (N, width)
+    rows = (ys >= y1) & (ys < y2)  # (N, height)
+    return rows[:, :, None] & columns[:, None, :]
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -39,10 +39,11 @@ def test_registry_kinds_and_families():
     entries = {name: get_model_entry(name, "segment") for name in foveal.list_models("segment")}
     assert {name: e.kind for name, e in entries.items() if e.kind == "instance"} == {
         "maskrcnn_resnet18_fpn": "instance", "maskrcnn_resnet50_fpn": "instance",
-        "maskrcnn_resnet50_fpn_v2": "instance"}
+        "maskrcnn_resnet50_fpn_v2": "instance", "yolo_n-seg": "instance", "yolo_s-seg": "instance",
+        "yolo_m-seg": "instance"}
     assert {e.kind for e in entries.values()} == {"semantic", "instance"}
     families = {name: e.family for name, e in entries.items()}
-    assert families["unet"] == families["resunet"] == "foveal"
+    assert families["unet"] == families["resunet"] == families["yolo_n-seg"] == "foveal"
     assert families["deeplabv3plus_resnet18"] == families["fpn_resnet18"] == "smp"
     assert families["fcn_resnet50"] == families["maskrcnn_resnet50_fpn"] == "torchvision"
     assert len(SEMANTIC) == 15 and get_model_entry("resnet18").kind == ""  # other tasks have no kind
@@ -139,8 +140,8 @@ def test_maskrcnn_trains_a_step_with_a_mask_loss_and_returns_masks():
 
 
 @pytest.mark.parametrize("name", [n for n in INSTANCE if n != "maskrcnn_resnet18_fpn"])
-def test_heavy_maskrcnns_build_and_predict(name):
-    # max_det bounds the mask head's work (a 4-conv head on every kept box), keeping this quick
+def test_every_other_instance_model_builds_and_predicts(name):
+    # max_det bounds the mask head's work (Mask R-CNN: a 4-conv head on every kept box), keeping this quick
     model = foveal.create_model(name, num_classes=3, imgsz=64, max_det=3).eval()
     with torch.no_grad():
         check_instance_results(model(torch.rand(2, 3, 64, 64)), num_classes=3)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from foveal.errors import FovealError
-from foveal.ops.boxes import (aligned_iou, box_area, box_iou, box_iou_numpy, clip_boxes, complete_box_iou,
-                              convert_boxes, denormalize_boxes, distance_box_iou, generalized_box_iou, nms,
-                              normalize_boxes)
+from foveal.ops.boxes import (aligned_iou, box_area, box_iou, box_iou_numpy, box_masks, clip_boxes,
+                              complete_box_iou, convert_boxes, denormalize_boxes, distance_box_iou,
+                              generalized_box_iou, nms, normalize_boxes)
 
 UNIT = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
 HALF_RIGHT = torch.tensor([[0.5, 0.0, 1.5, 1.0]])  # overlaps UNIT by half: IoU = 0.5 / 1.5
@@ -133,3 +133,15 @@ def test_box_iou_numpy_on_shared_and_empty_boxes():
     expected = box_iou(a, b)
     assert torch.allclose(torch.from_numpy(box_iou_numpy(a.double().numpy(), b.double().numpy())).float(), expected,
                           atol=1e-6)
+
+
+def test_box_masks_fill_the_box_a_mask_gives_and_no_pixel_more():
+    from torchvision.ops import masks_to_boxes
+
+    masks = torch.zeros(2, 6, 7, dtype=torch.bool)
+    masks[0, 1:4, 2:6] = True
+    masks[1, 5, 0] = True
+    boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # foveal's boxes: x2 = last column + 1
+    assert torch.equal(box_masks(boxes, 6, 7), masks)
+    half = box_masks(torch.tensor([[0.4, 0.6, 2.6, 1.6]]), 3, 4)[0]  # pixel centres at 0.5, 1.5, ...
+    assert half.tolist() == [[False] * 4, [True, True, True, False], [False] * 4]

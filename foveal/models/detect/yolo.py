@@ -249,9 +249,13 @@ class YOLO(nn.Module):
         self.exported = None  # run_exported: images -> [boxes, scores] of an exported graph, in the network's place
         self.exported_nms = False  # ... or -> [detections (B, max_det, 6)] of a graph with NMS inside
 
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> the neck's maps at strides 8, 16, 32 (what the head, and a segmenter's branches, read)."""
+        return self.neck(self.backbone(images))
+
     def forward_raw(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> per stride (8, 16, 32) raw (B, 4 * reg_max + num_classes, H/s, W/s) logits."""
-        return self.head(self.neck(self.backbone(images)))
+        return self.head(self.features(images))
 
     def decode(self, raw: list[torch.Tensor]):
         """Raw level outputs -> cls_logits (B, A, C), box_logits (B, A, 4, R), boxes (B, A, 4) xyxy
@@ -322,18 +326,21 @@ class YOLO(nn.Module):
 
     def postprocess(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> list[dict]:
         """scores (B, A, C), boxes (B, A, 4) -> per image {boxes (K, 4), scores (K,), labels (K,)}."""
+        return [self.select(image_scores, image_boxes, image_size)[0]
+                for image_scores, image_boxes in zip(scores, boxes)]
+
+    def select(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> tuple[dict, torch.Tensor]:
+        """One image's scores (A, C) and boxes (A, 4) -> its detections {boxes, scores, labels} and the
+        anchor (K,) each came from (a segmenter reads that anchor's mask coefficients)."""
         height, width = image_size
-        results = []
-        for image_scores, image_boxes in zip(scores, boxes):
-            anchor, label = (image_scores > self.conf).nonzero(as_tuple=True)  # (N,) each
-            score = image_scores[anchor, label]
-            if len(score) > MAX_CANDIDATES:
-                score, order = score.topk(MAX_CANDIDATES)
-                anchor, label = anchor[order], label[order]
-            box = clip_boxes(image_boxes[anchor], height, width)
-            keep = batched_nms(box, score, label, self.iou)[:self.max_det]
-            results.append({"boxes": box[keep], "scores": score[keep], "labels": label[keep]})
-        return results
+        anchor, label = (scores > self.conf).nonzero(as_tuple=True)  # (N,) each
+        score = scores[anchor, label]
+        if len(score) > MAX_CANDIDATES:
+            score, order = score.topk(MAX_CANDIDATES)
+            anchor, label = anchor[order], label[order]
+        box = clip_boxes(boxes[anchor], height, width)
+        keep = batched_nms(box, score, label, self.iou)[:self.max_det]
+        return {"boxes": box[keep], "scores": score[keep], "labels": label[keep]}, anchor[keep]
 
 
 def nms_inputs(scores: torch.Tensor, boxes: torch.Tensor, image_size, conf: float):

@@ -35,6 +35,7 @@ class Assignment(NamedTuple):
     boxes: torch.Tensor  # (B, A, 4) xyxy pixels of its ground truth (meaningless where not foreground)
     labels: torch.Tensor  # (B, A) int64 class of its ground truth (idem)
     scores: torch.Tensor  # (B, A, C) soft class targets, zero everywhere but the positives' class
+    owners: torch.Tensor  # (B, A) int64 index of its ground truth in the image's targets (idem)
 
 
 def pad_targets(targets: list[dict], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -95,7 +96,7 @@ def assign_targets(pred_scores, pred_boxes, anchor_points, gt_boxes, gt_labels, 
     labels = gt_labels.gather(1, owner)  # (B, A)
     boxes = gt_boxes.gather(1, owner[..., None].expand(-1, -1, 4))  # (B, A, 4)
     scores = F.one_hot(labels, classes).float() * (quality * foreground)[..., None]  # (B, A, C)
-    return Assignment(foreground, boxes, labels, scores)
+    return Assignment(foreground, boxes, labels, scores, owner)
 
 
 def distribution_focal_loss(logits: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
@@ -134,6 +135,11 @@ class YOLOLoss:
         """cls_logits (B, A, C); box_logits (B, A, 4, R); pred_boxes (B, A, 4) xyxy pixels decoded
         from box_logits; anchor_points (A, 2) and strides (A, 1) pixels; targets as in YOLO.forward.
         Returns {"box", "cls", "dfl"} scalar losses, gains applied, to be summed."""
+        return self.detection_loss(cls_logits, box_logits, pred_boxes, anchor_points, strides, targets)[0]
+
+    def detection_loss(self, cls_logits, box_logits, pred_boxes, anchor_points, strides,
+                       targets) -> tuple[dict, Assignment]:
+        """__call__'s losses, and the assignment they came from (a segmenter's mask loss uses its positives)."""
         gt_boxes, gt_labels, gt_mask = pad_targets(targets, cls_logits.device)
         target = assign_targets(cls_logits.detach().sigmoid(), pred_boxes.detach(), anchor_points,
                                 gt_boxes, gt_labels, gt_mask, self.topk, self.alpha, self.beta)
@@ -150,5 +156,6 @@ class YOLOLoss:
         stride = strides.expand(len(fg), -1, -1)[fg]  # (P, 1)
         sides = torch.cat([points - target.boxes[fg][:, :2], target.boxes[fg][:, 2:] - points], -1) / stride
         dfl = (distribution_focal_loss(box_logits[fg], sides) * weight).sum()
-        return {"box": self.box_gain * box / score_sum, "cls": self.cls_gain * cls,
-                "dfl": self.dfl_gain * dfl / score_sum}
+        losses = {"box": self.box_gain * box / score_sum, "cls": self.cls_gain * cls,
+                  "dfl": self.dfl_gain * dfl / score_sum}
+        return losses, target

@@ -1,4 +1,4 @@
-"""Instance segmentation (Mask R-CNN): detection with a mask per object, scored by COCO box and mask AP.
+"""Instance segmentation (Mask R-CNN, yolo_*-seg): detection with a mask per object, scored by COCO box and mask AP.
 
 It is detection plus masks, so it shares BoxTask with detection for everything but the data, the
 augmentation (masks move with the pixels and boxes are recomputed from them) and the evaluation.

@@ -1,7 +1,7 @@
 """Semantic segmentation: the task of `foveal segment` (data, loss and metrics of semantic models).
 
 One `foveal segment` command serves two kinds of model: semantic ones (U-Net, DeepLab, ...) label
-every pixel with a class and are scored by mIoU and Dice here; instance ones (Mask R-CNN) find
+every pixel with a class and are scored by mIoU and Dice here; instance ones (Mask R-CNN, yolo_*-seg) find
 objects with a mask each and are scored by COCO box and mask AP (instance.py).
 SegmentTask.create picks by the model's registered kind. What both share (config, data) is in
 common.py, prediction in predict.py, the report in report.py.
