@@ -80,6 +80,7 @@ bench: install
 	$(BIN)/python benchmarks/segment_speed.py
 	$(BIN)/python benchmarks/restore_frame_rate.py
 	$(BIN)/python benchmarks/track_speed.py
+	$(BIN)/python benchmarks/instance_speed.py
 	$(BIN)/python benchmarks/busy_machine.py --repeats 1
 
 clean:
