@@ -4,6 +4,8 @@ scores, coefficients and prototypes. Either way foveal assembles the masks after
 model's own function: the same boxes and masks, the same mask AP and the same predictions as PyTorch. One tiny
 model trained in-process for a few seconds, so that its scores are spread out as a trained model's are."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,7 @@ IMGSZ = 96
 STEPS = 60
 SCORE_FLOOR = 0.01  # below it, near-ties that float rounding orders either way where max_det cuts them
 THRESHOLD = 0.5  # val's and predict's mask threshold
+HAS_ONNXSLIM = importlib.util.find_spec("onnxslim") is not None
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,8 @@ def export(weights, name: str, **options):
 
 @pytest.fixture(scope="module")
 def nms_graph(trained):
-    """NMS inside, any batch and size (the slow export: symbolic shapes)."""
-    return export(trained[0], "nms.onnx", dynamic=True)
+    """NMS inside, any batch and size (the slow export: symbolic shapes), through onnxslim where it is installed."""
+    return export(trained[0], "nms.onnx", dynamic=True, simplify=HAS_ONNXSLIM)
 
 
 @pytest.fixture(scope="module")
