@@ -127,7 +127,8 @@ class TrainConfig:
     format: str = opt("onnx", "export: the file format", ("onnx",))
     dynamic: bool = opt(False, "export: any batch size and any input size (multiples of 32) instead of (1, imgsz)")
     nms: bool = opt(True, "export: NMS inside yolo graphs, one (B, max_det, 6) output of x1, y1, x2, y2, score, class "
-                          "rows at the model's conf and iou (false: boxes and class scores, foveal's NMS after them)")
+                          "rows at the model's conf and iou (yolo_*-seg: 6 + k columns, the mask coefficients, and "
+                          "the prototypes) (false: boxes and class scores, foveal's NMS after them)")
     half: bool = opt(False, "export: an fp16 graph (needs device=cuda)")
     simplify: bool = opt(False, "export: simplify the graph with onnxslim")
     int8: bool = opt(False, "export: an int8 graph for the CPU (onnxruntime static quantization, calibrated on 32 "

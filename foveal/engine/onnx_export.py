@@ -17,6 +17,16 @@ conf (predict's 0.25 filters the graph's rows), while a lower conf or another io
 nms=false, or another model: the graph ends where PyTorch's post-processing starts (YOLO: decoded boxes
 and class scores), and foveal's own NMS runs after it, the same code as PyTorch's.
 
+Instance segmenters (yolo_*-seg): the graph has two more outputs, each anchor's k mask coefficients
+(B, A, k) and the prototypes (B, k, H/4, W/4). With NMS inside, append_nms gathers the coefficients with
+the indices NonMaxSuppression selects, as it gathers the boxes: `detections` (B, max_det, 6 + k), each
+row x1, y1, x2, y2, score, class, then its k coefficients, and `prototypes` (B, k, H/4, W/4) passed
+through; with nms=false, boxes, scores, coefficients and prototypes. The masks are assembled after the
+graph (coefficients . prototypes, upsampled to the input, sigmoid, zero outside the box) by the function
+the PyTorch model calls (yolo_seg.assemble_masks), so a run of the file gives the model's eval output
+{boxes, scores, labels, masks}: assembled in the graph, the masks would be (B, max_det, H, W) floats
+at a size fixed when the file is written, 300 full-size masks to copy out for the few objects found.
+
 half=true writes an fp16 graph (traced on a CUDA device, where fp16 is fast; NMS still in float32);
 simplify=true passes the graph through onnxslim. int8 (calibration images given): onnxruntime's static
 quantization of the network's layers (quantize_int8).
@@ -162,11 +172,18 @@ def opset_of(proto) -> int:
 
 def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
     """Replace the graph's two outputs, boxes (B, A, 4) and scores (B, C, A) as yolo.nms_inputs gives them,
-    with `detections` (B, max_det, 6): per-class NonMaxSuppression, then each image's max_det best rows."""
+    with `detections` (B, max_det, 6): per-class NonMaxSuppression, then each image's max_det best rows.
+    A segmenter's graph has two more, coefficients (B, A, k) and prototypes: each row then also holds its
+    anchor's k coefficients, (B, max_det, 6 + k), and the prototypes follow as a second output."""
     from onnx import TensorProto, helper
 
     graph = proto.graph
-    boxes, scores = (output.name for output in graph.output)
+    boxes, scores, *masks = (output.name for output in graph.output)
+    columns, prototypes = 6, None
+    if masks:
+        coefficients, prototypes = masks
+        columns += graph.output[2].type.tensor_type.shape.dim[2].dim_value
+        prototypes_output = copy.deepcopy(graph.output[3])
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
     graph.initializer.extend([
         helper.make_tensor("nms_max_det", TensorProto.INT64, [], [max_det]),
@@ -197,8 +214,17 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
         node("Unsqueeze", ["nms_scores", "nms_axis1"], ["nms_score_column"]),
         node("Unsqueeze", ["nms_class", "nms_axis1"], ["nms_class_column"]),
         node("Concat", ["nms_boxes", "nms_score_column", "nms_class_column"], ["nms_rows"], axis=1),  # (K, 6)
+    ])
+    rows = "nms_rows"
+    if prototypes:  # each row's mask coefficients, taken from its anchor as its box is
+        rows = "nms_rows_with_coefficients"
+        graph.node.extend([
+            node("GatherND", [coefficients, "nms_image_anchor"], ["nms_coefficients"]),  # (K, k)
+            node("Concat", ["nms_rows", "nms_coefficients"], [rows], axis=1),  # (K, 6 + k)
+        ])
+    graph.node.extend([
         # max_det zero rows after them: what an image with fewer detections is padded with
-        node("Pad", ["nms_rows", "nms_row_pad"], ["nms_padded_rows"]),  # (K + max_det, 6)
+        node("Pad", [rows, "nms_row_pad"], ["nms_padded_rows"]),  # (K + max_det, columns)
         # table (B, K + max_det): row k's score in its own image's line, -1 elsewhere and in the padding
         node("Shape", [boxes], ["nms_boxes_shape"]),
         node("Gather", ["nms_boxes_shape", "nms_first"], ["nms_batch"]),
@@ -210,13 +236,17 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
         node("Where", ["nms_in_image", "nms_score_row", "nms_none"], ["nms_table"]),
         node("Pad", ["nms_table", "nms_column_pad", "nms_none"], ["nms_padded_table"]),
         node("TopK", ["nms_padded_table", "nms_top"], ["nms_best", "nms_best_rows"], axis=1),  # (B, max_det)
-        node("Gather", ["nms_padded_rows", "nms_best_rows"], ["nms_best_detections"], axis=0),  # (B, max_det, 6)
+        node("Gather", ["nms_padded_rows", "nms_best_rows"], ["nms_best_detections"], axis=0),  # (B, max_det, columns)
         # an image with fewer than max_det detections took -1 entries: other images' rows, or padding
         node("Greater", ["nms_best", "nms_none"], ["nms_found"]),
         node("Unsqueeze", ["nms_found", "nms_axis2"], ["nms_found_column"]),
         node("Where", ["nms_found_column", "nms_best_detections", "nms_zero"], ["detections"]),
     ])
     del graph.output[:]
-    output = helper.make_tensor_value_info("detections", TensorProto.FLOAT, [None, max_det, 6])
+    output = helper.make_tensor_value_info("detections", TensorProto.FLOAT, [None, max_det, columns])
     output.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)
     graph.output.append(output)
+    if prototypes:
+        graph.node.append(node("Identity", [prototypes], ["prototypes"]))
+        prototypes_output.name = "prototypes"
+        graph.output.append(prototypes_output)

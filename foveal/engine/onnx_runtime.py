@@ -1,8 +1,9 @@
 """Running an exported .onnx file in `val` and `predict` in the model's place, and reading its metadata.
 
 onnxruntime on the CPU (CUDA where its provider and the device are there), with torch's thread count.
-A model with `run_exported(fn)` keeps its own post-processing around the exported graph (YOLO); any
-other is replaced by OnnxModel, which returns the graph's single output as a tensor.
+A model with `run_exported(fn)` keeps its own post-processing around the exported graph (YOLO; yolo_*-seg
+also assembles the masks there, returning its eval output {boxes, scores, labels, masks}); any other is
+replaced by OnnxModel, which returns the graph's single output as a tensor.
 """
 
 import json

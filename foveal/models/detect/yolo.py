@@ -304,11 +304,13 @@ class YOLO(nn.Module):
     def unpack_detections(self, table: torch.Tensor) -> list[dict]:
         """(B, max_det, 6) rows x1, y1, x2, y2, score, class, best first, zero rows after the last ->
         per image {boxes, scores, labels}: the rows above this model's conf, at most max_det of them."""
-        results = []
-        for rows in table.float():
-            rows = rows[rows[:, 4] > self.conf][:self.max_det]
-            results.append({"boxes": rows[:, :4], "scores": rows[:, 4], "labels": rows[:, 5].long()})
-        return results
+        return [{"boxes": rows[:, :4], "scores": rows[:, 4], "labels": rows[:, 5].long()}
+                for rows in self.kept_rows(table)]
+
+    def kept_rows(self, table: torch.Tensor) -> list[torch.Tensor]:
+        """Per image, the rows of a (B, max_det, 6 + extra columns) table above this model's conf, at most
+        max_det of them, in float32."""
+        return [rows[rows[:, 4] > self.conf][:self.max_det] for rows in table.float()]
 
     def fuse(self) -> "YOLO":
         """Fold each BatchNorm into the convolution before it (for evaluation: frozen statistics); the

@@ -17,6 +17,12 @@ then over the positives: YOLOSegLoss.
 Eval: the detector's NMS picks the detections; each one's mask is assembled from the coefficients
 of the anchor it came from and returned as Mask R-CNN does (tasks/segment/instance.py reads them):
 "masks" (K, H, W) float probabilities at the input size, zero outside the detection's box.
+
+Export (foveal/engine/onnx_export.py): the graph ends before the assembly, whose output size is the
+input's and whose count is the data's: with NMS inside, detections (B, max_det, 6 + k), the detector's
+rows plus each one's k coefficients, and the prototypes (B, k, H/4, W/4); without, the decoded boxes,
+class scores, coefficients (B, A, k) and prototypes, NMS after. Either way the masks are then assembled
+by assemble_masks, the function the PyTorch model calls (run_exported).
 """
 
 from dataclasses import dataclass
@@ -25,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import FovealError
 from ...ops.boxes import box_masks
 from ...registry import register_model
-from ..detect.yolo import YOLO, ConvBNAct
+from ..detect.yolo import YOLO, ConvBNAct, DecodedOutputs, nms_inputs
 from ..detect.yolo_loss import Assignment, YOLOLoss
 
 PROTOTYPE_STRIDE = 4  # input pixels per prototype pixel: the stride-8 map upsampled once
@@ -112,8 +117,6 @@ class YOLOSeg(YOLO):
     starts_from: the detector whose weights pretrained= also takes (backbone, neck and head are its own).
     """
 
-    exports_nms = False
-
     def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
                  masks: int = MASKS, loss: YOLOSegLoss | None = None, starts_from: str = "", **kwargs):
         super().__init__(num_classes, width, depth, max_channels, loss=loss or YOLOSegLoss(), **kwargs)
@@ -128,29 +131,70 @@ class YOLOSeg(YOLO):
             nn.init.normal_(branch[-1].weight, std=COEFFICIENT_STD)
             nn.init.zeros_(branch[-1].bias)
 
+    def mask_parts(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The neck's maps -> coefficients (B, A, k), the anchors in decode's order, and prototypes (B, k, H/4, W/4)."""
+        coefficients = torch.cat([branch(x).flatten(2) for x, branch in zip(features, self.coefficient_branches)],
+                                 2).transpose(1, 2)
+        return coefficients, self.prototypes(features[0])
+
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        if self.exported is not None and not self.training:
+            return self.exported_forward(images)
         features = self.features(images)
         cls_logits, box_logits, boxes, points, strides = self.decode(self.head(features))
-        coefficients = torch.cat([branch(x).flatten(2) for x, branch in zip(features, self.coefficient_branches)],
-                                 2).transpose(1, 2)  # (B, A, k), the anchors in decode's order
-        prototypes = self.prototypes(features[0])  # (B, k, H/4, W/4)
+        coefficients, prototypes = self.mask_parts(features)
         if self.training:
             if targets is None:
                 raise ValueError("YOLOSeg needs targets in training mode; call model.eval() to predict")
             return self.loss(cls_logits, box_logits, boxes, points, strides, targets, coefficients, prototypes)
-        size = images.shape[-2:]
+        return self.segment(cls_logits.sigmoid(), boxes, coefficients, prototypes, images.shape[-2:])
+
+    def segment(self, scores, boxes, coefficients, prototypes, size) -> list[dict]:
+        """scores (B, A, C), boxes (B, A, 4), coefficients (B, A, k), prototypes (B, k, h, w) -> per image
+        {boxes, scores, labels, masks}: the detector's selection, then each detection's mask."""
         results = []
-        for scores, image_boxes, image_coefficients, image_prototypes in zip(cls_logits.sigmoid(), boxes,
-                                                                             coefficients, prototypes):
-            detections, anchors = self.select(scores, image_boxes, size)
+        for image_scores, image_boxes, image_coefficients, image_prototypes in zip(scores, boxes, coefficients,
+                                                                                   prototypes):
+            detections, anchors = self.select(image_scores, image_boxes, size)
             detections["masks"] = assemble_masks(image_coefficients[anchors], image_prototypes, detections["boxes"],
                                                  size)
             results.append(detections)
         return results
 
-    def export_module(self, nms: bool = False):
-        raise FovealError("export: the yolo_*-seg segmenters do not export to ONNX yet; the semantic segmenters "
-                          "(unet, deeplabv3plus_*, fcn_*, ...) and the yolo_* detectors do")
+    def export_module(self, nms: bool = False) -> nn.Module:
+        """What ONNX export traces: DecodedOutputs' boxes and scores (with `nms`, as nms_inputs prepares them)
+        plus the coefficients (B, A, k) and prototypes (B, k, H/4, W/4); the exporter appends NMS, which
+        gathers each kept detection's coefficients beside its row."""
+        return SegmentOutputs(self, nms)
+
+    def exported_forward(self, images: torch.Tensor) -> list[dict]:
+        """Eval through run_exported's graph: its detections (or foveal's NMS on its decoded outputs), then
+        the masks assembled as forward assembles them."""
+        size = images.shape[-2:]
+        if not self.exported_nms:
+            boxes, scores, coefficients, prototypes = self.exported(images)
+            return self.segment(scores, boxes, coefficients, prototypes, size)
+        table, prototypes = self.exported(images)
+        results = []
+        for rows, image_prototypes in zip(self.kept_rows(table), prototypes):
+            boxes = rows[:, :4]
+            results.append({"boxes": boxes, "scores": rows[:, 4], "labels": rows[:, 5].long(),
+                            "masks": assemble_masks(rows[:, 6:], image_prototypes, boxes, size)})
+        return results
+
+
+class SegmentOutputs(DecodedOutputs):
+    """A YOLOSeg's DecodedOutputs plus its mask coefficients (float32: with NMS they join the rows) and prototypes."""
+
+    def forward(self, images):
+        features = self.yolo.features(images)
+        cls_logits, _, boxes, _, _ = self.yolo.decode(self.yolo.head(features))
+        coefficients, prototypes = self.yolo.mask_parts(features)
+        if self.nms:
+            boxes, scores = nms_inputs(cls_logits.sigmoid(), boxes, images.shape[-2:], self.yolo.conf)
+        else:
+            scores = cls_logits.sigmoid()
+        return boxes, scores, coefficients.float(), prototypes
 
 
 @register_model("segment", "yolo_n-seg", kind="instance")
