@@ -63,13 +63,14 @@ def trained(tmp_path_factory):
     return weights, root / "val.json", root / "val", images
 
 
-def pytorch_model(weights):
+def pytorch_model(weights, task: str = "detect"):
     """The fused eval model, as val, predict and export run it."""
-    return load_trained(weights, "detect", torch.device("cpu"))[0].fuse()
+    return load_trained(weights, task, torch.device("cpu"))[0].fuse()
 
 
-def export(weights, name: str, **options):
-    return export_onnx(pytorch_model(weights), trained_meta(weights, "detect"), weights.with_name(name), IMGSZ,
+def export(weights, name: str, task: str = "detect", imgsz: int = IMGSZ, **options):
+    """export_onnx of trained `weights` (of detect, or segment's yolo-seg) as weights' sibling `name`."""
+    return export_onnx(pytorch_model(weights, task), trained_meta(weights, task), weights.with_name(name), imgsz,
                        **options)
 
 

@@ -14,10 +14,10 @@ import foveal
 from foveal.data.detection import DetectionData, ImageAnnotations
 from foveal.data.formats.coco import write_coco
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
-from foveal.engine.checkpoint import load_trained, save_weights, trained_meta
-from foveal.engine.onnx_export import export_onnx
+from foveal.engine.checkpoint import load_trained, save_weights
 from foveal.engine.onnx_runtime import read_onnx_meta
 from foveal.models.segment.yolo_seg import MASKS, PROTOTYPE_STRIDE
+from tests.engine import test_export_yolo as detector_tests
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -60,13 +60,11 @@ def trained(tmp_path_factory):
 
 
 def pytorch_model(weights):
-    """The fused eval model, as val, predict and export run it."""
-    return load_trained(weights, "segment", torch.device("cpu"))[0].fuse()
+    return detector_tests.pytorch_model(weights, "segment")
 
 
 def export(weights, name: str, **options):
-    return export_onnx(pytorch_model(weights), trained_meta(weights, "segment"), weights.with_name(name), IMGSZ,
-                       **options)
+    return detector_tests.export(weights, name, "segment", IMGSZ, **options)
 
 
 @pytest.fixture(scope="module")
