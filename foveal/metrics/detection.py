@@ -202,14 +202,23 @@ def coco_results(ground_truth: list[ImageAnnotations], detections: list[dict], c
                  category_ids: list[int] | None = None) -> list[dict]:
     """`detections` (as coco_evaluate takes them) in COCO's results format, one entry per box: the source's
     image_id (result_image_id) and category_id (category_ids[label], else the label), bbox x, y, w, h in
-    pixels unrounded, score. pycocotools' loadRes reads it against the source's own JSON."""
+    pixels unrounded, score. pycocotools' loadRes reads it against the source's own JSON. Detections with
+    masks (instance segmentation, at each image's size) give `segmentation` (COCO's compressed RLE) instead
+    of `bbox`: given a bbox, loadRes would take a result's area from its box, not its mask."""
     ids = category_ids or list(range(len(classes)))
     results = []
     for i, (item, det) in enumerate(zip(ground_truth, detections)):
         boxes, scores, labels = _detections(det, len(classes), i)
         image_id = result_image_id(item, i)
-        results += [{"image_id": image_id, "category_id": ids[label], "bbox": box, "score": score}
-                    for box, score, label in zip(_xywh(boxes), scores.tolist(), labels.tolist())]
+        entries = [{"image_id": image_id, "category_id": ids[label], "bbox": box, "score": score}
+                   for box, score, label in zip(_xywh(boxes), scores.tolist(), labels.tolist())]
+        if det.get("masks") is not None:
+            _add_masks(entries, det["masks"], item, f"detections of image {i}")
+            for entry in entries:
+                del entry["bbox"], entry["area"]  # loadRes computes the area from the mask
+                rle = entry["segmentation"]
+                entry["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}  # JSON text
+        results += entries
     return results
 
 

@@ -57,6 +57,9 @@ class SegmentConfig(TrackConfig, TrainConfig):
                       range="[0, 1] or -1")
     iou: float = opt(0.5, "instance models: IoU threshold of non-maximum suppression", range="[0, 1]")
     max_det: int = opt(100, "instance models: most detections kept per image", range="[1, inf)")
+    save_json: bool = opt(False, "val (and the end of train), instance models: also write predictions.json, COCO "
+                                 "results with RLE masks and the data's own image and category ids (pycocotools "
+                                 "reads them)")
     save: bool = opt(True, "predict: write overlays (images or video) and index-mask PNGs")
     save_txt: bool = opt(False, "track: also write MOTChallenge lines, mot/<video>.txt")
     alpha: float = opt(0.5, "predict: opacity of the colour overlay", range="[0, 1]")

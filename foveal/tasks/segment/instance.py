@@ -10,6 +10,7 @@ import torch
 
 from ...data.detection import instance_masks
 from ...data.segment_dataset import InstanceDataset
+from ...files import write_json
 from ...ops.letterbox import unletterbox_masks
 from ..boxes import BoxEvaluator, BoxTask
 from .common import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
@@ -52,8 +53,14 @@ class InstanceSegmentTask(BoxTask):
     def write_report(self, run_dir, history, result, model):
         from .report import write_instance_report
 
+        items = self.data.splits[self.eval_split]
         write_instance_report(run_dir, f"segment {self.cfg.model} on {self.cfg.data}", history, result, self.classes,
-                              self.data.splits[self.eval_split])
+                              items)
+        if self.cfg.save_json:
+            from ...metrics.detection import coco_results
+
+            write_json(run_dir / "predictions.json", coco_results(items, result.details["detections"], self.classes,
+                                                                  self.data.category_ids))
 
 
 class InstanceEvaluator(BoxEvaluator):

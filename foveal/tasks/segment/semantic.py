@@ -50,9 +50,10 @@ class SegmentTask(Task):
     def setup(self):
         cfg = self.cfg
         model_kwargs(cfg)  # refuse width/depth on a library model before reading any data
-        if cfg.mosaic:
-            raise FovealError(f"mosaic: {cfg.model} is a semantic model, trained without mosaic (instance models "
-                              f"only); leave mosaic= out")
+        for key in ("mosaic", "save_json"):  # instance models' keys
+            if getattr(cfg, key):
+                raise FovealError(f"{key}: not for {cfg.model}, a semantic model (instance models only); leave "
+                                  f"{key}= out")
         self.use_data(load_segment_data(cfg, "semantic"))
         if len(self.data.classes) < 2:
             raise FovealError(f"data: segmentation needs at least 2 classes (e.g. background and object), "

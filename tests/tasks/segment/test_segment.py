@@ -95,6 +95,17 @@ def test_track_refuses_a_semantic_model(trained, mask_data, tmp_path, capsys, re
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "segment").exists()
 
 
+def test_instance_keys_refused_by_a_semantic_model(trained, mask_data, tmp_path, capsys, request):
+    if request.node.callspec.params["trained"] != "off":
+        pytest.skip("one precision path is enough: the refusal reads the weights' metadata")
+    run_dir, data, _ = trained
+    for key in ("save_json", "mosaic"):
+        value = "true" if key == "save_json" else "0.5"
+        result = main_in_process(capsys, "segment", "val", f"weights={run_dir}/best.safetensors", f"data={data}",
+                                 f"classes={mask_data[0]}/classes.txt", f"{key}={value}", f"project={tmp_path}")
+        assert result.returncode == 2 and f"{key}: not for unet, a semantic model" in result.stderr, result.stderr
+
+
 def test_onnx_export_scores_and_predicts_as_pytorch(trained, mask_data, request):
     if request.node.callspec.params["trained"] != "off":
         pytest.skip("one precision path is enough: the export is of the trained weights either way")

@@ -1,13 +1,17 @@
 """yolo_*-seg through the segment task's instance path: the eval masks' contract, the mask loss, starting
 from a detector's weights, and learning: its masks score a clearly higher mask AP than its own boxes filled
-in as masks."""
+in as masks, and save_json's results score the same in pycocotools."""
 
+import contextlib
 import copy
+import io
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 import foveal
 from foveal.data.detection import DetectionData, ImageAnnotations, instance_masks
@@ -85,8 +89,15 @@ def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
     first, last = run.history[0], run.history[-1]
     assert last["train_loss"] < 0.5 * first["train_loss"] and last["train_mask"] < 0.5 * first["train_mask"]
 
-    result = foveal.val("segment", weights=run.best, project=tmp_path, verbose=False)
+    result = foveal.val("segment", weights=run.best, project=tmp_path, name="val", save_json=True, verbose=False)
     assert result.metrics["mask_map"] == pytest.approx(run.metrics["mask_map"], abs=1e-9)
+    # save_json: COCO results with RLE masks, which pycocotools scores against the source JSON to the same mask AP
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth_file = COCO(str(images.parent / "train.json"))
+        evaluation = COCOeval(truth_file, truth_file.loadRes(str(tmp_path / "segment" / "val" / "predictions.json")),
+                              "segm")
+        evaluation.evaluate(), evaluation.accumulate(), evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(result.metrics["mask_map"], abs=1e-9)
     truth = load_segmentation_data(data, "instance").splits["val"]
     truth = [replace(t, masks=instance_masks(t)) for t in truth]
     detections = result.details["detections"]
