@@ -40,6 +40,15 @@ def tracked_detections(det: dict, tracks) -> dict:
     return kept
 
 
+def follow(tracker, det: dict, pixels: np.ndarray, seconds: dict) -> dict:
+    """tracked_detections of the tracks `tracker` continues or starts with this frame's detections; the
+    tracker's time is added to seconds["track"] (the track mode's and the server's split per phase)."""
+    started = time.perf_counter()
+    tracks = tracker.update(det["boxes"], det["scores"], det["labels"], pixels)
+    seconds["track"] = seconds.get("track", 0.0) + time.perf_counter() - started
+    return tracked_detections(det, tracks)
+
+
 def track_id(det: dict, row: int) -> dict:
     """{"track_id": id} of a detection row in `track` (a predictions.json entry's extra field), else {}."""
     return {"track_id": int(det["track_ids"][row])} if "track_ids" in det else {}
@@ -110,10 +119,7 @@ class TrackingPredictor:
         det = self.base.infer(pixels)
         if len(det["scores"]):
             self.best_score = max(self.best_score or 0.0, float(det["scores"].max()))
-        started = time.perf_counter()
-        tracks = self.tracker.update(det["boxes"], det["scores"], det["labels"], pixels)
-        self.base.seconds["track"] += time.perf_counter() - started
-        return tracked_detections(det, tracks)
+        return follow(self.tracker, det, pixels, self.base.seconds)
 
     def annotate(self, frame: Frame, det: dict):
         drawn, _ = self.base.annotate(frame, det)

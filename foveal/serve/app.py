@@ -43,7 +43,7 @@ from ..data.images import decode, first_line
 from ..data.stream import Frame
 from ..errors import FovealError
 from ..engine.contract import PHASES
-from ..engine.tracking import tracked_detections
+from ..engine.tracking import follow
 from ..track import tracker_from
 
 ENV_KEY = "FOVEAL_SERVE"  # the command's key=value pairs as JSON, for worker processes (workers > 1)
@@ -177,11 +177,7 @@ class Service:
             predictor.results, predictor.seconds = [], dict.fromkeys(PHASES, 0.0)
             output = predictor.infer(pixels)
             if stream is not None:
-                started = time.perf_counter()
-                tracks = self.streams.tracker(stream).update(output["boxes"], output["scores"], output["labels"],
-                                                             pixels)
-                output = tracked_detections(output, tracks)
-                predictor.seconds["track"] = time.perf_counter() - started
+                output = follow(self.streams.tracker(stream), output, pixels, predictor.seconds)
             predictor.annotate(Frame("upload", None, pixels, None), output)
             results, seconds = predictor.results, predictor.seconds  # with track_id when tracked
         if conf is not None:  # the model's own threshold applied already; a request may only raise it

@@ -370,9 +370,13 @@ class DecodedOutputs(nn.Module):
         self.yolo, self.nms = yolo, nms
 
     def forward(self, images):
-        cls_logits, _, boxes, _, _ = self.yolo.decode(self.yolo.forward_raw(images))
+        return self.boxes_and_scores(self.yolo.forward_raw(images), images.shape[-2:])
+
+    def boxes_and_scores(self, raw: list[torch.Tensor], image_size) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's raw outputs -> (boxes, scores): decoded, or with `nms` as nms_inputs prepares them."""
+        cls_logits, _, boxes, _, _ = self.yolo.decode(raw)
         if self.nms:
-            return nms_inputs(cls_logits.sigmoid(), boxes, images.shape[-2:], self.yolo.conf)
+            return nms_inputs(cls_logits.sigmoid(), boxes, image_size, self.yolo.conf)
         return boxes, cls_logits.sigmoid()
 
 

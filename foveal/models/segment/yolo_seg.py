@@ -33,7 +33,7 @@ from torch import nn
 
 from ...ops.boxes import box_masks
 from ...registry import register_model
-from ..detect.yolo import YOLO, ConvBNAct, DecodedOutputs, nms_inputs
+from ..detect.yolo import YOLO, ConvBNAct, DecodedOutputs
 from ..detect.yolo_loss import Assignment, YOLOLoss
 
 PROTOTYPE_STRIDE = 4  # input pixels per prototype pixel: the stride-8 map upsampled once
@@ -188,12 +188,8 @@ class SegmentOutputs(DecodedOutputs):
 
     def forward(self, images):
         features = self.yolo.features(images)
-        cls_logits, _, boxes, _, _ = self.yolo.decode(self.yolo.head(features))
+        boxes, scores = self.boxes_and_scores(self.yolo.head(features), images.shape[-2:])
         coefficients, prototypes = self.yolo.mask_parts(features)
-        if self.nms:
-            boxes, scores = nms_inputs(cls_logits.sigmoid(), boxes, images.shape[-2:], self.yolo.conf)
-        else:
-            scores = cls_logits.sigmoid()
         return boxes, scores, coefficients.float(), prototypes
 
 

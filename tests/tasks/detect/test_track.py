@@ -102,8 +102,8 @@ def test_track_scores_a_video_with_its_ground_truth(trained_detector, sequences,
     (["source=SEQ/pan-0/img1", "gt=true"], "gt: "),
     (["data=no_such_set"], "data: "),
     (["source=SEQ/pan-0", "line=1,2,3"], "line: expected x1,y1,x2,y2"),
-    (["source=SEQ/pan-0", "tracker=sort"], "tracker"),
-    (["source=SEQ/pan-0", "track_buffer=0"], "track_buffer"),
+    (["source=SEQ/pan-0", "tracker=sort"], "tracker: expected one of bytetrack, botsort, got 'sort'"),
+    (["source=SEQ/pan-0", "track_buffer=0"], "track_buffer: 0 is out of range"),
     (["source=SEQ/pan-0", "gt=true", "gt_classes=people"], "gt_classes: expected MOT class ids"),
 ])
 def test_track_mistakes_are_one_line(trained_detector, sequences, tmp_path, args, message, capsys):
