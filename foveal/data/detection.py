@@ -8,6 +8,10 @@ Two kinds of object are left out of the score, by different rules (foveal/metric
 `difficult` object (VOC's flag) is matched by plain IoU like any object, and the detection matched
 to it counts neither way. `areas` keeps COCO's own `area` per object (for COCO data the segment's
 area, not w * h), which COCO's small/medium/large ranges are judged by.
+
+Pose data is detection data whose objects also carry `keypoints` (N, K, 3): x, y in pixels and COCO's
+visibility v (0 not labelled, 1 labelled but hidden, 2 visible; x = y = 0 where v = 0), with the data's
+KeypointLayout naming the K joints, the limbs drawn between them and the left/right swap of a flip.
 """
 
 from dataclasses import dataclass, field
@@ -30,6 +34,21 @@ class ImageAnnotations:
     difficult: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))  # (N,) VOC difficult; empty: none
     areas: np.ndarray | None = None  # (N,) float64 COCO `area` per object; None: the box area (formats without one)
     image_id: int | str | None = None  # the source's id of the image (COCO's); None: none (see result_image_id)
+    keypoints: np.ndarray | None = None  # (N, K, 3) float32 x, y pixels and visibility 0/1/2, for pose data
+
+
+@dataclass
+class KeypointLayout:
+    """What the K keypoints of pose data are: names, the limbs between them, their mirror images."""
+
+    names: list[str]  # K joint names, e.g. COCO's "nose", "left_eye", ...
+    skeleton: list[tuple[int, int]] = field(default_factory=list)  # limbs as 0-based joint pairs, drawn as lines
+    flip_idx: list[int] | None = None  # joint k becomes joint flip_idx[k] under a horizontal flip; None: itself
+    sigmas: list[float] | None = None  # OKS per-joint sigmas (COCO's for its 17 joints); None: the metric's rule
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
 
 
 @dataclass
@@ -37,6 +56,7 @@ class DetectionData:
     classes: list[str]
     splits: dict[str, list[ImageAnnotations]]  # "train", "val", maybe "test"
     category_ids: list[int] | None = None  # the source's id of each class (COCO's category ids); None: the index
+    keypoints: KeypointLayout | None = None  # pose data: its joints (every item then has `keypoints`)
 
 
 def result_image_id(item: ImageAnnotations, index: int) -> int | str:
