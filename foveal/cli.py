@@ -59,18 +59,26 @@ def parse_pairs(words: list[str]) -> dict[str, str]:
 
 def model_list(task: str | None) -> str:
     """`foveal models [TASK]`: the registered names under one heading per task, and per kind where the
-    registry knows one (segment's semantic and instance models, detect's fixed-size ones)."""
+    registry knows one (segment's semantic and instance models, detect's fixed-size ones), then the training
+    defaults some models bring (ModelEntry.defaults)."""
     if task is not None and task not in TASKS:  # an error, not an empty list
         raise FovealError(f"unknown task '{task}'{did_you_mean(task, TASKS)}; tasks: {', '.join(TASKS)}")
     lines = []
     for each in [task] if task else TASKS:
-        groups = {}
+        groups, defaults = {}, {}
         for name in list_models(each):
-            groups.setdefault(get_model_entry(name, each).kind, []).append(name)
+            entry = get_model_entry(name, each)
+            groups.setdefault(entry.kind, []).append(name)
+            if entry.defaults:
+                keys = " ".join(f"{k}={v:g}" for k, v in entry.defaults.items())
+                defaults.setdefault(keys, []).append(name)
         for kind, names in sorted(groups.items()):
             lines.append(f"{each}{f' ({kind})' if kind else ''}: {len(names)}")
             lines.append(textwrap.fill(" ".join(names), 100, initial_indent="  ", subsequent_indent="  ",
                                        break_on_hyphens=False))
+        for keys, names in defaults.items():
+            lines.append(textwrap.fill(f"trains with {keys} unless told otherwise: {' '.join(names)}", 100,
+                                       initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
     return "\n".join(lines)
 
 

@@ -4,8 +4,9 @@ Models are keyed by (task, name), so one architecture can serve two tasks under 
 segments and restores). Asked without a task, a name is found when exactly one task has it.
 """
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 from .errors import FovealError, did_you_mean
 
@@ -18,19 +19,23 @@ class ModelEntry:
     family: str  # "foveal" for our own models, "torchvision", ...
     kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models,
     # "fixed_size" for detectors that resize every input to their own square (SSD)
+    defaults: Mapping = field(default_factory=lambda: MappingProxyType({}))  # training keys the model wants
+    # unless the user sets them, where its task's defaults suit its other models (yolo-seg in segment)
 
 
 _MODELS: dict[tuple[str, str], ModelEntry] = {}  # (task, name) -> entry
 
 
-def register_model(task: str, name: str | None = None, family: str = "foveal", kind: str = ""):
-    """Decorator that registers `builder` under `name` (default: the function's name) for `task`."""
+def register_model(task: str, name: str | None = None, family: str = "foveal", kind: str = "",
+                   defaults: dict | None = None):
+    """Decorator that registers `builder` under `name` (default: the function's name) for `task`;
+    `defaults`: config values the model trains with unless the user sets them."""
 
     def wrap(builder):
         key = name or builder.__name__
         if (task, key) in _MODELS:
             raise ValueError(f"model '{key}' is registered twice for task '{task}'")
-        _MODELS[task, key] = ModelEntry(key, task, builder, family, kind)
+        _MODELS[task, key] = ModelEntry(key, task, builder, family, kind, MappingProxyType(dict(defaults or {})))
         return builder
 
     return wrap

@@ -77,6 +77,8 @@ def test_models_and_help(capsys):
     assert models.returncode == 0 and {"simple_cnn", "resnet50", "vit_b_16", "convnext_tiny"} <= set(models.stdout.split())
     groups, counts = {}, {}  # heading ("segment (instance)") -> the names under it, and the count it gives
     for line in main_in_process(capsys, "models").stdout.splitlines():
+        if line.startswith(("  trains with", "    ")):  # the models' own training defaults
+            continue
         if line.startswith("  "):
             groups[heading] += line.split()
         else:
@@ -91,6 +93,8 @@ def test_models_and_help(capsys):
     segment = main_in_process(capsys, "models", "segment").stdout
     assert segment.startswith("segment (instance): ") and "\nsegment (semantic): " in segment
     assert "classify" not in segment and "yolo_n" not in segment.split() and "yolo_n-seg" in segment.split()
+    assert ("trains with lr=0.004 weight_decay=0.05 batch=16 unless told otherwise: yolo_m-seg yolo_n-seg yolo_s-seg"
+            in " ".join(segment.split()))
     assert_one_line_error(main_in_process(capsys, "models", "segmnt"), "unknown task 'segmnt' (did you mean 'segment'?)")
     keys = main_in_process(capsys, "classify", "help")
     assert keys.returncode == 0 and "label_smoothing" in keys.stdout and "(valid: >= 1)" in keys.stdout

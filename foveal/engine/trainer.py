@@ -10,7 +10,7 @@ import csv
 import io
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..config import config_dict, save_config
 from ..errors import FovealError
 from ..files import write_text
+from ..registry import get_model_entry
 from ..report import drawing
 from . import distributed
 from .checkpoint import load_state, load_weights, save_train_state, save_weights
@@ -288,16 +289,31 @@ class Run:
         return self.ema.module if self.ema is not None else self.model
 
 
+def with_model_defaults(cfg, task: str, given: set[str] | None):
+    """(cfg with the model's own training defaults (registry ModelEntry.defaults) for the keys not `given`
+    (None: the keys whose value is the config's default), those it took)."""
+    defaults = get_model_entry(cfg.model, task).defaults
+    if given is None:
+        plain = type(cfg)()
+        given = {key for key in defaults if getattr(cfg, key) != getattr(plain, key)}
+    applied = {key: value for key, value in defaults.items() if key not in given}
+    return replace(cfg, **applied), applied
+
+
 def set_up(task_class, cfg, log, given: set[str] | None) -> Run:
     """Devices, threads, the task, its model, data, optimizer and schedule, and a resume's saved state:
     everything that can refuse the user's input, before the run folder exists."""
     dist_info = distributed.from_environment()
-    state = None
+    state, applied = None, {}
     if cfg.resume:
-        cfg, state = prepare_resume(cfg, given)
+        cfg, state = prepare_resume(cfg, given)  # the saved config has the model's defaults already
+    else:
+        cfg, applied = with_model_defaults(cfg, task_class.name, given)
     device = select_device(cfg.device, dist_info.local_rank, dist_info.enabled)
     distributed.init(dist_info, device)
     log = log if (dist_info.is_main and cfg.verbose) else (lambda *a, **k: None)
+    if applied:
+        log(f"{cfg.model} trains with {' '.join(f'{k}={v:g}' for k, v in applied.items())} unless told otherwise")
     threads = configure_cpu(cfg.threads, dist_info.local_world_size, log)
     make_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)

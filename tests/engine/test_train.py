@@ -148,3 +148,21 @@ def test_seed_makes_runs_repeatable(tmp_path):
     b = foveal.train("classify", **QUICK, epochs=1, seed=3, project=tmp_path)
     c = foveal.train("classify", **QUICK, epochs=1, seed=4, project=tmp_path)
     assert a.history[0]["train_loss"] == b.history[0]["train_loss"] != c.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("given, expected", [(set(), (4e-3, 0.05, 16)), ({"lr", "batch"}, (1e-3, 0.05, 8)),
+                                             (None, (4e-3, 0.05, 16))])
+def test_a_model_brings_its_training_defaults_for_the_keys_not_given(given, expected):
+    from foveal.engine.trainer import with_model_defaults
+    from foveal.tasks.segment.common import SegmentConfig
+
+    cfg, applied = with_model_defaults(SegmentConfig(model="yolo_n-seg"), "segment", given)
+    assert (cfg.lr, cfg.weight_decay, cfg.batch) == expected
+    assert set(applied) == {"lr", "weight_decay", "batch"} - (given or set())
+    # given None (fit called without the keys typed): a value other than the config's default was set
+    mine, applied = with_model_defaults(SegmentConfig(model="yolo_n-seg", lr=5e-3), "segment", None)
+    assert (mine.lr, mine.batch) == (5e-3, 16) and "lr" not in applied
+    unet, applied = with_model_defaults(SegmentConfig(model="unet"), "segment", set())
+    assert (unet.lr, unet.batch, applied) == (1e-3, 8, {})
+    retina, _ = with_model_defaults(foveal.api.config("detect", model="retinanet_resnet50_fpn"), "detect", {"model"})
+    assert retina.lr == 1e-4

@@ -145,7 +145,8 @@ def _register(name, build, background_label, kind=""):
         return TorchvisionDetector(build(num_classes + background_label, imgsz), background_label, name=name,
                                    **kwargs)
 
-    register_model("detect", name, family="torchvision", kind=kind)(builder)
+    # from scratch they diverge at yolo's 4e-3 (RetinaNet, SSD300); test_detect_zoo trains each at 1e-4
+    register_model("detect", name, family="torchvision", kind=kind, defaults={"lr": 1e-4})(builder)
 
 
 def _torchvision(builder_name: str):

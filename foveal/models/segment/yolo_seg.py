@@ -193,19 +193,24 @@ class SegmentOutputs(DecodedOutputs):
         return boxes, scores, coefficients.float(), prototypes
 
 
-@register_model("segment", "yolo_n-seg", kind="instance")
+# segment's defaults (AdamW at 1e-3, weight decay 1e-4, batch 8) are Mask R-CNN's and the U-Nets'; a yolo
+# trains with the detector's (tasks/detect), as the README's yolo-seg figures were measured
+DETECTOR_TRAINING = {"lr": 4e-3, "weight_decay": 0.05, "batch": 16}
+
+
+@register_model("segment", "yolo_n-seg", kind="instance", defaults=DETECTOR_TRAINING)
 def yolo_n_seg(num_classes: int, imgsz: int = 320, **kwargs) -> YOLOSeg:
     """yolo_n with masks: ~3M parameters; pretrained= also takes yolo_n's detection weights."""
     return YOLOSeg(num_classes, width=0.25, depth=0.34, starts_from="yolo_n", **kwargs)
 
 
-@register_model("segment", "yolo_s-seg", kind="instance")
+@register_model("segment", "yolo_s-seg", kind="instance", defaults=DETECTOR_TRAINING)
 def yolo_s_seg(num_classes: int, imgsz: int = 320, **kwargs) -> YOLOSeg:
     """yolo_s with masks: ~12M parameters; pretrained= also takes yolo_s's detection weights."""
     return YOLOSeg(num_classes, width=0.5, depth=0.34, starts_from="yolo_s", **kwargs)
 
 
-@register_model("segment", "yolo_m-seg", kind="instance")
+@register_model("segment", "yolo_m-seg", kind="instance", defaults=DETECTOR_TRAINING)
 def yolo_m_seg(num_classes: int, imgsz: int = 320, **kwargs) -> YOLOSeg:
     """yolo_m with masks: ~27M parameters, for a GPU; pretrained= also takes yolo_m's detection weights."""
     return YOLOSeg(num_classes, width=0.75, depth=0.67, max_channels=768, starts_from="yolo_m", **kwargs)

@@ -80,7 +80,8 @@ def model_kind(name: str) -> str:
 def model_kwargs(cfg: SegmentConfig) -> dict:
     """Architecture options the config sets (only our U-Nets' width and depth so far)."""
     chosen = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v}
-    if chosen and get_model_entry(cfg.model, "segment").family != "foveal":
+    entry = get_model_entry(cfg.model, "segment")
+    if chosen and (entry.kind == "instance" or entry.family != "foveal"):
         raise FovealError(f"{', '.join(chosen)}: only unet and resunet take these, not {cfg.model}")
     return chosen
 

@@ -13,7 +13,7 @@ from ...data.segment_dataset import InstanceDataset
 from ...files import write_json
 from ...ops.letterbox import unletterbox_masks
 from ..boxes import BoxEvaluator, BoxTask
-from .common import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data
+from .common import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data, model_kwargs
 
 
 class InstanceSegmentTask(BoxTask):
@@ -26,6 +26,7 @@ class InstanceSegmentTask(BoxTask):
 
     def setup(self):
         cfg = self.cfg
+        model_kwargs(cfg)  # refuse the U-Nets' width/depth before reading any data
         self.use_data(load_segment_data(cfg, "instance"))
         self.imgsz = default_imgsz(cfg)
 

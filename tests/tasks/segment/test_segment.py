@@ -198,9 +198,11 @@ def test_mask_value_outside_classes_is_one_line_error(tmp_path):
     assert "001.png" in result.stderr and "7" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_width_on_a_library_model_is_refused():
-    with pytest.raises(foveal.FovealError, match="width"):
-        foveal.train("segment", data="shapes", model="deeplabv3plus_resnet18", width=8, epochs=1)
+@pytest.mark.parametrize("model", ["deeplabv3plus_resnet18", "yolo_n-seg", "maskrcnn_resnet18_fpn"])
+def test_width_on_a_model_other_than_our_unets_is_refused(model):
+    with pytest.raises(foveal.FovealError) as refused:
+        foveal.train("segment", data="shapes", model=model, width=8, depth=3, epochs=1)
+    assert str(refused.value) == f"width, depth: only unet and resunet take these, not {model}"
 
 
 def test_info_prints_layers():

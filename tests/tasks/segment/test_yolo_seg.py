@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import yaml
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -83,9 +84,11 @@ def scenes(tmp_path_factory):
 
 def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
     data, images = scenes
-    run = foveal.train("segment", data=data, model="yolo_n-seg", imgsz=96, epochs=40, batch=8, lr=4e-3,
+    run = foveal.train("segment", data=data, model="yolo_n-seg", imgsz=96, epochs=40, batch=8,
                        weight_decay=0, warmup_epochs=2, scale=0, translate=0, hflip=0, hsv_h=0, hsv_s=0, hsv_v=0,
                        workers=0, plots=False, verbose=False, project=tmp_path, name="learn")
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())  # the model's lr, the given rest
+    assert (saved["lr"], saved["weight_decay"], saved["batch"]) == (4e-3, 0, 8)
     first, last = run.history[0], run.history[-1]
     assert last["train_loss"] < 0.5 * first["train_loss"] and last["train_mask"] < 0.5 * first["train_mask"]
 
