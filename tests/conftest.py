@@ -160,6 +160,42 @@ def train_detector(annotations: Path, images: Path, project: Path) -> tuple[Path
 
 
 @pytest.fixture(scope="session")
+def trained_yolo_seg(tmp_path_factory):
+    """(weights file, COCO data= string, image folder, the scenes as an (8, 3, 96, 96) batch) of a yolo_n-seg
+    trained 60 steps on 8 shapes scenes of 96 px (a few seconds), written with the scenes as COCO data; shared
+    by the segment export and serve tests (none writes beside the weights but its own graphs)."""
+    import foveal
+    from foveal.data.formats.coco import write_coco
+    from foveal.engine.checkpoint import save_weights
+
+    size = 96
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
+    scenes = make_scene_set(8, size, seed=3, min_objects=1, max_objects=3, min_scale=0.3)
+    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
+    targets = [{"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels),
+                "masks": torch.from_numpy(s.masks)} for s in scenes]
+    kwargs = {"num_classes": len(SHAPE_CLASSES), "imgsz": size}
+    model = foveal.create_model("yolo_n-seg", "segment", **kwargs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
+    for _ in range(60):
+        loss = sum(model(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(threads)
+    root = tmp_path_factory.mktemp("yolo_seg")
+    weights = root / "best.safetensors"
+    save_weights(weights, model.state_dict(), {"task": "segment", "model": "yolo_n-seg", "model_kwargs": kwargs,
+                                               "classes": list(SHAPE_CLASSES), "imgsz": size, "kind": "instance"})
+    items = [ImageAnnotations("", size, size, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image, s.masks)
+             for s in scenes]
+    write_coco(DetectionData(list(SHAPE_CLASSES), {"val": items}), root)
+    return weights, f"coco:{root / 'val.json'},{root / 'val'}", root / "val", images
+
+
+@pytest.fixture(scope="session")
 def digits_mlp(tmp_path_factory):
     """best.safetensors of a one-epoch mlp on digits at 8x8 (a second or two), trained once for every test
     that needs real classifier weights (none writes beside them)."""

@@ -6,15 +6,12 @@ model trained in-process for a few seconds, so that its scores are spread out as
 
 import importlib.util
 
-import numpy as np
 import pytest
 import torch
 
 import foveal
-from foveal.data.detection import DetectionData, ImageAnnotations
-from foveal.data.formats.coco import write_coco
-from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
-from foveal.engine.checkpoint import load_trained, save_weights
+from foveal.data.synthetic import SHAPE_CLASSES
+from foveal.engine.checkpoint import load_trained
 from foveal.engine.onnx_runtime import read_onnx_meta
 from foveal.models.segment.yolo_seg import MASKS, PROTOTYPE_STRIDE
 from tests.engine import test_export_yolo as detector_tests
@@ -23,40 +20,14 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 IMGSZ = 96
-STEPS = 60
 SCORE_FLOOR = 0.01  # below it, near-ties that float rounding orders either way where max_det cuts them
 THRESHOLD = 0.5  # val's and predict's mask threshold
 HAS_ONNXSLIM = importlib.util.find_spec("onnxslim") is not None
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(weights file, COCO data= string, image folder, the scenes as an (8, 3, 96, 96) batch) of a yolo_n-seg
-    trained STEPS steps on 8 scenes, scored on the same scenes."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
-    scenes = make_scene_set(8, IMGSZ, seed=3, min_objects=1, max_objects=3, min_scale=0.3)
-    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
-    targets = [{"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels),
-                "masks": torch.from_numpy(s.masks)} for s in scenes]
-    kwargs = {"num_classes": len(SHAPE_CLASSES), "imgsz": IMGSZ}
-    model = foveal.create_model("yolo_n-seg", "segment", **kwargs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
-    for _ in range(STEPS):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    torch.set_num_threads(threads)
-    root = tmp_path_factory.mktemp("export_yolo_seg")
-    weights = root / "best.safetensors"
-    save_weights(weights, model.state_dict(), {"task": "segment", "model": "yolo_n-seg", "model_kwargs": kwargs,
-                                               "classes": list(SHAPE_CLASSES), "imgsz": IMGSZ, "kind": "instance"})
-    items = [ImageAnnotations("", IMGSZ, IMGSZ, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image, s.masks)
-             for s in scenes]
-    write_coco(DetectionData(list(SHAPE_CLASSES), {"val": items}), root)
-    return weights, f"coco:{root / 'val.json'},{root / 'val'}", root / "val", images
+def trained(trained_yolo_seg):
+    return trained_yolo_seg
 
 
 def pytorch_model(weights):

@@ -2,6 +2,7 @@
 browser (Debian's chromium and chromium-driver, driven by selenium; skipped with the reason when missing)."""
 
 import asyncio
+import contextlib
 import io
 import os
 import re
@@ -397,7 +398,6 @@ def browser():
 def page_server(trained_detector, tmp_path_factory):
     """(base URL, weights, image folder) of a server in this process, whose demo video
     is a scene with one object moving 1 px a frame."""
-    import uvicorn
     from foveal.serve.app import DemoVideo, build, create_app
 
     best, annotations, images = trained_detector
@@ -409,7 +409,15 @@ def page_server(trained_detector, tmp_path_factory):
     for frame in frames:
         writer.write(frame[:, :, ::-1].copy())
     writer.release()
-    app = create_app(app.state.service, config, DemoVideo(str(video)))
+    with served_in_a_thread(create_app(app.state.service, config, DemoVideo(str(video)))) as url:
+        yield url, best, images
+
+
+@contextlib.contextmanager
+def served_in_a_thread(app):
+    """The base URL of `app` served by uvicorn in a thread of this process, while the block runs."""
+    import uvicorn
+
     port = free_port()
     runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=runner.run, daemon=True)
@@ -418,9 +426,11 @@ def page_server(trained_detector, tmp_path_factory):
     while not runner.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert runner.started, "the page's server did not start"
-    yield f"http://127.0.0.1:{port}", best, images
-    runner.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path):
@@ -474,3 +484,51 @@ def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path)
         assert not seen.is_displayed()
     finally:
         driver.quit()
+
+
+def test_page_in_a_browser_fills_the_outlines_of_a_yolo_seg_graph(trained_yolo_seg):
+    """yolo_n-seg exported to ONNX and served: the API answers each object's outline, and the page fills it
+    (a pixel inside an outline is tinted, one outside every box is the image's own)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from foveal.serve.app import build
+    from tests.engine.test_export_yolo import export
+
+    weights, _, folder, _ = trained_yolo_seg
+    graph = export(weights, "page.onnx", "segment", 96, dynamic=False)
+    app, _ = build({"weights": str(graph), "threads": "1", "quiet": "true"})
+    image = sorted(folder.iterdir())[0]
+    source = np.asarray(Image.open(image).convert("RGB"))
+    with served_in_a_thread(app) as url:
+        answer = httpx.post(f"{url}/predict", content=image.read_bytes()).json()
+        assert answer["task"] == "segment"
+        results = answer["results"]
+        assert results and all(r["segmentation"] and r["bbox"] for r in results)
+        outline = np.zeros(source.shape[:2], np.uint8)
+        for points in results[0]["segmentation"]:
+            cv2.fillPoly(outline, [np.round(np.reshape(points, (-1, 2))).astype(np.int32)], 1)
+        depth = cv2.distanceTransform(outline, cv2.DIST_L2, 3)
+        inside_y, inside_x = np.unravel_index(depth.argmax(), depth.shape)  # the outline's deepest pixel
+        boxes = np.zeros(source.shape[:2], bool)
+        for r in results:
+            x, y, w, h = r["bbox"]
+            boxes[max(0, int(y) - 3):int(y + h) + 4, max(0, int(x) - 3):int(x + w) + 4] = True
+        boxes[:20] = True  # captions sit above the boxes
+        outside_y, outside_x = np.argwhere(~boxes)[0]
+        driver = browser()
+        try:
+            driver.get(url + "/")
+            wait = WebDriverWait(driver, 30)
+            wait.until(lambda d: "yolo_n-seg" in d.find_element(By.ID, "model").text)
+            driver.execute_script("const s = document.getElementById('conf'); s.value = s.min; "
+                                  "s.dispatchEvent(new Event('input'));")
+            driver.find_element(By.ID, "file").send_keys(str(image))
+            wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
+            assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+            pixel = "return Array.from(document.getElementById('canvas').getContext('2d').getImageData({}, {}, 1, 1).data);"
+            inside = np.array(driver.execute_script(pixel.format(inside_x, inside_y))[:3])
+            outside = np.array(driver.execute_script(pixel.format(outside_x, outside_y))[:3])
+        finally:
+            driver.quit()
+    assert np.abs(inside - source[inside_y, inside_x]).max() > 20  # filled with the class colour
+    assert np.abs(outside - source[outside_y, outside_x]).max() <= 2  # the image itself
