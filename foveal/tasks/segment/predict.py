@@ -77,18 +77,6 @@ def semantic_logits(model, frame: np.ndarray, imgsz: int, device, tile: bool, ov
     return (total / hits)[:, :height, :width]
 
 
-@torch.inference_mode()
-def instance_frame(model, frame: np.ndarray, imgsz: int, device, threshold: float) -> dict:
-    """Detections with (K, H, W) bool masks of one RGB frame, in its own pixel coordinates (numpy)."""
-    x, placement = letterboxed_input(frame, imgsz, device, unit_channels_last)
-    out = model(x)[0]
-    height, width, scale, pad = *frame.shape[:2], placement.scale_x, placement.pad
-    boxes = unletterbox_boxes(out["boxes"], scale, pad, height, width).cpu().numpy()
-    masks = unletterbox_masks(out["masks"], scale, pad, height, width, threshold).cpu().numpy()
-    return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(), "labels": out["labels"].cpu().numpy(),
-            "masks": masks}
-
-
 def palette_png(labels: np.ndarray, path: Path):
     """Save (H, W) uint8 class indices as a palette PNG: values are the classes, colours as the overlays."""
     image = Image.fromarray(labels, mode="P")
@@ -145,8 +133,19 @@ class InstancePredictor(Predictor):
     def prepare(self, pixels):
         return letterboxed_input(pixels, self.imgsz, self.device, unit_channels_last)
 
+    @torch.inference_mode()
     def infer(self, pixels):
-        return instance_frame(self.model, pixels, self.imgsz, self.device, self.cfg.threshold)
+        """Detections with (K, H, W) bool masks of one RGB frame, in its own pixel coordinates (numpy)."""
+        with self.phase("preprocess"):
+            x, placement = self.prepare(pixels)
+        with self.phase("inference"):
+            out = self.model(x)[0]  # yolo-seg assembles its masks in here, Mask R-CNN pastes them
+        with self.phase("postprocess"):
+            height, width, scale, pad = *pixels.shape[:2], placement.scale_x, placement.pad
+            boxes = unletterbox_boxes(out["boxes"], scale, pad, height, width).cpu().numpy()
+            masks = unletterbox_masks(out["masks"], scale, pad, height, width, self.cfg.threshold).cpu().numpy()
+            return {"boxes": boxes, "scores": out["scores"].float().cpu().numpy(),
+                    "labels": out["labels"].cpu().numpy(), "masks": masks}
 
     def annotate(self, frame, det):
         classes = self.classes
