@@ -251,6 +251,9 @@ def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], 
         coco_gt = COCO(dataset, print_function=say)
         evaluator = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iou_type, print_function=say,
                                     kpt_oks_sigmas=sigmas)
+        # for keypoints faster-coco-eval keeps only the categories with ground truth, pycocotools all of them:
+        # all keeps precision's class axis aligned with `classes` (the stats are the same either way)
+        evaluator.params.catIds = sorted(coco_gt.getCatIds())
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

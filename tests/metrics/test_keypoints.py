@@ -85,7 +85,7 @@ def reference_dicts(ground_truth, detections):
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
 
-def pycocotools_stats(coco_gt, results, sigmas=None):
+def pycocotools_eval(coco_gt, results, sigmas=None) -> COCOeval:
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), "keypoints")
         if sigmas is not None:
@@ -93,26 +93,35 @@ def pycocotools_stats(coco_gt, results, sigmas=None):
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return evaluator.stats
+    return evaluator
 
 
 def reference(ground_truth, detections, sigmas=None):
-    """pycocotools' 10 keypoint stats; its own default sigmas when `sigmas` is None."""
+    """pycocotools' 10 keypoint stats and AP per class; its own default sigmas when `sigmas` is None."""
     dataset, results = reference_dicts(ground_truth, detections)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = dataset
         coco_gt.createIndex()
-    return pycocotools_stats(coco_gt, results, sigmas)
+    evaluator = pycocotools_eval(coco_gt, results, sigmas)
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # (T, R, classes)
+    per_class = [p[p > -1].mean() if (p > -1).any() else -1 for p in precision.transpose(2, 0, 1)]
+    return evaluator.stats, per_class
+
+
+def assert_agrees(ground_truth, detections, sigmas=None):
+    ours = coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints", kpt_sigmas=sigmas)
+    stats, per_class = reference(ground_truth, detections, sigmas)
+    assert list(ours.stats) == list(KEYPOINT_STAT_NAMES)
+    np.testing.assert_allclose(list(ours.stats.values()), stats, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(list(ours.per_class_ap.values()), per_class, rtol=0, atol=1e-9)
+    return ours
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_seventeen_coco_joints_agree_with_pycocotools(seed):
     ground_truth, detections = pose_case(seed)
-    ours = coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints")
-    stats = reference(ground_truth, detections)  # pycocotools' own default sigmas
-    assert list(ours.stats) == list(KEYPOINT_STAT_NAMES)
-    np.testing.assert_allclose(list(ours.stats.values()), stats, rtol=0, atol=1e-9)
+    ours = assert_agrees(ground_truth, detections)  # pycocotools with its own default sigmas
     assert 0.05 < ours.stats["map"] < 0.95 and ours.stats["map_medium"] > -1 and ours.stats["map_large"] > -1
     assert ours.precision.shape == (10, 101, 2, 3, 1)
 
@@ -120,9 +129,7 @@ def test_seventeen_coco_joints_agree_with_pycocotools(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_five_joints_with_given_sigmas_agree_with_pycocotools(seed):
     ground_truth, detections = pose_case(10 + seed, num_joints=5, crowd_rate=0.3, coco_areas=seed != 1)
-    ours = coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints", kpt_sigmas=FIVE_SIGMAS)
-    np.testing.assert_allclose(list(ours.stats.values()), reference(ground_truth, detections, FIVE_SIGMAS),
-                               rtol=0, atol=1e-9)
+    ours = assert_agrees(ground_truth, detections, FIVE_SIGMAS)
     wider = coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints",
                           kpt_sigmas=np.array(FIVE_SIGMAS) * 3)
     assert wider.stats["map"] > ours.stats["map"] + 0.05  # the sigmas are used: looser ones score higher
@@ -136,9 +143,18 @@ def test_perfect_keypoints_score_one_and_unlabelled_people_are_ignored():
         perfect.append({"boxes": gt.boxes[keep], "scores": np.ones(keep.sum()), "labels": gt.labels[keep],
                         "keypoints": gt.keypoints[keep]})
     assert sum((~(g.keypoints[:, :, 2] > 0).any(1)).sum() for g in ground_truth) > 0
-    ours = coco_evaluate(ground_truth, perfect, CLASSES, iou_type="keypoints")
+    ours = assert_agrees(ground_truth, perfect)
     assert ours.stats["map"] == 1.0 and ours.stats["mar"] == 1.0
-    np.testing.assert_allclose(list(ours.stats.values()), reference(ground_truth, perfect), rtol=0, atol=1e-9)
+
+
+def test_a_class_without_ground_truth_keeps_its_place():
+    """Robots only detected, never labelled: -1 for robot, and person's AP in person's place."""
+    ground_truth, detections = pose_case(21)
+    for gt in ground_truth:
+        gt.labels = np.zeros_like(gt.labels)
+    ours = assert_agrees(ground_truth, detections)
+    assert ours.per_class_ap["robot"] == -1 and ours.per_class_ap["person"] == pytest.approx(ours.stats["map"])
+    assert any((np.asarray(d["labels"]) == 1).any() for d in detections)
 
 
 def test_difficult_people_are_ignored_like_unlabelled_ones():
@@ -166,12 +182,14 @@ def test_results_read_back_by_pycocotools_give_the_same_numbers(tmp_path):
     rows = coco_results(ground_truth, detections, CLASSES, category_ids=[1, 2])
     first = rows[0]
     assert sorted(first) == ["bbox", "category_id", "image_id", "keypoints", "score"] and len(first["keypoints"]) == 51
+    first_found = next(d["keypoints"][0] for d in detections if len(d["keypoints"]))  # x, y, score of each joint
+    np.testing.assert_array_equal(first["keypoints"], first_found.double().reshape(-1).numpy())
     dataset, _ = reference_dicts(ground_truth, detections)
     (tmp_path / "truth.json").write_text(json.dumps(dataset))
     (tmp_path / "predictions.json").write_text(json.dumps(rows))
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(tmp_path / "truth.json"))
-    stats = pycocotools_stats(coco_gt, str(tmp_path / "predictions.json"))
+    stats = pycocotools_eval(coco_gt, str(tmp_path / "predictions.json")).stats
     np.testing.assert_allclose(list(ours.stats.values()), stats, rtol=0, atol=1e-9)
 
 
