@@ -1,9 +1,9 @@
-"""COCO-style detection metrics: box and mask mAP through faster-coco-eval, and a confusion matrix.
+"""COCO-style detection metrics: box, mask and keypoint (OKS) mAP through faster-coco-eval, and a confusion matrix.
 
 `coco_evaluate` converts foveal's detection form (foveal/data/detection.py) into COCO dicts in
-memory, instance masks as COCO's compressed RLE, and runs faster-coco-eval, which implements
-pycocotools' COCOeval in C++; the tests check the numbers against pycocotools itself (see
-/work/shared/METRICS.md for the conventions matched).
+memory, instance masks as COCO's compressed RLE, keypoints as COCO's flat [x, y, v] lists, and runs
+faster-coco-eval, which implements pycocotools' COCOeval in C++; the tests check the numbers against
+pycocotools itself (see /work/shared/METRICS.md for the conventions matched).
 """
 
 import contextlib
@@ -17,22 +17,45 @@ from foveal.data.detection import ImageAnnotations, result_image_id
 from foveal.errors import FovealError, did_you_mean
 from foveal.ops.boxes import box_area, box_iou
 
-IOU_TYPES = ("bbox", "segm")  # COCOeval's iouType: boxes, or instance masks
+IOU_TYPES = ("bbox", "segm", "keypoints")  # COCOeval's iouType: boxes, instance masks, or keypoints by OKS
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")  # COCOeval.stats order
+# COCOeval(iouType="keypoints").stats order: no small range (COCO labels no small people), all at 20 detections
+KEYPOINT_STAT_NAMES = ("map", "map50", "map75", "map_medium", "map_large",
+                       "mar", "mar50", "mar75", "mar_medium", "mar_large")
+# COCO's per-joint OKS sigmas for its 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
+# knees, ankles), computed as pycocotools does: x / 10 is not always the float64 of the written decimal
+COCO_KEYPOINT_SIGMAS = tuple((np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
+                                        .89, .89]) / 10.0).tolist())
+
+
+def oks_sigmas(num_keypoints: int, kpt_sigmas=None) -> np.ndarray:
+    """(K,) float64 OKS sigmas: `kpt_sigmas`, else COCO's when K is 17; any other K must name its own."""
+    if kpt_sigmas is None:
+        if num_keypoints != len(COCO_KEYPOINT_SIGMAS):
+            raise FovealError(f"kpt_sigmas is not set and the keypoints have {num_keypoints} joints: COCO's OKS "
+                              f"sigmas are for its 17; give kpt_sigmas= with {num_keypoints} numbers, one per joint")
+        kpt_sigmas = COCO_KEYPOINT_SIGMAS
+    sigmas = np.asarray(kpt_sigmas, np.float64).reshape(-1)
+    if len(sigmas) != num_keypoints:
+        raise FovealError(f"kpt_sigmas has {len(sigmas)} numbers but the keypoints have {num_keypoints} joints; "
+                          f"give one per joint")
+    if not (np.isfinite(sigmas) & (sigmas > 0)).all():
+        raise FovealError(f"kpt_sigmas must all be positive numbers; got {sigmas.tolist()}")
+    return sigmas
 
 
 @dataclass
 class DetectionEval:
-    stats: dict[str, float]  # the 12 COCO numbers named as STAT_NAMES; -1 where COCO has no data
+    stats: dict[str, float]  # named as STAT_NAMES (KEYPOINT_STAT_NAMES for keypoints); -1 where COCO has no data
     per_class_ap: dict[str, float]  # AP@[.5:.95] per class name, -1 for classes without ground truth
     per_class_ap50: dict[str, float]
     precision: np.ndarray  # (T, R, K, A, M) = COCOeval.eval["precision"]: IoU, recall, class, area, maxDets
     recall_thresholds: np.ndarray  # (R,) = linspace(0, 1, 101)
-    iou_thresholds: np.ndarray  # (T,) = linspace(.5, .95, 10)
+    iou_thresholds: np.ndarray  # (T,) = linspace(.5, .95, 10); OKS thresholds for keypoints
 
     def pr_curve(self, iou_threshold: float = 0.5) -> np.ndarray:
-        """(R, K) precision at each recall threshold per class, area all, 100 detections; -1 = no data."""
+        """(R, K) precision at each recall threshold per class, area all, most detections; -1 = no data."""
         t = int(np.argmin(np.abs(self.iou_thresholds - iou_threshold)))
         return self.precision[t, :, :, 0, -1]
 
@@ -112,7 +135,28 @@ def _add_masks(annotations: list[dict], masks, item: ImageAnnotations, where: st
         annotation["segmentation"], annotation["area"] = rle, float(area)
 
 
-def _coco_dicts(ground_truth, detections, classes, iou_type="bbox") -> tuple[dict, list[dict]]:
+def _keypoints(keypoints, count: int, num_keypoints: int | str, where: str) -> np.ndarray:
+    """(count, K, 3) float64 keypoints from a tensor or array, checked."""
+    if keypoints is None:
+        raise FovealError(f"{where} has no keypoints; iou_type 'keypoints' needs them for every image")
+    points = _numpy(keypoints, np.float64)
+    if count == 0 and points.size == 0:
+        return np.zeros((0, num_keypoints, 3))
+    if points.shape != (count, num_keypoints, 3):
+        raise FovealError(f"{where} has keypoints of shape {tuple(points.shape)}, expected ({count}, "
+                          f"{num_keypoints}, 3): x, y and visibility (or score) of each joint of each object")
+    return points
+
+
+def _keypoint_count(ground_truth: list[ImageAnnotations], kpt_sigmas) -> int:
+    """K, from the first image whose keypoints say it (an image without objects may not), else the sigmas'."""
+    for item in ground_truth:
+        if item.keypoints is not None and np.ndim(item.keypoints) == 3:
+            return int(np.shape(item.keypoints)[1])
+    return len(COCO_KEYPOINT_SIGMAS) if kpt_sigmas is None else len(kpt_sigmas)
+
+
+def _coco_dicts(ground_truth, detections, classes, iou_type="bbox", num_keypoints=0) -> tuple[dict, list[dict]]:
     """(ground-truth dataset, results list) in COCO's format. Image, annotation and category ids
     start at 1: pycocotools reads a matched ground-truth id of 0 as 'unmatched', and 0 is falsy in
     its id filters, so class c is category c + 1 here."""
@@ -135,9 +179,20 @@ def _coco_dicts(ground_truth, detections, classes, iou_type="bbox") -> tuple[dic
             _add_masks(found, det.get("masks"), gt, f"detections of image {i - 1}")
         else:
             for result, box in zip(found, _xywh(det_boxes)):
-                result["bbox"] = box
+                result["bbox"] = box  # for keypoints too: loadRes then takes a result's area from its box
+        if iou_type == "keypoints":
+            points = _keypoints(gt.keypoints, len(truths), num_keypoints, f"ground truth of image {i - 1} ({gt.image})")
+            for truth, joints, hard in zip(truths, points, difficult.tolist()):
+                truth["keypoints"] = joints.reshape(-1).tolist()
+                # COCOeval ignores a ground truth with num_keypoints 0 (it still matches detections by OKS,
+                # and those are ignored): COCO's unlabelled people, and here VOC's difficult rule, as area -1
+                # gives it below for boxes (an area of -1 would break the OKS scale)
+                truth["num_keypoints"] = 0 if hard else int((joints[:, 2] > 0).sum())
+            found_points = _keypoints(det.get("keypoints"), len(found), num_keypoints, f"detections of image {i - 1}")
+            for result, joints in zip(found, found_points):
+                result["keypoints"] = joints.reshape(-1).tolist()
         for truth, hard in zip(truths, difficult.tolist()):
-            if hard:
+            if hard and iou_type != "keypoints":
                 # VOC's difficult rule, in COCOeval's terms: a ground truth outside the area range is still
                 # matched by plain IoU, and the detections matched to it are ignored, not false positives;
                 # nor is it counted as one to find. Area -1 is outside every range. COCO's `ignore` key
@@ -156,7 +211,7 @@ def _mean_valid(values: np.ndarray) -> float:
 
 
 def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], classes: list[str],
-                  iou_type: str = "bbox", verbose: bool = False) -> DetectionEval:
+                  iou_type: str = "bbox", verbose: bool = False, kpt_sigmas=None) -> DetectionEval:
     """COCO mAP of `detections` against `ground_truth`, the numbers pycocotools' COCOeval gives.
 
     detections[i] belongs to ground_truth[i] and holds boxes (K, 4) xyxy pixels, scores (K,) and
@@ -172,7 +227,14 @@ def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], 
     iou_type "segm" matches instance masks, as COCOeval(iouType="segm"): the ground truth's come from
     ImageAnnotations.masks (N, H, W) and detections[i]["masks"] is (K, H, W) bool or 0/1 (tensor or
     numpy) at the image's original size; areas are the masks' pixel counts, the ground truth's
-    ImageAnnotations.areas where given. verbose prints COCO's usual summary table.
+    ImageAnnotations.areas where given.
+    iou_type "keypoints" matches by OKS, as COCOeval(iouType="keypoints"): ImageAnnotations.keypoints
+    (N, J, 3) against detections[i]["keypoints"] (K, J, 3) x, y pixels and a per-joint score (unused
+    by OKS), with per-joint `kpt_sigmas` (see oks_sigmas: COCO's when J is 17). The OKS scale is the
+    ground truth's area (as for boxes); a detection's area, which ranges are judged by, is its box's;
+    objects without a labelled joint (v > 0) are ignored, as COCO's num_keypoints 0, and so are
+    difficult ones; stats are KEYPOINT_STAT_NAMES, at COCO's 20 detections per image.
+    verbose prints COCO's usual summary table.
     """
     from faster_coco_eval import COCO, COCOeval_faster  # imported here: only evaluation needs it
 
@@ -181,19 +243,26 @@ def coco_evaluate(ground_truth: list[ImageAnnotations], detections: list[dict], 
                           f"{did_you_mean(iou_type, IOU_TYPES)}")
     if len(detections) != len(ground_truth):
         raise FovealError(f"{len(detections)} detection entries for {len(ground_truth)} images; need one per image")
-    dataset, results = _coco_dicts(ground_truth, detections, classes, iou_type)
+    num_keypoints = _keypoint_count(ground_truth, kpt_sigmas) if iou_type == "keypoints" else 0
+    sigmas = oks_sigmas(num_keypoints, kpt_sigmas) if iou_type == "keypoints" else None
+    dataset, results = _coco_dicts(ground_truth, detections, classes, iou_type, num_keypoints)
     say = print if verbose else (lambda *args, **kwargs: None)
     with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(dataset, print_function=say)
-        evaluator = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iou_type, print_function=say)
+        evaluator = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iou_type, print_function=say,
+                                    kpt_oks_sigmas=sigmas)
+        # for keypoints faster-coco-eval keeps only the categories with ground truth, pycocotools all of them:
+        # all keeps precision's class axis aligned with `classes` (the stats are the same either way)
+        evaluator.params.catIds = sorted(coco_gt.getCatIds())
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     precision = np.asarray(evaluator.eval["precision"], np.float64)  # (T, R, K, A, M)
     ap = [_mean_valid(precision[:, :, k, 0, -1]) for k in range(len(classes))]
     ap50 = [_mean_valid(precision[0, :, k, 0, -1]) for k in range(len(classes))]
+    names = KEYPOINT_STAT_NAMES if iou_type == "keypoints" else STAT_NAMES
     return DetectionEval(
-        stats={name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[:12])},
+        stats={name: float(value) for name, value in zip(names, evaluator.stats[:len(names)])},
         per_class_ap=dict(zip(classes, ap)), per_class_ap50=dict(zip(classes, ap50)), precision=precision,
         recall_thresholds=np.asarray(evaluator.params.recThrs), iou_thresholds=np.asarray(evaluator.params.iouThrs))
 
@@ -204,7 +273,8 @@ def coco_results(ground_truth: list[ImageAnnotations], detections: list[dict], c
     image_id (result_image_id) and category_id (category_ids[label], else the label), bbox x, y, w, h in
     pixels unrounded, score. pycocotools' loadRes reads it against the source's own JSON. Detections with
     masks (instance segmentation, at each image's size) give `segmentation` (COCO's compressed RLE) instead
-    of `bbox`: given a bbox, loadRes would take a result's area from its box, not its mask."""
+    of `bbox`: given a bbox, loadRes would take a result's area from its box, not its mask. Detections with
+    keypoints (M, J, 3) (pose) add `keypoints` [x, y, score] * J, COCO's keypoint results, keeping the bbox."""
     ids = category_ids or list(range(len(classes)))
     results = []
     for i, (item, det) in enumerate(zip(ground_truth, detections)):
@@ -218,6 +288,12 @@ def coco_results(ground_truth: list[ImageAnnotations], detections: list[dict], c
                 del entry["bbox"], entry["area"]  # loadRes computes the area from the mask
                 rle = entry["segmentation"]
                 entry["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}  # JSON text
+        if det.get("keypoints") is not None and entries:
+            points = _numpy(det["keypoints"], np.float64)
+            points = _keypoints(points, len(entries), points.shape[1] if points.ndim == 3 else "J",
+                                f"detections of image {i}")
+            for entry, joints in zip(entries, points):
+                entry["keypoints"] = joints.reshape(-1).tolist()
         results += entries
     return results
 
