@@ -1,4 +1,5 @@
-"""Detection augmentation where boxes move with the pixels: mosaic, affine, flip, HSV (letterbox: ops/letterbox.py).
+"""Detection augmentation where boxes (and keypoints) move with the pixels: mosaic, affine, flip, HSV (letterbox:
+ops/letterbox.py).
 
 Images are (H, W, 3) uint8 numpy arrays, boxes (N, 4) float32 xyxy pixels and keypoints (pose data)
 (N, K, 3) float32 x, y pixels and visibility, or None where the data has none. Written on

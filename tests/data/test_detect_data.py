@@ -166,7 +166,7 @@ def test_the_epoch_reaches_the_dataset_with_each_item_and_seeds_it():
     assert torch.equal(torch.get_rng_state(), state)  # in the main process dropout keeps its stream
 
 
-def test_augmented_samples_are_those_of_before_keypoints_moved_along():
+def test_seeded_samples_equal_the_checksums_of_e286469():
     # checksums of these seeded samples computed at commit e286469 (before detect_transforms carried keypoints):
     # detection's and instance segmentation's training data must not change with them. Images are smaller than
     # imgsz so that only OpenCV's bit-exact bilinear resampling is involved; boxes are rounded to 1e-3
