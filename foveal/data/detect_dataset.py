@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..ops.letterbox import letterbox, letterbox_shape
-from .detect_transforms import hsv_jitter, horizontal_flip, mosaic, random_affine
+from .detect_transforms import flip_keypoints, hsv_jitter, horizontal_flip, mosaic, random_affine, warp_keypoints
 from .detection import DetectionData, ImageAnnotations, unscored
 from .images import read_pixels
 
@@ -42,7 +42,11 @@ class DetectionDataset(Dataset):
 
     Without augmentation and with `stride`, images are letterboxed only to multiples of the stride
     (S' x S'' <= S x S); shape_batches() then groups images of one shape into each batch.
+
+    Where load() gives keypoints (PoseDataset), they move with the pixels and the target holds them too.
     """
+
+    flip_idx: list[int] | None = None  # what a horizontal flip renames each joint to (PoseDataset)
 
     def __init__(self, items: list[ImageAnnotations], imgsz: int, augment: Augment | None = None, stride: int = 0,
                  mosaic_epochs: int | None = None):
@@ -58,35 +62,43 @@ class DetectionDataset(Dataset):
         return len(self.items)
 
     def load(self, i: int):
-        """(image, boxes, labels) of item i; crowd and VOC difficult objects are left out of training
-        (as Ultralytics and mmdetection do: a box that is not to be found should not be learned either)."""
+        """(image, boxes, labels, keypoints) of item i, keypoints None (detection); crowd and VOC difficult
+        objects are left out of training (as Ultralytics and mmdetection do: a box that is not to be found
+        should not be learned either)."""
         item = self.items[i]
         image = read_rgb(item)
         keep = ~unscored(item)
-        return image, item.boxes[keep].astype(np.float32), item.labels[keep]
+        return image, item.boxes[keep].astype(np.float32), item.labels[keep], None
 
     def __getitem__(self, i: int):
         size, aug = self.imgsz, self.augment
         scale, pad = 1.0, (0, 0)
         if aug is None:
-            image, boxes, labels = self.load(i)
+            image, boxes, labels, keypoints = self.load(i)
             image, scale, pad = letterbox(image, size, self.stride)
             boxes = boxes * scale + np.array([*pad, *pad], np.float32)
+            if keypoints is not None:
+                placed = np.array([[scale, 0, pad[0]], [0, scale, pad[1]]])  # p * scale + pad
+                keypoints = warp_keypoints(keypoints, placed, *image.shape[:2])
         else:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))  # follows torch's seeding
             if self.mosaic_enabled and rng.random() < aug.mosaic:
                 picks = [i, *rng.integers(0, len(self), 3)]
-                image, boxes, labels = mosaic([self.load(int(k)) for k in picks], size, rng, aug.scale,
-                                              aug.translate, aug.degrees)
+                image, boxes, labels, keypoints = mosaic([self.load(int(k)) for k in picks], size, rng, aug.scale,
+                                                         aug.translate, aug.degrees)
             else:
-                image, boxes, labels = random_affine(*self.load(i), size, rng, aug.scale, aug.translate,
-                                                     aug.degrees)
+                image, boxes, labels, keypoints = random_affine(*self.load(i), size, rng, aug.scale, aug.translate,
+                                                                aug.degrees)
             image = hsv_jitter(image, rng, aug.hsv_h, aug.hsv_s, aug.hsv_v)
             if rng.random() < aug.hflip:
+                if keypoints is not None:
+                    keypoints = flip_keypoints(keypoints, image.shape[1], self.flip_idx)
                 image, boxes = horizontal_flip(image, boxes)
         target = {"boxes": torch.from_numpy(np.ascontiguousarray(boxes, np.float32)).reshape(-1, 4),
                   "labels": torch.from_numpy(np.asarray(labels, np.int64)).reshape(-1),
                   "index": i, "scale": scale, "pad": torch.tensor(pad, dtype=torch.float32)}
+        if keypoints is not None:
+            target["keypoints"] = torch.from_numpy(np.ascontiguousarray(keypoints, np.float32))
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
 
     def shape_batches(self, batch: int) -> list[list[int]]:

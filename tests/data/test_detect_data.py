@@ -71,7 +71,7 @@ def test_shape_batches_group_images_of_one_letterboxed_shape():
 def test_affine_and_flip_move_boxes_with_pixels(seed):
     rng = np.random.default_rng(seed)
     image, boxes, labels = red_square_image()
-    out, moved, kept = random_affine(image, boxes, labels, 64, rng, scale=0.3, translate=0.1)
+    out, moved, kept, _ = random_affine(image, boxes, labels, None, 64, rng, scale=0.3, translate=0.1)
     if len(moved):
         assert np.allclose(red_extent(out), moved[0], atol=1.5)
         flipped, flipped_boxes = horizontal_flip(out, moved)
@@ -81,8 +81,8 @@ def test_affine_and_flip_move_boxes_with_pixels(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_mosaic_boxes_stay_on_their_objects(seed):
     rng = np.random.default_rng(seed)
-    samples = [red_square_image(box=(10 + 5 * k, 10, 30 + 5 * k, 35)) for k in range(4)]
-    out, boxes, labels = mosaic(samples, 64, rng, scale=0.3, translate=0.1, degrees=0)
+    samples = [(*red_square_image(box=(10 + 5 * k, 10, 30 + 5 * k, 35)), None) for k in range(4)]
+    out, boxes, labels, _ = mosaic(samples, 64, rng, scale=0.3, translate=0.1, degrees=0)
     assert out.shape == (64, 64, 3) and len(boxes) == len(labels) >= 1
     for box in boxes:
         x1, y1, x2, y2 = box.round().astype(int)
@@ -164,3 +164,42 @@ def test_the_epoch_reaches_the_dataset_with_each_item_and_seeds_it():
     state = torch.get_rng_state()
     epochs[(2, 1)]
     assert torch.equal(torch.get_rng_state(), state)  # in the main process dropout keeps its stream
+
+
+def test_seeded_samples_equal_the_checksums_of_e286469():
+    # checksums of these seeded samples computed at commit e286469 (before detect_transforms carried keypoints):
+    # detection's and instance segmentation's training data must not change with them. Images are smaller than
+    # imgsz so that only OpenCV's bit-exact bilinear resampling is involved; boxes are rounded to 1e-3
+    import hashlib
+
+    from foveal.data.segment_dataset import InstanceDataset, SegmentAugment
+
+    rng = np.random.default_rng(7)
+    items = []
+    for _ in range(6):
+        h, w, n = int(rng.integers(30, 60)), int(rng.integers(30, 60)), int(rng.integers(1, 5))
+        xy = rng.uniform(0, [w - 12, h - 12], (n, 2))
+        boxes = np.c_[xy, xy + rng.uniform(6, 12, (n, 2))].astype(np.float32)
+        masks = np.zeros((n, h, w), bool)
+        for j, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
+            masks[j, y1:y2, x1:x2] = True
+        items.append(ImageAnnotations("", w, h, boxes, rng.integers(0, 3, n), np.arange(n) == 1,
+                                      rng.integers(0, 256, (h, w, 3), dtype=np.uint8), masks=masks))
+
+    def digest(samples):
+        sha = hashlib.sha256()
+        for image, target in samples:
+            sha.update(image.numpy().tobytes())
+            for key in ("boxes", "labels", "pad", "masks"):
+                if key in target:
+                    sha.update(np.round(target[key].numpy().astype(np.float64), 3).tobytes())
+            sha.update(repr(target["scale"]).encode())
+        return sha.hexdigest()[:16]
+
+    torch.manual_seed(0)
+    augment = Augment(mosaic=0.5, scale=0.5, translate=0.2, degrees=10)
+    assert digest(DetectionDataset(items, 64, augment)[i % 6] for i in range(24)) == "251d52d4958b17d0"
+    assert digest(DetectionDataset(items, 64, None, stride=32)[i] for i in range(6)) == "dd47b361cd712777"
+    torch.manual_seed(0)
+    instances = InstanceDataset(items, 64, SegmentAugment(mosaic=0.5, degrees=10))
+    assert digest(instances[i % 6] for i in range(12)) == "e0adaaa95e3adf86"
