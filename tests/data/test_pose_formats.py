@@ -276,3 +276,23 @@ def test_pose_data_forms(tmp_path):
         "folder holding it, coco:person_keypoints.json[,IMAGES/][;VAL.json[,IMAGES/]], coco:FOLDER/, "
         "landmarks:IMAGES/,POINTS.csv[;VAL_IMAGES/,VAL.csv] or a folder holding images/ and one .csv")
     assert error(str(tmp_path)).startswith(f"data={tmp_path}: not a pose data set; use stickmen, ")
+
+
+# ---- writers: a round trip of the stick figures ---------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["coco", "yolo"])
+def test_written_pose_data_reads_back_the_same(tmp_path, form):
+    from foveal.data.formats.coco import write_coco
+    from foveal.data.formats.yolo import write_yolo
+    from foveal.data.stickmen import stickmen_pose_data
+
+    data = stickmen_pose_data(imgsz=64, n_train=4, n_val=2, n_test=0)
+    data.splits.pop("test")
+    (write_coco if form == "coco" else write_yolo)(data, tmp_path / "out")
+    again = load_pose_data(f"coco:{tmp_path / 'out'}" if form == "coco" else str(tmp_path / "out"), val_fraction=0)
+    assert again.keypoints.names == data.keypoints.names and again.keypoints.skeleton == data.keypoints.skeleton
+    assert again.keypoints.flip_idx == data.keypoints.flip_idx
+    for split in ("train", "val"):
+        for before, after in zip(data.splits[split], again.splits[split], strict=True):
+            np.testing.assert_allclose(after.boxes, before.boxes, atol=1e-3)
+            np.testing.assert_allclose(after.keypoints, before.keypoints, atol=1e-3)

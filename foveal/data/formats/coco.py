@@ -300,9 +300,15 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
     one read from COCO (ImageAnnotations.areas), else the mask's pixel count, as COCO's own files
     have, else the box area. COCO has no difficult flag: difficult objects are written as iscrowd,
     as mmdetection's VOC-to-COCO converter does, which every COCO tool leaves out of the score.
+    Pose data (data.keypoints) is written as COCO keypoints: every category names the joints and
+    gives the skeleton (1-based), every annotation its keypoints and num_keypoints.
     """
     folder = Path(folder)
     categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(data.classes)]
+    if data.keypoints is not None:
+        for category in categories:
+            category.update(keypoints=list(data.keypoints.names),
+                            skeleton=[[a + 1, b + 1] for a, b in data.keypoints.skeleton])
     for split, items in data.splits.items():
         taken, images, annotations = set(), [], []
         (folder / split).mkdir(parents=True, exist_ok=True)
@@ -319,6 +325,10 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
                     annotations[-1].update(segmentation=outlines[0][k], area=outlines[1][k])
                 if item.areas is not None:  # the area read from COCO: a round trip keeps its size ranges
                     annotations[-1]["area"] = float(item.areas[k])
+                if data.keypoints is not None:
+                    joints = item.keypoints[k]
+                    annotations[-1].update(keypoints=[round(v, 4) for v in joints.ravel().tolist()],
+                                           num_keypoints=int((joints[:, 2] > 0).sum()))
         document = {"images": images, "annotations": annotations, "categories": categories}
         write_json(folder / f"{split}.json", document, indent=None)
     return folder

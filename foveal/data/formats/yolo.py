@@ -291,6 +291,8 @@ def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:
 
     YOLO has no crowd or difficult flag, so those boxes are left out, as Ultralytics' converters do.
     data.yaml has no `path`: readers then take the yaml's folder as the root, Ultralytics included.
+    Pose data (data.keypoints) is written as YOLO-pose: kpt_shape [K, 3], flip_idx (when known),
+    kpt_names and skeleton in data.yaml, and x y v of each keypoint after the box.
     """
     folder = Path(folder)
     for split, items in data.splits.items():
@@ -300,15 +302,23 @@ def write_yolo(data: DetectionData, folder, link: bool = True) -> Path:
         for index, item in enumerate(items):
             name = place_image(item, index, folder / "images" / split, taken, link)
             lines = []
-            for (x1, y1, x2, y2), label, left_out in zip(item.boxes.tolist(), item.labels.tolist(),
-                                                         unscored(item).tolist()):
+            for k, ((x1, y1, x2, y2), label, left_out) in enumerate(zip(item.boxes.tolist(), item.labels.tolist(),
+                                                                        unscored(item).tolist())):
                 if not left_out:
                     cx, cy = (x1 + x2) / 2 / item.width, (y1 + y2) / 2 / item.height
                     w, h = (x2 - x1) / item.width, (y2 - y1) / item.height
-                    lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+                    points = ""
+                    if data.keypoints is not None:
+                        points = "".join(f" {x / item.width:.6f} {y / item.height:.6f} {v:g}"
+                                         for x, y, v in item.keypoints[k].tolist())
+                    lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}{points}\n")
             write_text(labels / Path(name).with_suffix(".txt").name, "".join(lines))
     config = {split: f"images/{split}" for split in data.splits}
     config.update(nc=len(data.classes), names=list(data.classes))
+    if data.keypoints is not None:
+        layout = data.keypoints
+        config.update(kpt_shape=[layout.count, 3], **({"flip_idx": list(layout.flip_idx)} if layout.flip_idx else {}),
+                      kpt_names=list(layout.names), skeleton=[list(pair) for pair in layout.skeleton])
     yaml_path = folder / "data.yaml"
     write_text(yaml_path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return yaml_path
