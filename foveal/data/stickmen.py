@@ -5,7 +5,8 @@ the frame high, in a random pose (lean, arm and leg angles), facing the viewer: 
 side is on the image's right, as in a photo of someone facing the camera. Limbs are thick lines
 (thickness grows with the figure), the head a filled disc around the head joint, and the figure's
 left limbs are drawn in a lighter shade of its colour than its right ones, so that left and right
-can be told apart by colour as well as by position.
+can be told apart by colour as well as by position. A horizontal flip (with FLIP_IDX) keeps the
+position cue, left joints on the image's right, but turns the colour cue around.
 
 Figures are drawn one after the other, a later one over the earlier ones, and may run off the
 image. A joint is visible (v = 2) when its pixel shows its own figure, hidden (v = 1) when a later
@@ -30,7 +31,8 @@ JOINT_NAMES = ("head", "left_shoulder", "right_shoulder", "left_elbow", "right_e
 SKELETON = ((0, 1), (0, 2), (1, 2), (1, 3), (3, 5), (2, 4), (4, 6), (1, 7), (2, 8), (7, 8), (7, 9), (9, 11),
             (8, 10), (10, 12))
 FLIP_IDX = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11)
-# COCO's sigmas for the body joints; the head is a disc about as wide as a shoulder's, so the shoulder's
+# COCO's sigmas for the body joints; the head joint, the centre of a disc, takes the shoulders' (between
+# the face's tight ones and the hips' loose ones)
 SIGMAS = (0.079, *COCO_SIGMAS[5:])
 STICKMEN_LAYOUT = KeypointLayout(list(JOINT_NAMES), list(SKELETON), list(FLIP_IDX), list(SIGMAS))
 
@@ -83,7 +85,7 @@ def _side(joints) -> int:
 
 
 JOINT_SIDES = [_side((k,)) for k in range(len(JOINT_NAMES))]
-LIMBS = sorted(((a, b, _side((a, b))) for a, b in SKELETON), key=lambda limb: limb[2])  # the nearer left side last
+LIMBS = sorted(((a, b, _side((a, b))) for a, b in SKELETON), key=lambda limb: limb[2])  # the left side over the right
 
 
 def _draw_figure(canvas: np.ndarray, joints: np.ndarray, height: float, colours: dict):
