@@ -12,6 +12,14 @@ polygons [[x1, y1, x2, y2, ...], ...] or run-length encoding {size: [height, wid
 counts a list (uncompressed) or COCO's compressed string (crowd regions). It is checked without
 drawing it: polygons of numbers with x, y pairs, run lengths that cover the image exactly. Polygons
 of one or two points (COCO 2017 has a few) have no area and are dropped, as detectron2 does.
+
+With keypoints=True (person_keypoints files) the categories that have keypoints name them in
+`keypoints` (all such categories the same K names) and give `skeleton`, limbs as 1-based joint
+pairs (0-based in the KeypointLayout); flip_idx comes from the names (left_* <-> right_*), and
+COCO's 17 joints get COCO's OKS sigmas. Each annotation's `keypoints` is x, y, v for each of the K
+joints (v: 0 not labelled, 1 hidden, 2 visible); `num_keypoints`, when given, must count the
+joints with v > 0, since COCOeval ignores the objects whose num_keypoints is 0. An annotation
+without keypoints (a crowd region, or another category) has K unlabelled joints.
 """
 
 import json
@@ -22,45 +30,52 @@ import numpy as np
 
 from ...errors import FovealError
 from ...files import read_text, write_json
-from ..detection import DetectionData, ImageAnnotations, instance_masks, unscored
+from ..detection import DetectionData, ImageAnnotations, KeypointLayout, instance_masks, unscored
+from ..keypoints import named_layout
 from .common import (BOX_SLACK_PIXELS, SPLITS, BadLabel, Problems, absolute, annotated, fit_box, image_size,
-                     keep_readable, number, place_image)
+                     keep_readable, keypoint_rows, number, numbers,
+                     place_image)
 
 
-def find_coco_sets(folder: Path) -> dict[str, tuple[Path, Path]]:
+def find_coco_sets(folder: Path, prefix: str = "instances_") -> dict[str, tuple[Path, Path]]:
     """{split: (json, images folder)} from FOLDER/<split>.json + FOLDER/<split>/ (as write_coco writes)
-    or the COCO download layout FOLDER/annotations/instances_<split><year>.json + FOLDER/<split><year>/."""
+    or the COCO download layout FOLDER/annotations/<prefix><split><year>.json + FOLDER/<split><year>/
+    (prefix "person_keypoints_" for the keypoint files)."""
     sets = {split: (folder / f"{split}.json", folder / split) for split in SPLITS
             if (folder / f"{split}.json").is_file()}
-    for path in sorted((folder / "annotations").glob("instances_*.json")):
-        name = path.stem.removeprefix("instances_")
+    for path in sorted((folder / "annotations").glob(f"{prefix}*.json")):
+        name = path.stem.removeprefix(prefix)
         split = next((s for s in SPLITS if name.startswith(s)), None)
         if split and split not in sets:
             sets[split] = (path, folder / name)
     if not sets:
-        raise FovealError(f"{folder}: no train.json/val.json/test.json, nor annotations/instances_*.json")
+        raise FovealError(f"{folder}: no train.json/val.json/test.json, nor annotations/{prefix}*.json")
     return sets
 
 
-def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True, segments: bool = False) -> DetectionData:
+def read_coco(sets: dict[str, tuple[Path, Path]], strict: bool = True, segments: bool = False,
+              keypoints: bool = False) -> DetectionData:
     """{split: (annotations JSON, images folder)} as one DetectionData; every JSON must have the same categories.
 
     segments=True fills ImageAnnotations.segments, and an annotation without a segmentation is a bad label.
+    keypoints=True fills ImageAnnotations.keypoints and DetectionData.keypoints (the module docstring).
     """
-    problems, splits, categories, first = Problems(strict), {}, None, None
+    problems, splits, categories, first, layout = Problems(strict), {}, None, None, None
     for split, (json_path, images) in sets.items():
         json_path, images = absolute(json_path), absolute(images)
         document = _load(json_path, images)
         found = _categories(document, json_path)
+        joints = _keypoint_layout(document, json_path) if keypoints else None
         if categories is None:
-            categories, first = found, json_path
-        elif found != categories:
+            categories, first, layout = found, json_path, joints
+        elif found != categories or joints != layout:
             raise FovealError(f"{json_path}: its categories differ from those of {first}")
         index = {category_id: i for i, (category_id, _) in enumerate(categories)}
-        splits[split] = _read_set(document, json_path, images, index, problems, segments)
+        splits[split] = _read_set(document, json_path, images, index, problems, segments, layout)
     splits = keep_readable(splits, problems, absolute(next(iter(sets.values()))[0]).parent)  # beside the JSON
     problems.warn()
-    return DetectionData([name for _, name in categories], splits, [category_id for category_id, _ in categories])
+    return DetectionData([name for _, name in categories], splits, [category_id for category_id, _ in categories],
+                         layout[0] if layout else None)
 
 
 def _load(path: Path, images: Path) -> dict:
@@ -92,9 +107,63 @@ def _categories(document: dict, path: Path) -> list[tuple[int, str]]:
     return categories
 
 
-def _read_set(document: dict, path: Path, images: Path, index: dict, problems: Problems, segments: bool) -> list:
-    """The images of one JSON in file order; an image with a bad annotation is skipped (reported)."""
-    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd, segments or None, areas]
+def _keypoint_layout(document: dict, path: Path) -> tuple[KeypointLayout, set[int]]:
+    """(the joints the categories name, the ids of the categories that name them); FovealError if none does,
+    or two name different joints, or a skeleton pair is not two joint numbers 1..K."""
+    layout, named, first = None, set(), None
+    for category in document["categories"]:
+        names = category.get("keypoints")
+        if names is None:
+            continue
+        place = f"{path}: category id {category.get('id')} ({category.get('name')})"
+        if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+            raise FovealError(f"{place}: 'keypoints' must be a list of joint names, found {names!r}")
+        if len(set(names)) != len(names):
+            raise FovealError(f"{place}: 'keypoints' names a joint twice")
+        skeleton = category.get("skeleton") or []
+        for pair in skeleton if isinstance(skeleton, list) else [skeleton]:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(k, int) for k in pair)):
+                raise FovealError(f"{place}: skeleton entries must be pairs of joint numbers [a, b], found {pair!r}")
+            if not all(1 <= k <= len(names) for k in pair):
+                raise FovealError(f"{place}: skeleton pair {pair} is out of range: COCO numbers the "
+                                  f"{len(names)} joints from 1 to {len(names)}")
+        found = named_layout(names, [(a - 1, b - 1) for a, b in skeleton])
+        if layout is not None and found != layout:
+            raise FovealError(f"{place}: its keypoints or skeleton differ from those of category id {first}; "
+                              f"one pose data set has one joint list")
+        if layout is None:
+            first = category.get("id")
+        layout = found
+        named.add(category.get("id"))
+    if layout is None:
+        raise FovealError(f"{path}: no category names keypoints (a COCO keypoints file gives its person category "
+                          f"'keypoints': [joint names] and 'skeleton')")
+    return layout, named
+
+
+def _keypoints(annotation: dict, layout: KeypointLayout, height: int, width: int, place: str) -> np.ndarray:
+    """(K, 3) float32 keypoints of one annotation, checked (see the module docstring)."""
+    value, count = annotation.get("keypoints"), layout.count
+    if value is None or value == []:
+        value = [0] * 3 * count
+    if not isinstance(value, list) or len(value) != 3 * count:
+        found = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
+        raise BadLabel(f"{place}: keypoints must be x, y, v for each of the {count} joints: {3 * count} numbers, "
+                       f"found {found}")
+    rows = keypoint_rows(numbers(value, f"{place}: keypoints").reshape(count, 3),
+                         layout.names, height, width, BOX_SLACK_PIXELS, place)
+    labelled, stated = int((rows[:, 2] > 0).sum()), annotation.get("num_keypoints")
+    if stated is not None and stated != labelled:
+        raise BadLabel(f"{place}: num_keypoints is {stated!r} but {labelled} joints have v > 0")
+    return rows
+
+
+def _read_set(document: dict, path: Path, images: Path, index: dict, problems: Problems, segments: bool,
+              layout: tuple[KeypointLayout, set[int]] | None = None) -> list:
+    """The images of one JSON in file order; an image with a bad annotation is skipped (reported).
+    layout: (joints, the categories naming them) when keypoints are read."""
+    entries, skipped = {}, set()  # image id -> [file, width, height, boxes, labels, crowd, segments or None, areas,
+    #                                             keypoints]
     for k, entry in enumerate(document["images"]):
         image_id = entry.get("id") if isinstance(entry, dict) else None
         try:
@@ -108,7 +177,7 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             width, height = entry.get("width"), entry.get("height")
             if not (isinstance(width, int | float) and isinstance(height, int | float) and width > 0 and height > 0):
                 width, height = image_size(file)
-            entries[image_id] = [file, int(width), int(height), [], [], [], [] if segments else None, []]
+            entries[image_id] = [file, int(width), int(height), [], [], [], [] if segments else None, [], []]
         except BadLabel as e:
             problems.add(str(e))
             skipped.add(image_id if isinstance(image_id, int | str) else None)
@@ -122,9 +191,12 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
         try:
             if image_id not in entries:
                 raise BadLabel(f"{place}: unknown image_id {image_id!r}")
-            _, width, height, boxes, labels, crowd, outlines, areas = entries[image_id]
+            _, width, height, boxes, labels, crowd, outlines, areas, joints = entries[image_id]
             if not isinstance(category_id, int) or category_id not in index:
                 raise BadLabel(f"{place}: unknown category_id {category_id!r}")
+            if layout is not None and annotation.get("keypoints") and category_id not in layout[1]:
+                raise FovealError(f"{place}: has keypoints but its category id {category_id} names none "
+                                  f"(give that category a 'keypoints' list of joint names)")
             bbox = annotation.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
                 raise BadLabel(f"{place}: bbox must be [x, y, width, height], found {bbox!r}")
@@ -136,6 +208,8 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
                 raise BadLabel(f"{place}: area {area:g} is negative")
             if outlines is not None:
                 outlines.append(segmentation(annotation.get("segmentation"), height, width, place))
+            if layout is not None:
+                joints.append(_keypoints(annotation, layout[0], height, width, place))
             boxes.append(box)
             labels.append(index[category_id])
             crowd.append(bool(annotation.get("iscrowd", 0)))
@@ -144,7 +218,9 @@ def _read_set(document: dict, path: Path, images: Path, index: dict, problems: P
             problems.add(str(e))
             if entries.pop(image_id, None) is not None:
                 skipped.add(image_id)
-    return [replace(annotated(*entry[:-1]), areas=np.array(entry[-1], np.float64), image_id=image_id)
+    count = layout[0].count if layout else 0
+    return [replace(annotated(*entry[:-2]), areas=np.array(entry[-2], np.float64), image_id=image_id,
+                    keypoints=np.array(entry[-1], np.float32).reshape(-1, count, 3) if layout else None)
             for image_id, entry in entries.items()]
 
 
@@ -224,9 +300,15 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
     one read from COCO (ImageAnnotations.areas), else the mask's pixel count, as COCO's own files
     have, else the box area. COCO has no difficult flag: difficult objects are written as iscrowd,
     as mmdetection's VOC-to-COCO converter does, which every COCO tool leaves out of the score.
+    Pose data (data.keypoints) is written as COCO keypoints: every category names the joints and
+    gives the skeleton (1-based), every annotation its keypoints and num_keypoints.
     """
     folder = Path(folder)
     categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(data.classes)]
+    if data.keypoints is not None:
+        for category in categories:
+            category.update(keypoints=list(data.keypoints.names),
+                            skeleton=[[a + 1, b + 1] for a, b in data.keypoints.skeleton])
     for split, items in data.splits.items():
         taken, images, annotations = set(), [], []
         (folder / split).mkdir(parents=True, exist_ok=True)
@@ -243,6 +325,10 @@ def write_coco(data: DetectionData, folder, link: bool = True) -> Path:
                     annotations[-1].update(segmentation=outlines[0][k], area=outlines[1][k])
                 if item.areas is not None:  # the area read from COCO: a round trip keeps its size ranges
                     annotations[-1]["area"] = float(item.areas[k])
+                if data.keypoints is not None:
+                    joints = item.keypoints[k]
+                    annotations[-1].update(keypoints=[round(v, 4) for v in joints.ravel().tolist()],
+                                           num_keypoints=int((joints[:, 2] > 0).sum()))
         document = {"images": images, "annotations": annotations, "categories": categories}
         write_json(folder / f"{split}.json", document, indent=None)
     return folder

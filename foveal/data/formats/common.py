@@ -152,3 +152,35 @@ def split_off_val(splits: dict, fraction: float) -> dict:
     chosen = set(np.random.default_rng(SPLIT_SEED).permutation(len(items))[:count].tolist())
     return {**splits, "train": [x for i, x in enumerate(items) if i not in chosen],
             "val": [x for i, x in enumerate(items) if i in chosen]}
+
+
+def keypoint_rows(values: np.ndarray, names: list[str], height: int, width: int, slack: float,
+                  place: str) -> np.ndarray:
+    """(K, 3) float32 x, y, v in pixels from `values` (K, 3) float64, checked: v is 0, 1 or 2, and a labelled
+    point (v > 0) lies in the image but for `slack` pixels (then clipped to it); x = y = 0 where v = 0."""
+    x, y, v = values.T
+    bad_v = ~np.isin(v, (0, 1, 2))
+    outside = (v > 0) & ((x < -slack) | (x > width + slack) | (y < -slack) | (y > height + slack))
+    if bad_v.any():
+        k = int(np.argmax(bad_v))
+        raise BadLabel(f"{place}: keypoint {k} ({names[k]}) has visibility {v[k]:g}; use 0 (not labelled), "
+                       f"1 (labelled, hidden) or 2 (visible)")
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise BadLabel(f"{place}: keypoint {k} ({names[k]}) at x, y = {x[k]:g}, {y[k]:g} px lies outside the "
+                       f"{width}x{height} image")
+    rows = values.astype(np.float32)
+    rows[:, :2] = np.clip(rows[:, :2], 0, (width, height)) * (rows[:, 2:] > 0)
+    return rows
+
+
+def numbers(fields: list, place: str) -> np.ndarray:
+    """The fields (text or JSON numbers) as float64; BadLabel naming the first that is not a finite number."""
+    try:
+        values = np.array(fields, np.float64)  # one call for a polygon's or a skeleton's many fields
+    except (TypeError, ValueError):
+        values = np.full(len(fields), np.nan)
+    if values.shape != (len(fields),) or not np.isfinite(values).all():
+        for field in fields:
+            number(field, place)  # raises, naming the field
+    return values

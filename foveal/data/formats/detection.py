@@ -45,11 +45,14 @@ def load_detection_data(data: str, strict: bool = True, val_fraction: float = 0.
     return detection
 
 
-def read_detection_data(data: str, strict: bool = True, segments: bool = False) -> DetectionData:
+def read_detection_data(data: str, strict: bool = True, segments: bool = False,
+                        keypoints: bool = False) -> DetectionData:
     """As load_detection_data, but the splits as the files give them (one set is "train").
 
     segments=True also reads each object's outline (COCO polygons or RLE, YOLO polygons) into
     ImageAnnotations.segments; an object without one is then a bad label. VOC XML has none.
+    keypoints=True reads pose data (COCO keypoints, YOLO-pose; pose.py has the other pose forms):
+    ImageAnnotations.keypoints and DetectionData.keypoints; coco:FOLDER/ then finds person_keypoints_*.json.
     """
     kind, _, rest = str(data).partition(":")
     if kind == "masks" or kind not in ("yolo", "coco", "voc") and masks.is_mask_folder(data):
@@ -66,14 +69,15 @@ def read_detection_data(data: str, strict: bool = True, segments: bool = False) 
     if kind == "yolo" and single is not None:
         path = single / "data.yaml" if single.is_dir() else single
         if path.is_file() and path.suffix in (".yaml", ".yml"):
-            return yolo.read_yolo(path, strict, segments)
+            return yolo.read_yolo(path, strict, segments, keypoints)
         why = "no data.yaml in that folder" if single.is_dir() else "no such .yaml file"
         raise FovealError(f"data={data}: {why}; use {FORMS}")
     if kind == "coco" and single is not None and single.is_dir():
-        return coco.read_coco(coco.find_coco_sets(single), strict, segments)
+        prefix = "person_keypoints_" if keypoints else "instances_"
+        return coco.read_coco(coco.find_coco_sets(single, prefix), strict, segments, keypoints)
     if kind == "coco" and all(len(parts) <= 2 for parts in sets):
         return coco.read_coco({split: (parts[0], parts[-1] if len(parts) == 2 else parts[0].parent)
-                               for split, parts in zip(SPLITS, sets)}, strict, segments)
+                               for split, parts in zip(SPLITS, sets)}, strict, segments, keypoints)
     if kind == "voc" and segments:
         raise FovealError(f"data={data}: VOC XML files hold boxes only; for masks use COCO, YOLO polygons or "
                           f"masks:IMAGES/,MASKS/")
