@@ -27,6 +27,10 @@ the PyTorch model calls (yolo_seg.assemble_masks), so a run of the file gives th
 {boxes, scores, labels, masks}: assembled in the graph, the masks would be (B, max_det, H, W) floats
 at a size fixed when the file is written, 300 full-size masks to copy out for the few objects found.
 
+Pose models (yolo_*-pose): one more output, each anchor's keypoints as eval returns them (B, A, 3K): x, y
+input pixels and visibility probability per joint. With NMS inside they join the rows as the coefficients
+do, `detections` (B, max_det, 6 + 3K); without, boxes, scores and keypoints.
+
 half=true writes an fp16 graph (traced on a CUDA device, where fp16 is fast; NMS still in float32);
 simplify=true passes the graph through onnxslim. int8 (calibration images given): onnxruntime's static
 quantization of the network's layers (quantize_int8).
@@ -174,15 +178,18 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
     """Replace the graph's two outputs, boxes (B, A, 4) and scores (B, C, A) as yolo.nms_inputs gives them,
     with `detections` (B, max_det, 6): per-class NonMaxSuppression, then each image's max_det best rows.
     A segmenter's graph has two more, coefficients (B, A, k) and prototypes: each row then also holds its
-    anchor's k coefficients, (B, max_det, 6 + k), and the prototypes follow as a second output."""
+    anchor's k coefficients, (B, max_det, 6 + k), and the prototypes follow as a second output. A pose
+    model's has one more, keypoints (B, A, 3K): each row then also holds its anchor's, (B, max_det, 6 + 3K)."""
     from onnx import TensorProto, helper
 
     graph = proto.graph
-    boxes, scores, *masks = (output.name for output in graph.output)
-    columns, prototypes = 6, None
-    if masks:
-        coefficients, prototypes = masks
+    boxes, scores, *extras = (output.name for output in graph.output)
+    columns, per_anchor, prototypes = 6, None, None
+    if extras:  # a segmenter's coefficients or a pose model's keypoints: columns of every row
+        per_anchor = extras[0]
         columns += graph.output[2].type.tensor_type.shape.dim[2].dim_value
+    if len(extras) > 1:  # a segmenter's prototypes: passed through
+        prototypes = extras[1]
         prototypes_output = copy.deepcopy(graph.output[3])
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
     graph.initializer.extend([
@@ -216,11 +223,11 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
         node("Concat", ["nms_boxes", "nms_score_column", "nms_class_column"], ["nms_rows"], axis=1),  # (K, 6)
     ])
     rows = "nms_rows"
-    if prototypes:  # each row's mask coefficients, taken from its anchor as its box is
-        rows = "nms_rows_with_coefficients"
+    if per_anchor:  # each row's mask coefficients or keypoints, taken from its anchor as its box is
+        rows = "nms_rows_with_extras"
         graph.node.extend([
-            node("GatherND", [coefficients, "nms_image_anchor"], ["nms_coefficients"]),  # (K, k)
-            node("Concat", ["nms_rows", "nms_coefficients"], [rows], axis=1),  # (K, 6 + k)
+            node("GatherND", [per_anchor, "nms_image_anchor"], ["nms_extras"]),  # (K, k)
+            node("Concat", ["nms_rows", "nms_extras"], [rows], axis=1),  # (K, 6 + k)
         ])
     graph.node.extend([
         # max_det zero rows after them: what an image with fewer detections is padded with

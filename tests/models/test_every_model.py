@@ -17,7 +17,7 @@ from foveal.engine.checkpoint import load_state, load_weights, save_weights
 from foveal.inspect.info import parameters_on_meta
 from foveal.registry import get_model_entry, list_models
 
-TASKS = ("classify", "detect", "segment", "restore", "forecast")
+TASKS = ("classify", "detect", "segment", "pose", "restore", "forecast")
 CASES = [(task, name) for task in TASKS for name in list_models(task)]
 SIZE = 32  # the input side, unless a model needs more
 CLASSIFY_SIZE = {"alexnet": 64, "googlenet": 64, "inception_v3": 80, "squeezenet1_0": 64, "squeezenet1_1": 64,
@@ -47,7 +47,7 @@ def test_the_cases_are_every_registered_model():
 def size_of(task: str, name: str) -> int:
     if task == "classify":
         return CLASSIFY_SIZE.get(name, SIZE)
-    return 64 if task in ("detect", "segment") else SIZE
+    return 64 if task in ("detect", "segment", "pose") else SIZE
 
 
 def build(task: str, name: str, device: str = "cpu"):
@@ -64,7 +64,7 @@ def build(task: str, name: str, device: str = "cpu"):
 
 
 def computes_its_losses(task: str, name: str) -> bool:
-    return task == "detect" or get_model_entry(name, task).kind == "instance"
+    return task in ("detect", "pose") or get_model_entry(name, task).kind == "instance"
 
 
 def inputs(task: str, name: str, device: str = "cpu") -> torch.Tensor:
@@ -77,10 +77,16 @@ def inputs(task: str, name: str, device: str = "cpu") -> torch.Tensor:
     return torch.rand(count, 3, size, size, generator=generator).to(device)
 
 
-def targets(count: int, size: int, masks: bool) -> list[dict]:
-    """Two objects an image: xyxy pixel boxes, labels in [0, 3), and their box-shaped masks."""
+def targets(count: int, size: int, masks: bool, keypoints: bool = False) -> list[dict]:
+    """Two objects an image: xyxy pixel boxes, labels in [0, 3), and their box-shaped masks or 17 keypoints
+    (one unlabelled)."""
     boxes = torch.tensor([[8.0, 8.0, 40.0, 40.0], [20.0, 30.0, 50.0, 60.0]])
     target = {"boxes": boxes, "labels": torch.tensor([0, 2])}
+    if keypoints:
+        along = torch.linspace(0, 1, 17)[None, :, None]  # joints on each box's diagonal
+        points = boxes[:, None, :2] + along * (boxes[:, None, 2:] - boxes[:, None, :2])
+        target["keypoints"] = torch.cat([points, torch.full((2, 17, 1), 2.0)], -1)
+        target["keypoints"][0, 0] = 0
     if masks:
         target["masks"] = torch.zeros(2, size, size, dtype=torch.uint8)
         for mask, (x1, y1, x2, y2) in zip(target["masks"], boxes.int().tolist()):
@@ -90,7 +96,7 @@ def targets(count: int, size: int, masks: bool) -> list[dict]:
 
 def training_loss(task: str, name: str, model, x: torch.Tensor) -> torch.Tensor:
     if computes_its_losses(task, name):
-        return sum(model(x, targets(len(x), x.shape[-1], masks=task == "segment")).values())
+        return sum(model(x, targets(len(x), x.shape[-1], masks=task == "segment", keypoints=task == "pose")).values())
     out = model(x)
     if task == "classify":
         assert out.shape == (2, 3)
