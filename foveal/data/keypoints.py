@@ -3,6 +3,7 @@ of a joint list worked out from its names."""
 
 import re
 
+from ..ops.keypoints import COCO_SIGMAS
 from .detection import KeypointLayout
 
 COCO_KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -11,9 +12,6 @@ COCO_KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear",
 # COCO's person_keypoints skeleton (its files count from 1), counted from 0
 COCO_SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
                  (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
-# COCO's per-joint OKS sigmas (pycocotools' COCOeval kpt_oks_sigmas)
-COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
-               0.087, 0.087, 0.089, 0.089)
 
 _SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)  # the word alone: not "bright_spot"
 _SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}

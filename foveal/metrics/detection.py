@@ -16,6 +16,7 @@ import torch
 from foveal.data.detection import ImageAnnotations, result_image_id
 from foveal.errors import FovealError, did_you_mean
 from foveal.ops.boxes import box_area, box_iou
+from foveal.ops.keypoints import COCO_SIGMAS, default_sigmas
 
 IOU_TYPES = ("bbox", "segm", "keypoints")  # COCOeval's iouType: boxes, instance masks, or keypoints by OKS
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
@@ -23,19 +24,11 @@ STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
 # COCOeval(iouType="keypoints").stats order: no small range (COCO labels no small people), all at 20 detections
 KEYPOINT_STAT_NAMES = ("map", "map50", "map75", "map_medium", "map_large",
                        "mar", "mar50", "mar75", "mar_medium", "mar_large")
-# COCO's per-joint OKS sigmas for its 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
-# knees, ankles), computed as pycocotools does: x / 10 is not always the float64 of the written decimal
-COCO_KEYPOINT_SIGMAS = tuple((np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
-                                        .89, .89]) / 10.0).tolist())
-
 
 def oks_sigmas(num_keypoints: int, kpt_sigmas=None) -> np.ndarray:
-    """(K,) float64 OKS sigmas: `kpt_sigmas`, else COCO's when K is 17; any other K must name its own."""
+    """(K,) float64 OKS sigmas: `kpt_sigmas`, else ops.keypoints.default_sigmas (COCO's for 17 joints)."""
     if kpt_sigmas is None:
-        if num_keypoints != len(COCO_KEYPOINT_SIGMAS):
-            raise FovealError(f"kpt_sigmas is not set and the keypoints have {num_keypoints} joints: COCO's OKS "
-                              f"sigmas are for its 17; give kpt_sigmas= with {num_keypoints} numbers, one per joint")
-        kpt_sigmas = COCO_KEYPOINT_SIGMAS
+        kpt_sigmas = default_sigmas(num_keypoints)
     sigmas = np.asarray(kpt_sigmas, np.float64).reshape(-1)
     if len(sigmas) != num_keypoints:
         raise FovealError(f"kpt_sigmas has {len(sigmas)} numbers but the keypoints have {num_keypoints} joints; "
@@ -153,7 +146,7 @@ def _keypoint_count(ground_truth: list[ImageAnnotations], kpt_sigmas) -> int:
     for item in ground_truth:
         if item.keypoints is not None and np.ndim(item.keypoints) == 3:
             return int(np.shape(item.keypoints)[1])
-    return len(COCO_KEYPOINT_SIGMAS) if kpt_sigmas is None else len(kpt_sigmas)
+    return len(COCO_SIGMAS) if kpt_sigmas is None else len(kpt_sigmas)
 
 
 def _coco_dicts(ground_truth, detections, classes, iou_type="bbox", num_keypoints=0) -> tuple[dict, list[dict]]:

@@ -201,15 +201,13 @@ def message(call) -> str:
 
 def test_sigma_rule_and_its_mistakes():
     assert oks_sigmas(17)[0] == np.array([.26]) / 10.0 and oks_sigmas(3, [0.1, 0.2, 0.3]).tolist() == [0.1, 0.2, 0.3]
-    assert message(lambda: oks_sigmas(5)) == ("kpt_sigmas is not set and the keypoints have 5 joints: COCO's OKS "
-                                              "sigmas are for its 17; give kpt_sigmas= with 5 numbers, one per joint")
+    assert oks_sigmas(5).tolist() == [0.2] * 5  # another skeleton without its own: 1/K each (Ultralytics' rule)
     assert message(lambda: oks_sigmas(5, [0.1] * 4)) == ("kpt_sigmas has 4 numbers but the keypoints have 5 joints; "
                                                          "give one per joint")
     assert message(lambda: oks_sigmas(2, [0.1, 0])) == "kpt_sigmas must all be positive numbers; got [0.1, 0.0]"
     ground_truth, detections = pose_case(40, num_joints=5, num_images=2)
-    assert message(lambda: coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints")) == (
-        "kpt_sigmas is not set and the keypoints have 5 joints: COCO's OKS sigmas are for its 17; "
-        "give kpt_sigmas= with 5 numbers, one per joint")
+    assert (coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints").stats
+            == coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints", kpt_sigmas=[0.2] * 5).stats)
     assert message(lambda: coco_evaluate(ground_truth, detections, CLASSES, iou_type="keypoints",
                                          kpt_sigmas=COCO_SIGMAS_17)) == (
         "kpt_sigmas has 17 numbers but the keypoints have 5 joints; give one per joint")

@@ -16,7 +16,8 @@ from foveal.engine.checkpoint import save_weights
 from foveal.engine.transfer import load_pretrained, prefixes_outside_backbone
 from foveal.errors import FovealError
 from foveal.models.detect.yolo_loss import Assignment
-from foveal.models.pose.yolo_pose import COCO_SIGMAS, YOLOPoseLoss, default_sigmas, keypoint_loss, positive_keypoints
+from foveal.models.pose.yolo_pose import YOLOPoseLoss, keypoint_loss, positive_keypoints
+from foveal.ops.keypoints import COCO_SIGMAS, default_sigmas
 
 JOINTS = ("head", "left_hand", "right_hand", "left_foot", "right_foot")
 COLOURS = ((255, 60, 60), (60, 255, 60), (60, 60, 255), (255, 255, 60), (255, 60, 255))  # one per joint

@@ -32,21 +32,10 @@ from torch import nn
 from ...errors import FovealError
 from ...registry import register_model
 from ..detect.yolo import YOLO, ConvBNAct, DecodedOutputs
+from ...ops.keypoints import default_sigmas
 from ..detect.yolo_loss import Assignment, YOLOLoss
 
-# COCO's per-joint OKS sigmas for its 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists,
-# hips, knees, ankles): how far annotators disagree on each, as a fraction of the person's size
-COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
-               0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
 KEYPOINT_STD = 0.01  # initial keypoint weights: every joint starts at its anchor point, visibility at 0.5
-
-
-def default_sigmas(num_keypoints: int) -> tuple[float, ...]:
-    """COCO's sigmas for 17 joints (COCO's people); for any other skeleton the same 1/K for every joint
-    (Ultralytics' choice: 0.06-0.11 for 9-17 joints, COCO's range, looser for a few landmarks)."""
-    if num_keypoints == len(COCO_SIGMAS):
-        return COCO_SIGMAS
-    return (1 / num_keypoints,) * num_keypoints
 
 
 def decode_keypoints(raw: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
