@@ -26,8 +26,8 @@ from .inspect.features import features
 from .inspect.info import info as info_mode
 
 TASKS = {"classify": "foveal.tasks.classify.task", "detect": "foveal.tasks.detect.task",
-         "segment": "foveal.tasks.segment.semantic", "restore": "foveal.tasks.restore.task",
-         "forecast": "foveal.tasks.forecast.task"}
+         "segment": "foveal.tasks.segment.semantic", "pose": "foveal.tasks.pose.task",
+         "restore": "foveal.tasks.restore.task", "forecast": "foveal.tasks.forecast.task"}
 # every task has these; a task module may add more (MODES)
 MODES = ("train", "val", "predict", "info", "export", "benchmark")
 OTHER_MODES = ("track", "features", "explain", "convert")  # of some tasks only (their MODES)

@@ -50,6 +50,15 @@ class KeypointLayout:
     def count(self) -> int:
         return len(self.names)
 
+    def to_dict(self) -> dict:
+        """JSON-ready (what trained weights record)."""
+        return {"names": list(self.names), "skeleton": [list(pair) for pair in self.skeleton],
+                "flip_idx": self.flip_idx, "sigmas": self.sigmas}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "KeypointLayout":
+        return cls(saved["names"], [tuple(pair) for pair in saved["skeleton"]], saved["flip_idx"], saved["sigmas"])
+
 
 @dataclass
 class DetectionData:

@@ -33,3 +33,12 @@ def named_layout(names, skeleton=(), flip_idx=None) -> KeypointLayout:
     return KeypointLayout(names, [tuple(pair) for pair in skeleton],
                           mirror_index(names) if flip_idx is None else list(flip_idx),
                           list(COCO_SIGMAS) if tuple(names) == COCO_KEYPOINT_NAMES else None)
+
+
+def joint_sides(names) -> list[int]:
+    """Per joint 1 when its name says left, 2 right, 0 otherwise (how skeletons are coloured)."""
+    sides = []
+    for name in names:
+        side = _SIDE.search(str(name))
+        sides.append(0 if side is None else 1 if side.group(1).lower() == "left" else 2)
+    return sides

@@ -87,6 +87,7 @@ class Results:
 
     boxes: Boxes | None = None
     masks: np.ndarray | None = None  # (N, H, W) bool, one per box
+    keypoints: np.ndarray | None = None  # (N, K, 3) float32 x, y pixels and score of each box's joints (pose)
     mask: np.ndarray | None = None  # (H, W) uint8 class indices
     probs: Probs | None = None
     restored: np.ndarray | None = None  # (H', W', C) uint8 RGB (C = 1 for grey models)

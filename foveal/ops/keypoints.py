@@ -1,6 +1,7 @@
 """What the pose data, its loss and its metric share about keypoints: COCO's per-joint OKS sigmas."""
 
 import numpy as np
+import torch
 
 # COCO's per-joint OKS sigmas for its 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles): how far annotators disagree on each, as a fraction of the person's size. Computed as
@@ -16,3 +17,11 @@ def default_sigmas(num_keypoints: int) -> tuple[float, ...]:
     if num_keypoints == len(COCO_SIGMAS):
         return COCO_SIGMAS
     return (1 / num_keypoints,) * num_keypoints
+
+
+def unletterbox_keypoints(keypoints: torch.Tensor, scale: float, pad, height: int, width: int) -> torch.Tensor:
+    """(N, K, 3) joints (x, y, score) of a letterboxed image (p' = p * scale + pad) back in the original image's
+    pixels, clipped to its height x width as unletterbox_boxes clips boxes; the scores as they are."""
+    xy = (keypoints[..., :2].float() - keypoints.new_tensor([float(pad[0]), float(pad[1])])) / float(scale)
+    xy = torch.stack([xy[..., 0].clamp(0, width), xy[..., 1].clamp(0, height)], -1)
+    return torch.cat([xy, keypoints[..., 2:].float()], -1)

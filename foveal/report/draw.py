@@ -107,3 +107,26 @@ def labelled(image: np.ndarray, lines: list[str], rows: int = 0, min_width: int 
                     cv2.LINE_AA)
     pixels = image if image.ndim == 3 else image[..., None]
     return np.concatenate([strip, np.repeat(pixels, 3 // pixels.shape[2], 2)], 0)
+
+
+SIDE_COLOURS = ((255, 200, 0), (0, 220, 255), (255, 60, 200))  # a joint in the middle, on the left, on the right
+
+
+def draw_skeletons(image: np.ndarray, keypoints, skeleton, sides=None, conf: float = 0.5,
+                   line_width: int = 2) -> np.ndarray:
+    """`image` (drawn on in place) with each object's (K, 3) joints (x, y, score) scored at least `conf` as dots
+    and the `skeleton`'s limbs (joint pairs) between two such joints as lines; `sides` (K,): 0 middle, 1 left,
+    2 right, so that a figure's left and right show apart (a limb takes its end joints' side, middle if they
+    differ)."""
+    sides = np.zeros(np.shape(keypoints)[1] if np.ndim(keypoints) == 3 else 0, np.int64) if sides is None else sides
+    radius = max(2, line_width + 1)
+    for joints in np.asarray(keypoints, np.float32).reshape(-1, len(sides), 3):
+        shown = joints[:, 2] >= conf
+        for a, b in skeleton:
+            if shown[a] and shown[b]:
+                side = sides[a] if sides[a] == sides[b] else 0
+                cv2.line(image, tuple(int(round(v)) for v in joints[a, :2]), tuple(int(round(v)) for v in joints[b, :2]),
+                         SIDE_COLOURS[side], line_width, cv2.LINE_AA)
+        for (x, y, _), side in zip(joints[shown], np.asarray(sides)[shown]):
+            cv2.circle(image, (int(round(x)), int(round(y))), radius, SIDE_COLOURS[side], -1, cv2.LINE_AA)
+    return image

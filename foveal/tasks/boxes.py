@@ -13,7 +13,7 @@ from ..data.detect_dataset import collate
 from ..engine.contract import EvalResult, Evaluator, Task
 from ..engine.transfer import prefixes_outside_backbone
 from ..ops.boxes import unletterbox_boxes
-from ..registry import create_model
+from ..registry import create_model, get_model_entry
 
 
 LOOK_AGAIN_FRAMES = 8  # predict found nothing: the first frames are run again at a low conf for a hint
@@ -69,6 +69,12 @@ class BoxTask(Task):
         defaults = {"predict": 0.25, "track": self.cfg.track_low_thresh}
         conf = self.cfg.conf if self.cfg.conf >= 0 else defaults.get(mode, 0.001)
         return {"conf": conf, "iou": self.cfg.iou, "max_det": self.cfg.max_det}
+
+    def rect_stride(self, model: str, meta: dict | None = None) -> int:
+        """Evaluation and prediction letterbox to multiples of 32 (not to a square), except for models
+        that resize every input to their own fixed square (SSD) and graphs exported at one size."""
+        fixed_graph = bool(meta and "onnx" in meta and not meta["onnx"]["dynamic"])
+        return 0 if fixed_graph or get_model_entry(model, self.name).kind == "fixed_size" else 32
 
     def inference_model(self, model):
         return copy.deepcopy(model).fuse() if hasattr(model, "fuse") else model

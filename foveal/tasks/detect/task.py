@@ -97,21 +97,14 @@ class DetectTask(BoxTask):
         return DetectionDataset(self.split_items(split), self.imgsz, augment, self.stride,
                                 mosaic_epochs=cfg.epochs - cfg.close_mosaic)
 
-    @staticmethod
-    def rect_stride(model: str, meta: dict | None = None) -> int:
-        """Evaluation and prediction letterbox to multiples of 32 (not to a square), except for models
-        that resize every input to their own fixed square (SSD) and graphs exported at one size."""
-        fixed_graph = bool(meta and "onnx" in meta and not meta["onnx"]["dynamic"])
-        return 0 if fixed_graph or get_model_entry(model, "detect").kind == "fixed_size" else 32
-
     def check_imgsz(self, imgsz: int):
         if imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 
     def predictor(self, model, device):
-        from .predict import DetectPredictor
+        from ..box_predict import BoxPredictor
 
-        return DetectPredictor(self, model, device)
+        return BoxPredictor(self, model, device)
 
     @classmethod
     def model_for_info(cls, cfg):

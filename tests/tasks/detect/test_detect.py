@@ -22,7 +22,7 @@ from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.errors import FovealError
 from foveal.report.draw import draw_boxes
 from foveal.tasks.detect.task import DetectConfig, DetectTask
-from foveal.tasks.detect.predict import DetectPredictor
+from foveal.tasks.box_predict import BoxPredictor
 
 from tests.conftest import WIDE_CATEGORY_IDS, run_cli
 
@@ -220,9 +220,9 @@ class FixedDetector(torch.nn.Module):
                  "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([0, 1, 2])}]
 
 
-def fixed_predictor(tmp_path, **options) -> DetectPredictor:
+def fixed_predictor(tmp_path, **options) -> BoxPredictor:
     meta = {"classes": ["a", "b", "c"], "imgsz": 64, "model": "yolo_n"}
-    predictor = DetectPredictor(DetectTask.trained(DetectConfig(**options), meta), FixedDetector(), torch.device("cpu"))
+    predictor = BoxPredictor(DetectTask.trained(DetectConfig(**options), meta), FixedDetector(), torch.device("cpu"))
     predictor.run_dir = tmp_path
     return predictor
 

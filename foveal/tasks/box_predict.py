@@ -1,4 +1,5 @@
-"""Detection on images, folders, globs, video files and cameras, with annotated output and JSON/TXT.
+"""Prediction for the tasks whose models find boxes (detect, pose): images, folders, globs, video files and
+cameras, with annotated output and JSON/TXT.
 
 Each frame (data/stream.py) is letterboxed (to multiples of 32, not a square, except for SSD),
 detected, its boxes mapped back to the frame, drawn and written; results go to predictions.json (COCO
@@ -10,26 +11,29 @@ import cv2
 import numpy as np
 import torch
 
-from ...data.stream import frame_stem
-from ...engine.contract import Placement, Predictor
-from ...engine.results import Boxes
-from ...engine.tracking import track_id
-from ...errors import FovealError
-from ...files import write_bytes, write_text
-from ...ops.boxes import nms, unletterbox_boxes
-from ...ops.letterbox import letterbox
-from ...report import counted
-from ...report.draw import draw_boxes
-from ..boxes import NothingFound
+from ..data.stream import frame_stem
+from ..engine.contract import Placement, Predictor
+from ..engine.results import Boxes
+from ..engine.tracking import track_id
+from ..errors import FovealError
+from ..files import write_bytes, write_text
+from ..ops.boxes import nms, unletterbox_boxes
+from ..ops.letterbox import letterbox
+from ..report import counted
+from ..report.draw import draw_boxes
+from .boxes import NothingFound
 
 
-def yolo_lines(det: dict, height: int, width: int, save_conf: bool = False) -> str:
+def yolo_lines(det: dict, height: int, width: int, save_conf: bool = False, kpt_conf: float = 0.5) -> str:
     """Label-file lines `class cx cy w h` normalised to [0, 1], which YOLO readers (foveal's, Ultralytics')
-    read back; save_conf adds the score as a 6th field, as Ultralytics' save_conf does."""
+    read back, with a pose model's joints after them as `x y v` (YOLO-pose's kpt_shape [K, 3]: v 2 for a joint
+    scored at least kpt_conf, else 0 at 0 0); save_conf adds the score as the last field, as Ultralytics' does."""
     lines = []
-    for (x1, y1, x2, y2), score, label in zip(det["boxes"], det["scores"], det["labels"]):
+    for k, ((x1, y1, x2, y2), score, label) in enumerate(zip(det["boxes"], det["scores"], det["labels"])):
+        joints = "".join(f" {x / width:.6f} {y / height:.6f} 2" if s >= kpt_conf else " 0 0 0"
+                         for x, y, s in det["keypoints"][k]) if "keypoints" in det else ""
         lines.append(f"{label} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}" + (f" {score:.5f}" if save_conf else ""))
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}{joints}" + (f" {score:.5f}" if save_conf else ""))
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -63,17 +67,20 @@ def save_crops(pixels: np.ndarray, det: dict, classes: list[str], folder, stem: 
         write_bytes(folder / classes[int(label)] / f"{stem}_{k}.jpg", cv2.imencode(".jpg", crop)[1].tobytes())
 
 
-class DetectPredictor(Predictor):
+class BoxPredictor(Predictor):
     """Boxes of each image or frame: drawn, in predictions.json (COCO results with file and frame), and
-    with save_txt=true as YOLO label files."""
+    with save_txt=true as YOLO label files. A task whose objects carry more (pose's keypoints) adds them
+    through objects(), entry(), label_lines() and draw()."""
 
     def __init__(self, task, model, device):
         super().__init__(task, model, device)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
         self.stride = task.rect_stride(self.meta["model"], self.meta)
-        # foveal's YOLO runs its network and its NMS apart, so that they are timed apart
-        self.split = hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
+        # foveal's YOLO runs its network and its NMS apart, so that they are timed apart (not a model whose
+        # objects carry more than boxes: its own forward gathers them by NMS's indices)
+        self.split = (hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
+                      and type(self).objects is BoxPredictor.objects)
         self.nothing_found = NothingFound()
 
     def prepare(self, pixels):
@@ -96,9 +103,7 @@ class DetectPredictor(Predictor):
         with self.phase("postprocess"):
             if self.split:
                 out = model.postprocess(cls_logits.sigmoid(), boxes, x.shape[-2:])[0]
-            boxes = unletterbox_boxes(out["boxes"], scale, pad, *pixels.shape[:2])
-            det = {"boxes": boxes.cpu().numpy(), "scores": out["scores"].float().cpu().numpy(),
-                   "labels": out["labels"].cpu().numpy()}
+            det = self.objects(out, scale, pad, *pixels.shape[:2])
             if self.class_ids is not None:  # after the model's max_det cut (Ultralytics' is before; rarely matters)
                 det = subset(det, np.isin(det["labels"], self.class_ids))
             if cfg.agnostic_nms:  # the model's NMS is per class: this drops boxes of other classes on the same object
@@ -106,6 +111,20 @@ class DetectPredictor(Predictor):
                            cfg.iou, cfg.max_det)
                 det = subset(det, keep.numpy())
         return det
+
+    def objects(self, out: dict, scale: float, pad, height: int, width: int) -> dict:
+        """The model's detections of a frame (letterboxed by scale and pad) in the frame's own pixels, numpy."""
+        boxes = unletterbox_boxes(out["boxes"], scale, pad, height, width)
+        return {"boxes": boxes.cpu().numpy(), "scores": out["scores"].float().cpu().numpy(),
+                "labels": out["labels"].cpu().numpy()}
+
+    def label_lines(self, det: dict, height: int, width: int) -> str:
+        """save_txt's label file of a frame."""
+        return yolo_lines(det, height, width, self.cfg.save_conf)
+
+    def entry(self, det: dict, k: int) -> dict:
+        """What predictions.json says of object k beyond its box, score and class."""
+        return {}
 
     def annotate(self, frame, det):
         cfg, classes = self.cfg, self.classes
@@ -115,13 +134,13 @@ class DetectPredictor(Predictor):
             self.results.append({"image_id": image_id, "file_name": frame.name, "frame": frame.index,
                                  "category_id": int(label), "category": classes[int(label)],
                                  "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                                 "score": round(float(score), 5), **track_id(det, k)})
+                                 "score": round(float(score), 5), **self.entry(det, k), **track_id(det, k)})
         if cfg.save_crop:
             save_crops(frame.pixels, det, classes, self.run_dir / "crops", frame_stem(frame))
         if cfg.save_txt:
             (self.run_dir / "labels").mkdir(exist_ok=True)
             write_text(self.run_dir / "labels" / f"{frame_stem(frame)}.txt",
-                       yolo_lines(det, *frame.pixels.shape[:2], cfg.save_conf))
+                       self.label_lines(det, *frame.pixels.shape[:2]))
         drawn = self.draw(frame, det) if cfg.save else None
         self.nothing_found.keep(frame.pixels, len(det["labels"]))
         return drawn, counted(len(det["labels"]), "detection")

@@ -1,0 +1,1 @@
+"""Pose: keypoints and skeletons (task, predict, report)."""
