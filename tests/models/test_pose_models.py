@@ -265,3 +265,21 @@ def test_hourglass_learns_to_find_coloured_dots():
     at_the_mean = (truth.mean(0, keepdim=True) - truth).norm(dim=-1).mean()
     assert at_the_mean > 12
     assert error < at_the_mean / 10, (error, at_the_mean)
+
+
+def test_hourglass_graph_exports_to_onnx_with_free_batch_and_size(tmp_path):
+    """export_module decodes inside the graph: onnxruntime gives PyTorch's keypoints at other sizes too."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = foveal.create_model("hourglass_s", "pose", num_keypoints=K).eval()
+    rows, cols = torch.export.Dim("rows", max=64), torch.export.Dim("cols", max=64)
+    shapes = ({0: torch.export.Dim("batch", max=64), 2: 32 * rows, 3: 32 * cols},)
+    torch.onnx.export(model.export_module(), (torch.rand(2, 3, 64, 64),), tmp_path / "hourglass.onnx", dynamo=True,
+                      external_data=False, dynamic_shapes=shapes, input_names=["images"], verbose=False)
+    session = ort.InferenceSession(str(tmp_path / "hourglass.onnx"))
+    images = torch.rand(1, 3, 96, 64)
+    with torch.no_grad():
+        wanted = model.export_module()(images)
+    found = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    assert found.shape == (1, K, 3) and torch.allclose(found, wanted, atol=1e-5)

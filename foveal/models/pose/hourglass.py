@@ -6,7 +6,7 @@
                 goes `depth` levels down through residual blocks and is upsampled back onto the skip
     per stack   a residual block and a 1x1 conv give features, a 1x1 conv the K heatmaps; between
                 stacks both are mapped back (1x1 convs) and added to the stack's input, so the next
-                hourglass refines the last one's guess (intermediate supervision)
+                hourglass refines the last one's guess; every stack's heatmaps are supervised
 
 Training: the targets' first object is the image's landmarks (an image without one teaches nothing).
 Each joint labelled (v > 0) gets a Gaussian of SIGMA heatmap pixels at its place; every stack's
@@ -24,6 +24,9 @@ Eval: exactly one detection per image, whatever conf is (PCK and NME want a pred
 image): keypoints (1, K, 3) with each joint's peak clipped to [0, 1] as its score, score the mean
 of those, box the bounds of the joints padded by BOX_PADDING of their extent each side (at least a
 heatmap pixel), clipped to the image, label 0. iou and max_det are kept for the contract, unused.
+
+Export: export_module decodes inside the graph (images -> keypoints (B, K, 3), any batch and size);
+run_exported puts such a graph in the network's place, the detection around it staying PyTorch's.
 """
 
 import math
@@ -135,6 +138,7 @@ class DecodedKeypoints(nn.Module):
     def __init__(self, model: StackedHourglass):
         super().__init__()
         self.model = model
+        self.train(model.training)  # the model's mode, not a new module's training one
 
     def forward(self, images):
         return decode_heatmaps(self.model.heatmaps(images)[-1])
@@ -171,7 +175,8 @@ def decode_heatmaps(maps: torch.Tensor) -> torch.Tensor:
     heatmap pixel toward the higher neighbour along each axis, and the peak value clipped to [0, 1]."""
     height, width = maps.shape[-2:]
     peak, index = maps.flatten(2).max(-1)
-    row, col = index.div(width, rounding_mode="floor"), index.remainder(width)
+    row = index.div(width, rounding_mode="floor")
+    col = index - row * width  # not remainder(): its ONNX conversion refuses a symbolic width
     # a border pixel's missing neighbour mirrors the one inside (reflection): no step, neither out nor in
     padded = F.pad(maps, (1, 1, 1, 1), mode="reflect").flatten(2)
 
