@@ -17,7 +17,8 @@ class ModelEntry:
     builder: Callable  # builder(num_classes=..., **kwargs) -> nn.Module (restore: builder(channels=, scale=, ...))
     family: str  # "foveal" for our own models, "torchvision", ...
     kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models,
-    # "fixed_size" for detectors that resize every input to their own square (SSD)
+    # "fixed_size" for detectors that resize every input to their own square (SSD), "landmark" for pose
+    # models that find the one object of an image (hourglass)
 
 
 _MODELS: dict[tuple[str, str], ModelEntry] = {}  # (task, name) -> entry

@@ -64,6 +64,8 @@ def test_registered_for_the_pose_task():
         set(foveal.list_models("pose"))
     assert get_model_entry("keypointrcnn_resnet50_fpn", "pose").family == "torchvision"
     assert get_model_entry("hourglass", "pose").family == "foveal"
+    assert get_model_entry("hourglass_s", "pose").kind == "landmark"  # one object an image
+    assert get_model_entry("keypointrcnn_resnet18_fpn", "pose").kind == ""
 
 
 # ---- Keypoint R-CNN

@@ -1,5 +1,5 @@
 """Stacked hourglass (Newell et al., 2016): one heatmap per joint, for images that hold ONE object
-(landmark data: a face, a hand, an X-ray). Registered as hourglass and hourglass_s.
+(landmark data: a face, a hand, an X-ray). Registered as hourglass and hourglass_s, of kind "landmark".
 
     stem        7x7 conv stride 2, max-pool, two residual blocks: stride 4, `width` channels
     hourglass   recursive: a residual block keeps the current scale (the skip); the other branch pools,
@@ -206,7 +206,7 @@ def _build(num_classes: int, num_keypoints: int, name: str, **kwargs) -> Stacked
     return StackedHourglass(num_keypoints, **kwargs)
 
 
-@register_model("pose", "hourglass")
+@register_model("pose", "hourglass", kind="landmark")
 def hourglass(num_classes: int = 1, num_keypoints: int = 17, imgsz: int = 256, stacks: int = 2, width: int = 128,
               depth: int = 4, **kwargs) -> StackedHourglass:
     """2 stacks of 128 channels, 4 halvings (a 256 px image: 64 px heatmaps, 4 px at the bottom).
@@ -214,7 +214,7 @@ def hourglass(num_classes: int = 1, num_keypoints: int = 17, imgsz: int = 256, s
     return _build(num_classes, num_keypoints, "hourglass", stacks=stacks, width=width, depth=depth, **kwargs)
 
 
-@register_model("pose", "hourglass_s")
+@register_model("pose", "hourglass_s", kind="landmark")
 def hourglass_s(num_classes: int = 1, num_keypoints: int = 17, imgsz: int = 256, stacks: int = 2, width: int = 64,
                 depth: int = 3, **kwargs) -> StackedHourglass:
     """hourglass at half the width and one halving less: about a quarter of its compute."""
