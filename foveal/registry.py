@@ -18,7 +18,8 @@ class ModelEntry:
     builder: Callable  # builder(num_classes=..., **kwargs) -> nn.Module (restore: builder(channels=, scale=, ...))
     family: str  # "foveal" for our own models, "torchvision", ...
     kind: str = ""  # a variant of the task's contract: "semantic" or "instance" for segment models,
-    # "fixed_size" for detectors that resize every input to their own square (SSD)
+    # "fixed_size" for detectors that resize every input to their own square (SSD), "landmark" for pose
+    # models that find the one object of an image (hourglass)
     defaults: Mapping = field(default_factory=lambda: MappingProxyType({}))  # training keys the model wants
     # unless the user sets them, where its task's defaults suit its other models (yolo-seg in segment)
 

@@ -38,9 +38,10 @@ def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -
     Raises when too little matches (weights of another architecture). Returns a one-line summary.
     """
     state, meta = load_weights(path)
+    own = model.state_dict()
+    state = under_wrapper(state, own)
     if meta.get("model") and meta["model"] not in (model_name, getattr(model, "starts_from", None)):
         raise FovealError(f"pretrained: {path} holds weights for '{meta['model']}', not '{model_name}'")
-    own = model.state_dict()
     matched, skipped_head, mismatched = {}, [], []
     for key, value in state.items():
         if key not in own:
@@ -64,6 +65,14 @@ def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -
     if found < len(body):
         warnings.warn(f"pretrained: {len(body) - found} backbone tensors were not in {path}")
     return note
+
+
+def under_wrapper(state: dict, own: dict, prefix: str = "model.") -> dict:
+    """A torchvision .pth saved from the bare network, its keys moved under the foveal wrapper that holds
+    that network as `model` (torchvision's detectors, segmenters and keypoint detectors); others as they are."""
+    if any(key in own for key in state) or not any(prefix + key in own for key in state):
+        return state
+    return {prefix + key: value for key, value in state.items()}
 
 
 def freeze(model: nn.Module, spec: str, head: list[str]) -> int:

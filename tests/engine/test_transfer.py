@@ -7,7 +7,7 @@ import torchvision
 import foveal
 from foveal.engine.checkpoint import load_weights, save_weights
 from foveal.engine.optim import parameter_groups
-from foveal.engine.transfer import freeze, head_prefixes, load_pretrained
+from foveal.engine.transfer import freeze, head_prefixes, load_pretrained, under_wrapper
 from foveal.errors import FovealError
 
 
@@ -78,3 +78,12 @@ def test_fine_tune_end_to_end(tmp_path, colour_folder):
     state, _ = load_weights(thawed.run_dir / "last.safetensors")
     assert not torch.equal(state["layer1.0.conv1.weight"], start.layer1[0].conv1.weight)  # trained in epoch 2
     assert thawed.metrics["top1"] > 0.6  # 3 colours, chance 1/3
+
+
+def test_keys_of_a_bare_torchvision_network_move_under_the_wrapper():
+    own = {"model.backbone.w": torch.zeros(1), "model.head.w": torch.zeros(1)}
+    bare = {"backbone.w": torch.ones(1), "head.w": torch.ones(1)}
+    assert list(under_wrapper(bare, own)) == ["model.backbone.w", "model.head.w"]
+    assert under_wrapper(own, own) is own  # already the wrapper's keys
+    other = {"conv1.weight": torch.ones(1)}
+    assert under_wrapper(other, own) is other  # another network's: left for load_pretrained to refuse

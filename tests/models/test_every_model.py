@@ -41,7 +41,8 @@ def one_thread():
 
 
 def test_the_cases_are_every_registered_model():
-    assert {name for _, name in CASES} == set(list_models()) and len(CASES) == len(set(CASES))
+    registered = set(list_models())
+    assert {name for _, name in CASES} == registered and len(CASES) == len(set(CASES))
 
 
 def size_of(task: str, name: str) -> int:
