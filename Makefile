@@ -1,7 +1,7 @@
 # make demo: set up .venv, train a detector on the synthetic scenes, evaluate it, predict on images and
 # a video, track the shapes through a video.  make demo-segment: the same for a U-Net on the scenes' masks.  make demo-classify: a
-# classifier on the digits.  make demo-serve: the polyp assistant (a detector trained on synthetic
-# endoscopy, exported to ONNX, served with its web page playing a video with live boxes at 0.4).
+# classifier on the digits.  make demo-serve: the polyp assistant (yolo_n-seg trained on synthetic
+# endoscopy, exported to ONNX, served with its web page playing a video with live outlines at 0.4).
 # make demo-inspect: basics on a photo, VGG16's layer table, feature maps and Grad-CAM of the digits model.
 # make test: the test suite in 2 processes (pytest-xdist, a test file each at a time, so that a file's
 # trained fixtures are made once; tests/conftest.py), then its 15 slowest tests. The demos train with amp=off: with amp=auto a
@@ -12,8 +12,8 @@ BIN := $(VENV)/bin
 DEMO := runs/classify/demo
 DETECT := runs/detect/demo
 DETECT_TRAIN := data=shapes model=yolo_n imgsz=256 epochs=8 lr=8e-3 mosaic=1.0 close_mosaic=3 scale=0.5 amp=off
-POLYPS := runs/detect/polyps
-POLYPS_TRAIN := data=polyps model=yolo_n imgsz=256 epochs=12 amp=off
+POLYPS := runs/segment/polyps
+POLYPS_TRAIN := data=polyps model=yolo_n-seg imgsz=256 epochs=12 amp=off
 SEGMENT := runs/segment/demo
 SEGMENT_TRAIN := data=shapes model=unet width=16 epochs=20 amp=off
 PHOTO := runs/basics/chelsea.png
@@ -66,8 +66,8 @@ demo-inspect: demo-classify
 	@echo "pictures: runs/basics/demo-*/ and runs/classify/inspect-*/ (report.html in each)"
 
 demo-serve: install
-	$(BIN)/foveal detect train $(POLYPS_TRAIN) name=polyps exist_ok=true
-	$(BIN)/foveal detect export weights=$(POLYPS)/best.safetensors
+	$(BIN)/foveal segment train $(POLYPS_TRAIN) name=polyps exist_ok=true
+	$(BIN)/foveal segment export weights=$(POLYPS)/best.safetensors
 	$(BIN)/python examples/write_polyp_video.py $(POLYPS)/video 96
 	$(BIN)/foveal serve weights=$(POLYPS)/best.onnx conf=0.4 video=$(POLYPS)/video/polyps.mp4 port=8000
 

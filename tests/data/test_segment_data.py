@@ -175,7 +175,8 @@ def test_bad_class_lists(mask_set, tmp_path, text, expected):
 
 def test_wrong_forms_and_kinds(mask_set, tmp_path):
     data, _ = mask_set
-    one_line_error("instance models need per-object annotations: COCO or YOLO polygons", data=data, kind="instance")
+    one_line_error("no object in any mask (a pixel over 127 is object); boxes and instances are read from "
+                   "black-and-white masks (0/255), not class-index masks", data=data, kind="instance")
     one_line_error(f"a folder of images and masks is read as masks:{tmp_path}", "masks:IMAGES/,MASKS/",
                    data=str(tmp_path))
     one_line_error("not a segmentation data set", data="masks:a/,b/,c/")

@@ -6,7 +6,8 @@ The `data=` forms. When only one set is given, a fixed-seed `val_fraction` of it
     masks:ROOT/                       ROOT/images/{train,val,test}/ + ROOT/masks/{train,val,test}/,
                                       or ROOT/images/ + ROOT/masks/ as one set
     ROOT/                             the same folders without `masks:`, for black-and-white masks
-                                      (as Kvasir-SEG comes): read as with binary_masks=true
+                                      (as Kvasir-SEG comes): read as with binary_masks=true;
+                                      for instance models each blob of a black-and-white mask is one object
     coco:..., path/to/data.yaml       COCO polygons or RLE, YOLO polygons (forms as for detection)
     shapes, polyps                    foveal's synthetic scenes (polyps: endoscopy frames) with exact masks
 
@@ -26,6 +27,7 @@ from ..polyps import polyps_segmentation_data
 from ..segmentation import SegmentationData, semantic_from_instances, shapes_segmentation_data
 from .common import absolute, split_off_val
 from .detection import read_detection_data
+from .mask_boxes import read_mask_boxes
 from .masks import FORMS, is_mask_folder, read_mask_folders
 
 KINDS = ("semantic", "instance")
@@ -51,10 +53,12 @@ def load_segmentation_data(data: str, kind: str, classes: str = "", strict: bool
             raise FovealError(f"data={data}: its masks hold class indices, and a plain folder is for black-and-white "
                               f"masks; a folder of images and masks is read as masks:{data}; use {FORMS}")
         form, rest, binary_masks = "masks", str(data), True
-    if form == "masks":
-        if kind == "instance":
-            raise FovealError(f"data={data}: instance models need per-object annotations: COCO or YOLO polygons, "
-                              f"not mask folders")
+    if form == "masks" and kind == "instance":  # one object per blob of black-and-white masks (Kvasir-SEG's)
+        if classes:
+            raise FovealError(f"classes={classes}: instance models read black-and-white masks, one class, named by "
+                              f"a classes.txt beside them")
+        result = read_mask_boxes(rest, data, strict, outlines=True)
+    elif form == "masks":
         result = read_mask_folders(rest, data, classes, strict, binary_masks)
     else:
         if classes:
