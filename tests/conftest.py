@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,22 @@ def train_detector(annotations: Path, images: Path, project: Path) -> tuple[Path
     result = run_cli("detect", "export", f"weights={best}", "dynamic=true")
     assert result.returncode == 0, result.stderr[-2000:]
     return best, annotations, images
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Building a model must not download anything: any name lookup or connection fails the test,
+    even when a library catches the error (the Hugging Face hub retries, then falls back to its cache)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("tests may not reach the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield
+    assert not attempts, f"a model tried to reach the network: {attempts[0]}"
 
 
 @pytest.fixture(scope="session")

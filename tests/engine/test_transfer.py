@@ -7,7 +7,7 @@ import torchvision
 import foveal
 from foveal.engine.checkpoint import load_weights, save_weights
 from foveal.engine.optim import parameter_groups
-from foveal.engine.transfer import freeze, head_prefixes, load_pretrained, under_wrapper
+from foveal.engine.transfer import freeze, head_prefixes, load_pretrained, prefixes_outside_backbone, under_wrapper
 from foveal.errors import FovealError
 
 
@@ -87,3 +87,20 @@ def test_keys_of_a_bare_torchvision_network_move_under_the_wrapper():
     assert under_wrapper(own, own) is own  # already the wrapper's keys
     other = {"conv1.weight": torch.ones(1)}
     assert under_wrapper(other, own) is other  # another network's: left for load_pretrained to refuse
+
+
+@pytest.mark.parametrize("task, name, other, kwargs", [("segment", "yolo_n-seg", "yolo_s-seg", {"num_classes": 3}),
+                                                      ("pose", "yolo_n-pose", "yolo_s-pose",
+                                                       {"num_classes": 1, "num_keypoints": 5})])
+def test_yolo_seg_and_pose_start_from_the_detectors_weights(tmp_path, task, name, other, kwargs):
+    """Every tensor of the same-size detector loads (the masks' or joints' branches start fresh); another
+    size's detector is refused in one line."""
+    detector = foveal.create_model("yolo_n", "detect", num_classes=kwargs["num_classes"])
+    save_weights(tmp_path / "det.safetensors", detector.state_dict(), {"task": "detect", "model": "yolo_n"})
+    model = foveal.create_model(name, task, imgsz=64, **kwargs)
+    note = load_pretrained(model, tmp_path / "det.safetensors", name, prefixes_outside_backbone(model))
+    assert f"{len(detector.state_dict())}/{len(model.state_dict())} tensors" in note
+    mine = model.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in detector.state_dict().items())
+    with pytest.raises(FovealError, match="holds weights for 'yolo_n'"):
+        load_pretrained(foveal.create_model(other, task, imgsz=64, **kwargs), tmp_path / "det.safetensors", other)

@@ -12,8 +12,6 @@ import pytest
 import torch
 
 import foveal
-from foveal.engine.checkpoint import save_weights
-from foveal.engine.transfer import load_pretrained, prefixes_outside_backbone
 from foveal.errors import FovealError
 from foveal.models.detect.yolo_loss import Assignment
 from foveal.models.pose.yolo_pose import YOLOPoseLoss, keypoint_loss, positive_keypoints
@@ -139,19 +137,6 @@ def test_fused_branches_compute_the_same_keypoints():
         torch.testing.assert_close(fused.keypoints(theirs, points, strides), model.keypoints(mine, points, strides),
                                    rtol=1e-4, atol=1e-3)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
-
-
-def test_pretrained_takes_the_detectors_weights(tmp_path):
-    detector = foveal.create_model("yolo_n", "detect", num_classes=1)
-    save_weights(tmp_path / "det.safetensors", detector.state_dict(), {"task": "detect", "model": "yolo_n"})
-    pose = foveal.create_model("yolo_n-pose", "pose", num_classes=1, num_keypoints=5, imgsz=64)
-    note = load_pretrained(pose, tmp_path / "det.safetensors", "yolo_n-pose", prefixes_outside_backbone(pose))
-    assert f"{len(detector.state_dict())}/{len(pose.state_dict())} tensors" in note
-    mine = pose.state_dict()
-    assert all(torch.equal(mine[k], v) for k, v in detector.state_dict().items())
-    with pytest.raises(FovealError, match="holds weights for 'yolo_n'"):
-        load_pretrained(foveal.create_model("yolo_s-pose", "pose", num_classes=1, num_keypoints=5),
-                        tmp_path / "det.safetensors", "yolo_s-pose")
 
 
 def stick_figures(count: int, seed: int = 0) -> tuple[torch.Tensor, list[dict]]:

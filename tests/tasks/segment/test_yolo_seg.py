@@ -19,9 +19,6 @@ from foveal.data.detection import DetectionData, ImageAnnotations, instance_mask
 from foveal.data.formats.coco import write_coco
 from foveal.data.formats.segmentation import load_segmentation_data
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
-from foveal.engine.checkpoint import save_weights
-from foveal.engine.transfer import load_pretrained, prefixes_outside_backbone
-from foveal.errors import FovealError
 from foveal.metrics.detection import coco_evaluate
 from foveal.models.detect.yolo_loss import Assignment
 from foveal.models.segment.yolo_seg import mask_loss
@@ -116,19 +113,6 @@ def test_yolo_n_seg_masks_beat_its_boxes_filled_in(scenes, tmp_path):
     (result,) = foveal.predict("segment", weights=run.best, source=image, conf=0.0, max_det=4)
     assert result.masks.shape == (4, 96, 96) and len(result.boxes) == 4
     assert [r["area"] for r in result.predictions] == result.masks.sum((1, 2)).tolist()
-
-
-def test_pretrained_takes_the_detectors_weights(tmp_path):
-    detector = foveal.create_model("yolo_n", "detect", num_classes=3)
-    save_weights(tmp_path / "det.safetensors", detector.state_dict(), {"task": "detect", "model": "yolo_n"})
-    segmenter = foveal.create_model("yolo_n-seg", "segment", num_classes=3, imgsz=64)
-    note = load_pretrained(segmenter, tmp_path / "det.safetensors", "yolo_n-seg", prefixes_outside_backbone(segmenter))
-    assert f"{len(detector.state_dict())}/{len(segmenter.state_dict())} tensors" in note
-    mine = segmenter.state_dict()
-    assert all(torch.equal(mine[k], v) for k, v in detector.state_dict().items())
-    with pytest.raises(FovealError, match="holds weights for 'yolo_n'"):
-        load_pretrained(foveal.create_model("yolo_s-seg", "segment", num_classes=3, imgsz=64),
-                        tmp_path / "det.safetensors", "yolo_s-seg")
 
 
 def blob_scene(rng, size: int = 64):
