@@ -85,7 +85,7 @@ def test_models_and_help(capsys):
             heading, count = line.split(": ")
             groups[heading], counts[heading] = [], int(count)
     assert list(groups) == ["classify", "detect", "detect (fixed_size)", "segment (instance)", "segment (semantic)",
-                            "restore", "forecast"]
+                            "pose", "pose (landmark)", "restore", "forecast"]
     assert all(len(names) == counts[heading] == len(set(names)) for heading, names in groups.items())
     assert "yolo_n" in groups["detect"] and "ssd300_vgg16" in groups["detect (fixed_size)"]
     assert "maskrcnn_resnet50_fpn" in groups["segment (instance)"] and "unet" in groups["segment (semantic)"]

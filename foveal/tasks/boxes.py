@@ -6,14 +6,38 @@ evaluators map each image's boxes back from the letterboxed frame before COCO ev
 """
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
-from ..data.detect_dataset import collate
+from ..config import opt
+from ..data.detect_dataset import Augment, collate
 from ..engine.contract import EvalResult, Evaluator, Task
 from ..engine.transfer import prefixes_outside_backbone
 from ..ops.boxes import unletterbox_boxes
 from ..registry import create_model, get_model_entry
+
+
+@dataclass
+class AugmentConfig:
+    """The training augmentation keys of detect and pose; their defaults are data/detect_dataset.py Augment's
+    (written there only)."""
+
+    mosaic: float = opt(Augment.mosaic, "probability of a 4-image mosaic in training", range="[0, 1]")
+    close_mosaic: int = opt(5, "turn mosaic off for the last N epochs", range="[0, inf)")
+    scale: float = opt(Augment.scale, "random scale 1 +- scale", range="[0, 1)")
+    translate: float = opt(Augment.translate, "random shift, fraction of the image size", range="[0, 1]")
+    degrees: float = opt(Augment.degrees, "random rotation range in degrees", range="[0, 180]")
+    hflip: float = opt(Augment.hflip, "horizontal flip probability (pose: left and right joints swap by the "
+                                      "data's flip_idx; off for joints with neither names nor flip_idx)",
+                       range="[0, 1]")
+    hsv_h: float = opt(Augment.hsv_h, "hue jitter (fraction)", range="[0, 1]")
+    hsv_s: float = opt(Augment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
+    hsv_v: float = opt(Augment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
+
+    def augment(self) -> Augment:
+        return Augment(self.mosaic, self.scale, self.translate, self.degrees, self.hflip, self.hsv_h, self.hsv_s,
+                       self.hsv_v)
 
 
 LOOK_AGAIN_FRAMES = 8  # predict found nothing: the first frames are run again at a low conf for a hint

@@ -6,7 +6,7 @@ Prediction on images, video and cameras is in predict.py; the report in report.p
 from dataclasses import dataclass
 
 from ...config import TrainConfig, opt
-from ...data.detect_dataset import Augment, DetectionDataset, shapes_detection_data
+from ...data.detect_dataset import DetectionDataset, shapes_detection_data
 from ...data.detection import DetectionData
 from ...data.polyps import polyps_detection_data
 from ...data.videos import shapes_video_detection_data
@@ -15,14 +15,14 @@ from ...files import write_json
 from ...ops.boxes import NMS_IOU
 from ...registry import get_model_entry
 from ...track.config import TrackConfig
-from ..boxes import BoxEvaluator, BoxTask
+from ..boxes import AugmentConfig, BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes", "polyps", "shapes_video")
 MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "convert", "features", "explain")
 
 
 @dataclass
-class DetectConfig(TrackConfig, TrainConfig):
+class DetectConfig(AugmentConfig, TrackConfig, TrainConfig):
     model: str = opt("yolo_n", "architecture name (`foveal models detect` lists them)")
     epochs: int = opt(30, "number of training epochs")
     batch: int = opt(16, "batch size (per process when run with torchrun)")
@@ -32,16 +32,6 @@ class DetectConfig(TrackConfig, TrainConfig):
     conf: float = opt(-1.0, "confidence threshold (-1: 0.001 for val, 0.25 for predict)", range="[0, 1] or -1")
     iou: float = opt(NMS_IOU, "IoU threshold of non-maximum suppression", range="[0, 1]")
     max_det: int = opt(300, "most detections kept per image", range="[1, inf)")
-    # the augmentation: its defaults are data/detect_dataset.py Augment's (written there only)
-    mosaic: float = opt(Augment.mosaic, "probability of a 4-image mosaic in training", range="[0, 1]")
-    close_mosaic: int = opt(5, "turn mosaic off for the last N epochs", range="[0, inf)")
-    scale: float = opt(Augment.scale, "random scale 1 +- scale", range="[0, 1)")
-    translate: float = opt(Augment.translate, "random shift, fraction of the image size", range="[0, 1]")
-    degrees: float = opt(Augment.degrees, "random rotation range in degrees", range="[0, 180]")
-    hflip: float = opt(Augment.hflip, "horizontal flip probability", range="[0, 1]")
-    hsv_h: float = opt(Augment.hsv_h, "hue jitter (fraction)", range="[0, 1]")
-    hsv_s: float = opt(Augment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
-    hsv_v: float = opt(Augment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
     save: bool = opt(True, "predict: write annotated images or video")
     save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised); track: "
                                 "MOTChallenge lines, mot/<video>.txt")
@@ -92,9 +82,7 @@ class DetectTask(BoxTask):
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
-        augment = Augment(cfg.mosaic, cfg.scale, cfg.translate, cfg.degrees, cfg.hflip, cfg.hsv_h, cfg.hsv_s,
-                          cfg.hsv_v) if train else None
-        return DetectionDataset(self.split_items(split), self.imgsz, augment, self.stride,
+        return DetectionDataset(self.split_items(split), self.imgsz, cfg.augment() if train else None, self.stride,
                                 mosaic_epochs=cfg.epochs - cfg.close_mosaic)
 
     def check_imgsz(self, imgsz: int):

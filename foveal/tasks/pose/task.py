@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 import torch
 
 from ...config import TrainConfig, opt
-from ...data.detect_dataset import Augment
 from ...data.detection import DetectionData, KeypointLayout
 from ...data.pose_dataset import PoseDataset
 from ...errors import FovealError
@@ -22,14 +21,14 @@ from ...ops.boxes import NMS_IOU
 from ...ops.keypoints import default_sigmas, unletterbox_keypoints
 from ...registry import get_model_entry
 from ...track.config import TrackConfig
-from ..boxes import BoxEvaluator, BoxTask
+from ..boxes import AugmentConfig, BoxEvaluator, BoxTask
 
 EMBEDDED = ("stickmen",)
 MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "features", "explain")
 
 
 @dataclass
-class PoseConfig(TrackConfig, TrainConfig):
+class PoseConfig(AugmentConfig, TrackConfig, TrainConfig):
     model: str = opt("yolo_n-pose", "architecture name (`foveal models pose` lists them)")
     imgsz: int = opt(0, "input size in pixels, a multiple of 32 (0: 256 for stickmen, 320 otherwise)")
     epochs: int = opt(30, "number of training epochs")
@@ -43,18 +42,6 @@ class PoseConfig(TrackConfig, TrainConfig):
                               "joints, else 1/K each)")
     kpt_conf: float = opt(0.5, "predict: a joint is drawn (and written by save_txt) when its score is at least this",
                           range="[0, 1]")
-    # the augmentation: its defaults are data/detect_dataset.py Augment's (written there only)
-    mosaic: float = opt(Augment.mosaic, "probability of a 4-image mosaic in training", range="[0, 1]")
-    close_mosaic: int = opt(5, "turn mosaic off for the last N epochs", range="[0, inf)")
-    scale: float = opt(Augment.scale, "random scale 1 +- scale", range="[0, 1)")
-    translate: float = opt(Augment.translate, "random shift, fraction of the image size", range="[0, 1]")
-    degrees: float = opt(Augment.degrees, "random rotation range in degrees", range="[0, 180]")
-    hflip: float = opt(Augment.hflip, "horizontal flip probability (left and right joints swap by the data's "
-                                      "flip_idx; off for data whose joints have no names nor flip_idx)",
-                       range="[0, 1]")
-    hsv_h: float = opt(Augment.hsv_h, "hue jitter (fraction)", range="[0, 1]")
-    hsv_s: float = opt(Augment.hsv_s, "saturation jitter (fraction)", range="[0, 1]")
-    hsv_v: float = opt(Augment.hsv_v, "value (brightness) jitter (fraction)", range="[0, 1]")
     save: bool = opt(True, "predict: write annotated images or video")
     save_txt: bool = opt(False, "predict: also write YOLO-pose txt labels (class cx cy w h, then x y v per joint, "
                                 "normalised); track: MOTChallenge lines, mot/<video>.txt")
@@ -128,9 +115,8 @@ class PoseTask(BoxTask):
 
     def dataset(self, split: str, train: bool):
         cfg = self.cfg
-        augment = Augment(cfg.mosaic, cfg.scale, cfg.translate, cfg.degrees, cfg.hflip, cfg.hsv_h, cfg.hsv_s,
-                          cfg.hsv_v) if train else None
-        return PoseDataset(self.split_items(split), self.imgsz, augment, self.rect_stride(cfg.model, self.meta),
+        return PoseDataset(self.split_items(split), self.imgsz, cfg.augment() if train else None,
+                           self.rect_stride(cfg.model, self.meta),
                            mosaic_epochs=cfg.epochs - cfg.close_mosaic, flip_idx=self.layout.flip_idx)
 
     def model_kwargs(self) -> dict:
