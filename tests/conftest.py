@@ -213,6 +213,44 @@ def trained_yolo_seg(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trained_yolo_pose(tmp_path_factory):
+    """(weights file, folder of the 8 images as PNG, their ImageAnnotations) of a yolo_n-pose trained 80 steps on
+    8 stick-figure images of 96 px (a few seconds): boxes and most joints found with visibility scores near 1;
+    shared by the pose serve tests (none writes beside the weights but its own graphs)."""
+    import foveal
+    from foveal.data.stickmen import STICKMEN_LAYOUT, stickmen_pose_data
+    from foveal.engine.checkpoint import save_weights
+
+    size = 96
+    items = stickmen_pose_data(imgsz=size, n_train=8, n_val=1, n_test=1).splits["train"]
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
+    images = torch.from_numpy(np.stack([item.pixels for item in items])).permute(0, 3, 1, 2).float() / 255
+    targets = [{"boxes": torch.from_numpy(item.boxes), "labels": torch.from_numpy(item.labels),
+                "keypoints": torch.from_numpy(item.keypoints)} for item in items]
+    kwargs = {"num_classes": 1, "num_keypoints": STICKMEN_LAYOUT.count, "imgsz": size}
+    model = foveal.create_model("yolo_n-pose", "pose", **kwargs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
+    for _ in range(80):
+        loss = sum(model(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(threads)
+    root = tmp_path_factory.mktemp("yolo_pose")
+    weights = root / "best.safetensors"
+    save_weights(weights, model.state_dict(), {"task": "pose", "model": "yolo_n-pose", "model_kwargs": kwargs,
+                                               "classes": ["person"], "imgsz": size,
+                                               "keypoints": STICKMEN_LAYOUT.to_dict()})
+    folder = root / "images"
+    folder.mkdir()
+    for k, item in enumerate(items):
+        Image.fromarray(item.pixels).save(folder / f"{k}.png")
+    return weights, folder, items
+
+
+@pytest.fixture(scope="session")
 def digits_mlp(tmp_path_factory):
     """best.safetensors of a one-epoch mlp on digits at 8x8 (a second or two), trained once for every test
     that needs real classifier weights (none writes beside them)."""

@@ -4,12 +4,14 @@
     POST /predict       an image (multipart field `file`, or the raw body); ?conf= raises the threshold;
                         ?stream=ID (or the form field `stream`): a video's frame, tracked (each entry's track_id)
     GET  /health        {"status": "ok", "pending": N}
-    GET  /info          task, model, classes, imgsz, format, conf, track (whether stream= tracks), tracker
+    GET  /info          task, model, classes, imgsz, format, conf, track (whether stream= tracks), tracker,
+                        keypoints (pose: the joints' names, sides and skeleton; else null)
     GET  /video/info    the demo video (`video=`): frames, fps, size
     GET  /video/frame/N its frame N as JPEG (the page sends it back to /predict, as a camera would)
 
 /predict answers with the entries predict writes to predictions.json for one image (detect: COCO
-results, bbox = x, y, w, h; segment: classes' pixels and polygons, or objects; classify: top-k), so
+results, bbox = x, y, w, h; segment: classes' pixels and polygons, or objects; pose: detect's plus each
+object's "keypoints", x, y, score per joint; classify: top-k), so
 the API and the files agree. A client sending a video frame by frame names it with `stream=` (any short
 id it makes up): the frame's detections go through that stream's own tracker (foveal/track) and only
 the tracked ones are answered, each with its "track_id". A stream's tracker is dropped after
@@ -40,6 +42,7 @@ import numpy as np
 
 from ..config import build_config, fields_of, opt
 from ..data.images import decode, first_line
+from ..data.keypoints import joint_sides
 from ..data.stream import Frame
 from ..errors import FovealError
 from ..engine.contract import PHASES
@@ -146,6 +149,16 @@ class Streams:
         return tracker
 
 
+def keypoint_layout(meta: dict) -> dict | None:
+    """What the page needs to draw pose weights' skeletons: joint names, each joint's side (left, right or
+    middle, coloured apart) and the limbs as joint index pairs; None for weights without keypoints."""
+    if "keypoints" not in meta:
+        return None
+    names = meta["keypoints"]["names"]
+    return {"names": names, "sides": [("middle", "left", "right")[side] for side in joint_sides(names)],
+            "skeleton": meta["keypoints"]["skeleton"]}
+
+
 class Service:
     """A task's trained model and Predictor, run on one image at a time; frames of a named stream are tracked."""
 
@@ -163,14 +176,15 @@ class Service:
         self.info = {"task": task_name, "model": meta["model"], "classes": meta["classes"], "imgsz": meta["imgsz"],
                      "format": "onnx" if Path(cfg.weights).suffix == ".onnx" else "safetensors",
                      "weights": Path(cfg.weights).name, "conf": conf, "device": str(device),
-                     "track": self.tracks, "tracker": cfg.tracker if self.tracks else None}
+                     "track": self.tracks, "tracker": cfg.tracker if self.tracks else None,
+                     "keypoints": keypoint_layout(meta)}
 
     def predict(self, data: bytes, conf: float | None, stream: str | None = None) -> dict:
         """The predictions.json entries of one uploaded image, with its size and the time of each phase; a frame
         of a stream answers the detections its tracker follows, each with its track_id."""
         if stream is not None and not self.tracks:
-            raise FovealError(f"stream: {self.info['task']} weights find no boxes to track (detect and instance "
-                              "segment weights do); send the image without stream=")
+            raise FovealError(f"stream: {self.info['task']} weights find no boxes to track (detect, instance "
+                              "segment and pose weights do); send the image without stream=")
         pixels = read_upload(data)
         with self.lock:
             predictor = self.predictor

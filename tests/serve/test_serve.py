@@ -317,8 +317,8 @@ def test_tasks_without_boxes_refuse_streams(classifier):
                                          ("POST", "/predict", {"content": body}))
     assert info.json()["track"] is False and info.json()["tracker"] is None
     assert refused.status_code == 400 and plain.status_code == 200
-    assert refused.json()["detail"] == ("stream: classify weights find no boxes to track (detect and instance segment "
-                                        "weights do); send the image without stream=")
+    assert refused.json()["detail"] == ("stream: classify weights find no boxes to track (detect, instance segment and "
+                                        "pose weights do); send the image without stream=")
 
 
 # ---- slow and odd clients, on a small classifier ---------------------------------------------------------
@@ -531,4 +531,101 @@ def test_page_in_a_browser_fills_the_outlines_of_a_yolo_seg_graph(trained_yolo_s
         finally:
             driver.quit()
     assert np.abs(inside - source[inside_y, inside_x]).max() > 20  # filled with the class colour
+    assert np.abs(outside - source[outside_y, outside_x]).max() <= 2  # the image itself
+
+
+# ---- pose weights: joints in the answers, skeletons on the page ------------------------------------------
+
+def test_pose_weights_answer_joints_and_the_layout_to_draw_them(trained_yolo_pose):
+    """/info gives the joints' names, sides and limbs; /predict each person's box and K joints as `foveal pose
+    predict` writes them, near the drawn figures' own; a stream's people carry track ids with their joints."""
+    from foveal.data.stickmen import STICKMEN_LAYOUT
+    from foveal.serve.app import build
+
+    weights, folder, items = trained_yolo_pose
+    image = sorted(folder.iterdir())[1]
+    truth = items[int(image.stem)]
+    app, _ = build({"weights": str(weights), "threads": "1", "quiet": "true"})
+    body = png_bytes(truth.pixels)
+    info, answer, *frames = [a.json() for a in asgi_requests(
+        app, ("GET", "/info", {}), ("POST", "/predict", {"content": body}),
+        *[("POST", "/predict?stream=v", {"content": body})] * 2)]
+    names = STICKMEN_LAYOUT.names
+    assert info["task"] == "pose" and info["track"] is True
+    assert info["keypoints"] == {"names": names, "skeleton": [list(pair) for pair in STICKMEN_LAYOUT.skeleton],
+                                 "sides": [name.split("_")[0] if "_" in name else "middle" for name in names]}
+    assert info["keypoints"]["sides"][:3] == ["middle", "left", "right"]  # head, left_shoulder, right_shoulder
+    (expected,) = foveal.predict("pose", weights=weights, source=image, threads=1)
+    found = answer["results"]
+    assert found and [r["category"] for r in found] == [r["category"] for r in expected.predictions]
+    np.testing.assert_allclose([r["keypoints"] for r in found], [r["keypoints"] for r in expected.predictions],
+                               atol=0.02)
+    for r in found:
+        joints = np.reshape(r["keypoints"], (-1, 3))
+        assert joints.shape == (len(names), 3) and ((0 <= joints[:, 2]) & (joints[:, 2] <= 1)).all()
+        assert ((0 <= joints[:, :2]) & (joints[:, :2] <= [answer["width"], answer["height"]])).all()
+    # the most confident person's visible joints lie within 5 px of a drawn figure's (at 96 px)
+    best = np.reshape(max(found, key=lambda r: r["score"])["keypoints"], (-1, 3))
+    visible = truth.keypoints[..., 2] == 2
+    errors = [np.linalg.norm(best[v, :2] - joints[v, :2], axis=1).mean() for joints, v in zip(truth.keypoints, visible)]
+    assert min(errors) < 5, errors  # joints put at the box centre: 15 px off and more
+    tracked = frames[1]["results"]
+    assert tracked and all(r["track_id"] >= 1 for r in tracked)
+    assert sorted(r["keypoints"] for r in tracked) == sorted(r["keypoints"] for r in found)
+
+
+def test_page_in_a_browser_draws_the_skeletons_of_a_yolo_pose_graph(trained_yolo_pose):
+    """yolo_n-pose exported to ONNX and served: the page draws each person's joints (a pixel on a joint scored
+    at least 0.5 is coloured, one far from every box is the image's own)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from foveal.report.draw import SIDE_COLOURS
+    from foveal.serve.app import build
+    from tests.engine.test_export_yolo import export
+
+    weights, folder, _ = trained_yolo_pose
+    graph = export(weights, "page.onnx", "pose", 96, dynamic=False)
+    app, _ = build({"weights": str(graph), "threads": "1", "quiet": "true"})
+    image = sorted(folder.iterdir())[1]
+    source = np.asarray(Image.open(image).convert("RGB"))
+    with served_in_a_thread(app) as url:
+        answer = httpx.post(f"{url}/predict", content=image.read_bytes()).json()
+        assert answer["task"] == "pose" and answer["results"]
+        sides = httpx.get(f"{url}/info").json()["keypoints"]["sides"]
+        joints = np.concatenate([np.reshape(r["keypoints"], (-1, 3)) for r in answer["results"]])
+        colours = np.array([SIDE_COLOURS[("middle", "left", "right").index(side)] for side in sides])
+        # a joint drawn (scored at least 0.5) on the pixel whose own colour is the farthest from its side's
+        shown = joints[:, 2] >= 0.5
+        at = np.round(joints[:, :2]).astype(int).clip(0, np.array(source.shape[1::-1]) - 1)
+        contrast = np.abs(source[at[:, 1], at[:, 0]] - np.tile(colours, (len(answer["results"]), 1))).max(1)
+        chosen = np.argmax(np.where(shown, contrast, -1))
+        (joint_x, joint_y), side_colour = at[chosen], colours[chosen % len(sides)]
+        drawn = np.zeros(source.shape[:2], np.uint8)  # 0 where the page may draw: boxes, captions, joints
+        drawn[:] = 1
+        for r in answer["results"]:
+            x, y, w, h = (int(v) for v in r["bbox"])
+            drawn[max(0, y - 18):y + h + 3, max(0, x - 3):x + max(w, 80) + 3] = 0  # the caption above, to its right
+        for x, y, _ in joints:
+            drawn[max(0, int(y) - 6):int(y) + 7, max(0, int(x) - 6):int(x) + 7] = 0
+        depth = cv2.distanceTransform(drawn, cv2.DIST_L2, 3)
+        outside_y, outside_x = np.unravel_index(depth.argmax(), depth.shape)
+        assert depth[outside_y, outside_x] >= 3  # the image has a pixel far from anything drawn
+        driver = browser()
+        try:
+            driver.get(url + "/")
+            wait = WebDriverWait(driver, 30)
+            wait.until(lambda d: "yolo_n-pose" in d.find_element(By.ID, "model").text)
+            driver.find_element(By.ID, "file").send_keys(str(image))
+            wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
+            assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+            listed = [int(item.get_attribute("data-joints"))
+                      for item in driver.find_elements(By.CSS_SELECTOR, "#results li")]
+            pixel = "return Array.from(document.getElementById('canvas').getContext('2d').getImageData({}, {}, 1, 1).data);"
+            joint = np.array(driver.execute_script(pixel.format(joint_x, joint_y))[:3])
+            outside = np.array(driver.execute_script(pixel.format(outside_x, outside_y))[:3])
+        finally:
+            driver.quit()
+    assert np.abs(joint - source[joint_y, joint_x]).max() > 40  # the joint's dot, in its side's colour
+    assert np.abs(joint - side_colour).max() <= 40, (joint, side_colour)
+    assert listed == [int((np.reshape(r["keypoints"], (-1, 3))[:, 2] >= 0.5).sum()) for r in answer["results"]]
     assert np.abs(outside - source[outside_y, outside_x]).max() <= 2  # the image itself
