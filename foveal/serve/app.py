@@ -149,14 +149,15 @@ class Streams:
         return tracker
 
 
-def keypoint_layout(meta: dict) -> dict | None:
+def keypoint_layout(meta: dict, cfg) -> dict | None:
     """What the page needs to draw pose weights' skeletons: joint names, each joint's side (left, right or
-    middle, coloured apart) and the limbs as joint index pairs; None for weights without keypoints."""
+    middle, coloured apart), the limbs as joint index pairs and the score a joint is drawn from (kpt_conf);
+    None for weights without keypoints."""
     if "keypoints" not in meta:
         return None
     names = meta["keypoints"]["names"]
     return {"names": names, "sides": [("middle", "left", "right")[side] for side in joint_sides(names)],
-            "skeleton": meta["keypoints"]["skeleton"]}
+            "skeleton": meta["keypoints"]["skeleton"], "conf": cfg.kpt_conf}
 
 
 class Service:
@@ -177,7 +178,7 @@ class Service:
                      "format": "onnx" if Path(cfg.weights).suffix == ".onnx" else "safetensors",
                      "weights": Path(cfg.weights).name, "conf": conf, "device": str(device),
                      "track": self.tracks, "tracker": cfg.tracker if self.tracks else None,
-                     "keypoints": keypoint_layout(meta)}
+                     "keypoints": keypoint_layout(meta, cfg)}
 
     def predict(self, data: bytes, conf: float | None, stream: str | None = None) -> dict:
         """The predictions.json entries of one uploaded image, with its size and the time of each phase; a frame

@@ -545,7 +545,7 @@ def test_pose_weights_answer_joints_and_the_layout_to_draw_them(trained_yolo_pos
     weights, folder, items = trained_yolo_pose
     image = sorted(folder.iterdir())[1]
     truth = items[int(image.stem)]
-    app, _ = build({"weights": str(weights), "threads": "1", "quiet": "true"})
+    app, _ = build({"weights": str(weights), "threads": "1", "quiet": "true", "kpt_conf": "0.4"})
     body = png_bytes(truth.pixels)
     info, answer, *frames = [a.json() for a in asgi_requests(
         app, ("GET", "/info", {}), ("POST", "/predict", {"content": body}),
@@ -553,7 +553,8 @@ def test_pose_weights_answer_joints_and_the_layout_to_draw_them(trained_yolo_pos
     names = STICKMEN_LAYOUT.names
     assert info["task"] == "pose" and info["track"] is True
     assert info["keypoints"] == {"names": names, "skeleton": [list(pair) for pair in STICKMEN_LAYOUT.skeleton],
-                                 "sides": [name.split("_")[0] if "_" in name else "middle" for name in names]}
+                                 "sides": [name.split("_")[0] if "_" in name else "middle" for name in names],
+                                 "conf": 0.4}  # the page draws the joints scored at least kpt_conf
     assert info["keypoints"]["sides"][:3] == ["middle", "left", "right"]  # head, left_shoulder, right_shoulder
     (expected,) = foveal.predict("pose", weights=weights, source=image, threads=1)
     found = answer["results"]
