@@ -23,7 +23,7 @@ from foveal.metrics.keypoints import landmark_metrics
 from foveal.tasks.pose.task import PoseTask
 from tests.test_cli import assert_one_line_error, main_in_process
 
-FACE = 64
+WIDTH, HEIGHT = 96, 64  # wider than high: letterboxed in training, a 96 x 64 (rect) input in val
 NAMES = ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"]
 COLOURS = [(40, 40, 255), (255, 40, 40), (40, 220, 40), (0, 220, 255), (255, 220, 0)]  # BGR: each landmark its own
 OFFSETS = np.array([(-0.4, -0.3), (0.4, -0.3), (0.0, 0.05), (-0.3, 0.45), (0.3, 0.45)])  # of the face's radius
@@ -31,16 +31,16 @@ NO_COLOUR = {"hsv_h": 0, "hsv_s": 0, "hsv_v": 0}
 
 
 def write_faces(folder, count: int, seed: int) -> str:
-    """A landmark folder of `count` 64 px images, each one grey disc (a face) of random place and size whose 5
+    """A landmark folder of `count` 96 x 64 images, each one grey disc (a face) of random place and size whose 5
     landmarks are dots of distinct colours, the left ones on the image's left; returns its IMAGES/,CSV text."""
     rng = np.random.default_rng(seed)
     images = folder / "images"
     images.mkdir(parents=True)
     rows = [["image"] + [f"{name}_{axis}" for name in NAMES for axis in "xy"]]
     for i in range(count):
-        image = np.full((FACE, FACE, 3), rng.integers(40, 120), np.uint8)
-        radius = rng.uniform(0.22, 0.38) * FACE
-        centre = rng.uniform(radius, FACE - radius, 2)
+        image = np.full((HEIGHT, WIDTH, 3), rng.integers(40, 120), np.uint8)
+        radius = rng.uniform(0.22, 0.38) * HEIGHT
+        centre = rng.uniform(radius, (WIDTH - radius, HEIGHT - radius))
         cv2.circle(image, tuple(int(v) for v in centre), int(radius), (160, 160, 160), -1)
         points = centre + OFFSETS * radius
         for (x, y), colour in zip(points, COLOURS):
@@ -62,13 +62,13 @@ def faces(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hourglass(faces, tmp_path_factory):
     # hflip stays on (0.5, the default): a flip that swapped the names wrongly would teach left as right
-    return foveal.train("pose", data=faces, model="hourglass_s", imgsz=FACE, epochs=12, batch=8, weight_decay=0,
+    return foveal.train("pose", data=faces, model="hourglass_s", imgsz=WIDTH, epochs=14, batch=8, weight_decay=0,
                         warmup_epochs=1, mosaic=0, scale=0.1, translate=0.05, degrees=0, **NO_COLOUR, workers=0,
                         plots=False, verbose=False, project=tmp_path_factory.mktemp("hg_runs"), name="learn")
 
 
 def test_a_training_flip_keeps_left_on_the_left(faces):
-    cfg = foveal.api.config("pose", data=faces, model="hourglass_s", imgsz=FACE, mosaic=0, scale=0, translate=0,
+    cfg = foveal.api.config("pose", data=faces, model="hourglass_s", imgsz=WIDTH, mosaic=0, scale=0, translate=0,
                             degrees=0, hflip=1.0, **NO_COLOUR)
     task = PoseTask.create(cfg)
     task.setup()
@@ -83,7 +83,7 @@ def test_hourglass_learns_landmarks_far_better_than_their_mean_places(hourglass,
     assert last["train_loss"] < 0.3 * first["train_loss"]
     result = main_in_process(capsys, "pose", "val", f"weights={hourglass.best}", f"project={tmp_path}", "name=val")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "pck" in result.stdout.lower() and "nme" in result.stdout.lower()  # printed, as AP is
+    assert "pck=" in result.stdout and "nme=" in result.stdout  # printed, as OKS AP is
     metrics = foveal.val("pose", weights=hourglass.best, project=tmp_path, verbose=False).metrics
     assert metrics["pck"] == pytest.approx(hourglass.metrics["pck"], abs=1e-9)  # val reproduces training
     assert 0 <= metrics["map"] <= 1 and math.isfinite(metrics["nme"])  # OKS AP too, on the one detection
@@ -94,8 +94,8 @@ def test_hourglass_learns_landmarks_far_better_than_their_mean_places(hourglass,
     truth = np.stack([item.keypoints[0] for item in val])
     boxes = np.stack([item.boxes[0] for item in val])
     trivial = landmark_metrics(truth, np.broadcast_to(mean, truth.shape), boxes)
-    assert metrics["pck"] > 0.8 and metrics["pck"] > trivial.pck + 0.4, (metrics["pck"], trivial.pck)
-    assert metrics["nme"] < 0.5 * trivial.nme, (metrics["nme"], trivial.nme)
+    assert metrics["pck"] > 0.8 and metrics["pck"] > trivial.pck + 0.5, (metrics["pck"], trivial.pck)
+    assert metrics["nme"] < 0.25 * trivial.nme, (metrics["nme"], trivial.nme)
 
 
 def test_hourglass_predicts_one_object_per_image(hourglass, faces, tmp_path, capsys):
@@ -150,7 +150,7 @@ def test_keypoint_rcnn_starts_from_torchvisions_own_file_with_other_joints(two_p
     coco = torchvision.models.detection.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None,
                                                                    num_keypoints=17)
     torch.save(coco.state_dict(), tmp_path / "keypointrcnn_coco.pth")
-    foveal.train("pose", data=two_people[0], model="keypointrcnn_resnet50_fpn", imgsz=96, epochs=1, batch=2,
+    foveal.train("pose", data=two_people[0], model="keypointrcnn_resnet50_fpn", imgsz=64, epochs=1, batch=2,
                  pretrained=tmp_path / "keypointrcnn_coco.pth", mosaic=0, workers=0, plots=False, verbose=True,
                  project=tmp_path, name="coco_start")
     note = next(line for line in capsys.readouterr().out.splitlines() if "keypointrcnn_coco.pth" in line)
