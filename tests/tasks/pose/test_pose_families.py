@@ -32,7 +32,8 @@ NO_COLOUR = {"hsv_h": 0, "hsv_s": 0, "hsv_v": 0}
 
 def write_faces(folder, count: int, seed: int) -> str:
     """A landmark folder of `count` 96 x 64 images, each one grey disc (a face) of random place and size whose 5
-    landmarks are dots of distinct colours, the left ones on the image's left; returns its IMAGES/,CSV text."""
+    landmarks are dots of distinct colours, the left ones on the image's left; returns the images folder
+    (points.csv lies beside it)."""
     rng = np.random.default_rng(seed)
     images = folder / "images"
     images.mkdir(parents=True)
@@ -49,26 +50,27 @@ def write_faces(folder, count: int, seed: int) -> str:
         rows.append([f"face{i:02d}.png"] + [f"{v:.2f}" for v in points.ravel()])
     with open(folder / "points.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    return f"{images},{folder / 'points.csv'}"
+    return images
 
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
-    """data= of 32 training faces and 16 others to score on."""
+    """(data=, the val images folder): 32 training faces and 16 others to score on."""
     root = tmp_path_factory.mktemp("faces")
-    return f"landmarks:{write_faces(root / 'train', 32, 0)};{write_faces(root / 'val', 16, 1)}"
+    train, val = write_faces(root / "train", 32, 0), write_faces(root / "val", 16, 1)
+    return f"landmarks:{train},{train.parent / 'points.csv'};{val},{val.parent / 'points.csv'}", val
 
 
 @pytest.fixture(scope="module")
 def hourglass(faces, tmp_path_factory):
-    # hflip stays on (0.5, the default): a flip that swapped the names wrongly would teach left as right
-    return foveal.train("pose", data=faces, model="hourglass_s", imgsz=WIDTH, epochs=14, batch=8, weight_decay=0,
+    # hflip stays on (0.5, the default): training goes through flips, whose naming the next test checks
+    return foveal.train("pose", data=faces[0], model="hourglass_s", imgsz=WIDTH, epochs=14, batch=8, weight_decay=0,
                         warmup_epochs=1, mosaic=0, scale=0.1, translate=0.05, degrees=0, **NO_COLOUR, workers=0,
                         plots=False, verbose=False, project=tmp_path_factory.mktemp("hg_runs"), name="learn")
 
 
 def test_a_training_flip_keeps_left_on_the_left(faces):
-    cfg = foveal.api.config("pose", data=faces, model="hourglass_s", imgsz=WIDTH, mosaic=0, scale=0, translate=0,
+    cfg = foveal.api.config("pose", data=faces[0], model="hourglass_s", imgsz=WIDTH, mosaic=0, scale=0, translate=0,
                             degrees=0, hflip=1.0, **NO_COLOUR)
     task = PoseTask.create(cfg)
     task.setup()
@@ -88,7 +90,7 @@ def test_hourglass_learns_landmarks_far_better_than_their_mean_places(hourglass,
     assert metrics["pck"] == pytest.approx(hourglass.metrics["pck"], abs=1e-9)  # val reproduces training
     assert 0 <= metrics["map"] <= 1 and math.isfinite(metrics["nme"])  # OKS AP too, on the one detection
     # the trivial predictor: every landmark at its mean place over the training images
-    data = load_pose_data(faces)
+    data = load_pose_data(faces[0])
     mean = np.stack([item.keypoints[0] for item in data.splits["train"]]).mean(0)
     val = data.splits["val"]
     truth = np.stack([item.keypoints[0] for item in val])
@@ -99,12 +101,12 @@ def test_hourglass_learns_landmarks_far_better_than_their_mean_places(hourglass,
 
 
 def test_hourglass_predicts_one_object_per_image(hourglass, faces, tmp_path, capsys):
-    images = faces.split(":", 1)[1].split(";")[1].split(",")[0]
+    images = faces[1]
     result = main_in_process(capsys, "pose", "predict", f"weights={hourglass.best}", f"source={images}",
                              f"project={tmp_path}", "name=predict")
     assert result.returncode == 0, result.stderr[-2000:]
     entries = json.loads((tmp_path / "pose" / "predict" / "predictions.json").read_text())
-    assert sorted(Path(e["file_name"]).name for e in entries) == sorted(p.name for p in Path(images).iterdir())
+    assert sorted(Path(e["file_name"]).name for e in entries) == sorted(p.name for p in images.iterdir())
     assert all(len(e["keypoints"]) == 3 * len(NAMES) for e in entries)
 
 
@@ -112,8 +114,8 @@ def test_hourglass_onnx_scores_as_pytorch(hourglass, faces, tmp_path, capsys):
     copy = tmp_path / "best.safetensors"  # export writes beside the weights
     copy.write_bytes(hourglass.best.read_bytes())
     assert main_in_process(capsys, "pose", "export", f"weights={copy}").returncode == 0
-    ours = foveal.val("pose", weights=copy, data=faces, project=tmp_path, verbose=False).metrics
-    graph = foveal.val("pose", weights=copy.with_suffix(".onnx"), data=faces, project=tmp_path, verbose=False).metrics
+    ours = foveal.val("pose", weights=copy, data=faces[0], project=tmp_path, verbose=False).metrics
+    graph = foveal.val("pose", weights=copy.with_suffix(".onnx"), data=faces[0], project=tmp_path, verbose=False).metrics
     assert abs(graph["pck"] - ours["pck"]) < 0.002 and abs(graph["nme"] - ours["nme"]) < 0.002, (ours, graph)
 
 
