@@ -2,6 +2,7 @@
 (boxes, scores, labels, keypoints (M, K, 3) in input pixels with joint scores in [0, 1]), local
 pretrained weights, the hourglass's Gaussian targets and decoding, and a hourglass that learns."""
 
+import copy
 import math
 
 import pytest
@@ -75,6 +76,13 @@ def test_keypoint_rcnn_trains_a_step_on_an_image_with_objects_and_one_without(rc
     rcnn.zero_grad()
     nothing = rcnn(torch.rand(1, 3, 128, 128), pose_targets()[1:])  # a batch with no object at all
     assert nothing["loss_keypoint"] == 0 and torch.isfinite(sum(nothing.values()))
+
+
+def test_keypoint_rcnn_trains_in_channels_last(rcnn):
+    # the pose task trains in channels_last; torchvision's keypoint loss .view()s the heatmap logits
+    model = copy.deepcopy(rcnn).to(memory_format=torch.channels_last).train()
+    images = torch.rand(2, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    assert torch.isfinite(model(images, pose_targets())["loss_keypoint"])
 
 
 def test_keypoint_rcnn_eval_contract_and_conf(rcnn):
@@ -208,7 +216,7 @@ def test_hourglass_refuses_several_classes_and_exports_its_decoding():
         table = model.export_module()(images)
         assert table.shape == (2, K, 3)
         direct = model(images)
-        model.run_exported(lambda x: table)
+        model.run_exported(lambda x: [table])  # as onnx_runtime's runner: the list of outputs
         via_export = model(images)
     for a, b in zip(direct, via_export):
         assert all(torch.equal(a[key], b[key]) for key in a)

@@ -113,7 +113,7 @@ class StackedHourglass(nn.Module):
         if self.training:
             return self.loss(self.heatmaps(images), targets)
         if self.exported is not None:
-            table = self.exported(images)
+            table = self.exported(images)[0]  # the graph's outputs, a list (engine/onnx_runtime.py): keypoints
         else:  # decoded in float32 under autocast too: half precision cannot tell 200.5 px from 200 px
             table = decode_heatmaps(self.heatmaps(images)[-1].float())
         height, width = images.shape[-2:]
@@ -129,7 +129,7 @@ class StackedHourglass(nn.Module):
         return DecodedKeypoints(self)
 
     def run_exported(self, run) -> "StackedHourglass":
-        """From now on, evaluate with `run` (images -> the keypoints of an exported export_module)."""
+        """From now on, evaluate with `run` (images -> the outputs of an exported export_module: [keypoints])."""
         self.exported = run
         return self
 

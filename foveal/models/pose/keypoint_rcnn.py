@@ -37,6 +37,12 @@ class TorchvisionKeypointDetector(TorchvisionDetector):
 
     export_instead = "for ONNX use yolo_n/s/m-pose or hourglass"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the trainer's channels_last weights give channels_last heatmap logits, which torchvision's keypoint
+        # loss .view()s and so refuses; a hook (not a wrapper) keeps torchvision's state_dict keys
+        self.model.roi_heads.keypoint_predictor.register_forward_hook(contiguous_output)
+
     def forward(self, images, targets=None):
         images = list(images.unbind(0))
         if self.training:  # labels move past the background label 0; extra keys (index, scale, pad) stay here
@@ -56,6 +62,10 @@ class TorchvisionKeypointDetector(TorchvisionDetector):
         keypoints = torch.cat([output["keypoints"][..., :2], joint_scores[..., None]], -1)  # v = 1 -> the score
         return {"boxes": output["boxes"], "scores": output["scores"], "labels": output["labels"] - self.offset,
                 "keypoints": keypoints}
+
+
+def contiguous_output(module, inputs, output):
+    return output.contiguous()
 
 
 def peak_probabilities(logits: torch.Tensor) -> torch.Tensor:

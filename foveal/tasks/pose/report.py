@@ -42,7 +42,8 @@ def per_class_table(result: EvalResult, classes, items) -> Table:
 def write_pose_report(run_dir: Path, title: str, history: list[dict], result: EvalResult, classes, items, layout):
     pose = result.details["coco"]
     loss_keys = sorted({k for row in history for k in row if k.startswith("train_")})
-    groups = [("loss", loss_keys), ("OKS AP", ["map", "map50", "map75", "box_map"]), ("learning rate", ["lr"])]
+    groups = [("loss", loss_keys), ("OKS AP", ["map", "map50", "map75", "box_map"]),
+              ("PCK@0.2 and NME", ["pck", "nme"]), ("learning rate", ["lr"])]  # PCK: landmarks only (else skipped)
     curves = np.asarray(pose.pr_curve(0.5))  # (R, K)
     precision = {name: curves[:, k] for k, name in enumerate(classes)}
     sections = [Section("summary", [result.metrics])]

@@ -82,8 +82,9 @@ class PoseTask(BoxTask):
     name = "pose"
     Config = PoseConfig
     fitness = "map"
-    epoch_columns = ("box_map", "map50", "map")
-    curve_groups = [("loss", []), ("OKS AP", ["map", "map50", "map75"]), ("learning rate", ["lr"])]
+    epoch_columns = ("box_map", "map50", "map", "pck", "nme")  # pck, nme: shown where computed (landmarks)
+    curve_groups = [("loss", []), ("OKS AP", ["map", "map50", "map75"]), ("PCK@0.2 and NME", ["pck", "nme"]),
+                    ("learning rate", ["lr"])]
     embedded = EMBEDDED
 
     def setup(self):
