@@ -61,7 +61,7 @@ def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -
     load_state(model, matched, strict=False)
     note = f"loaded {len(matched)}/{len(own)} tensors from {path}"
     if skipped_head:
-        note += f" (head re-initialised for the new classes: {', '.join(sorted(set(k.rsplit('.', 1)[0] for k in skipped_head)))})"
+        note += f" (head re-initialised for the new classes or joints: {', '.join(sorted(set(k.rsplit('.', 1)[0] for k in skipped_head)))})"
     if found < len(body):
         warnings.warn(f"pretrained: {len(body) - found} backbone tensors were not in {path}")
     return note
