@@ -48,7 +48,7 @@ from torch import nn
 
 from ..errors import FovealError
 from ..files import write_bytes
-from .onnx_runtime import META_KEY, missing_runtime
+from .onnx_runtime import CONF_INPUT, META_KEY, missing_runtime
 
 STRIDE = 32  # dynamic sizes are multiples of it (every model here downsamples by at most 32)
 
@@ -107,11 +107,11 @@ def export_onnx(model: nn.Module, meta: dict, path: Path, imgsz: int, dynamic: b
         raise FovealError(f"dynamic: {meta['model']} exports with a fixed {' and '.join(fixed)} only; "
                           "leave out dynamic=true")
     details = {"dynamic": dynamic, "wrapped": wrapped, "nms": nms, "half": half, "opset": opset_of(proto)}
+    if slim:  # before the NMS is appended: onnxslim would fold its conf input into a constant
+        proto = slim(proto)
     if nms:
         append_nms(proto, model.conf, model.iou, model.max_det)
         details.update(conf=model.conf, iou=model.iou, max_det=model.max_det)
-    if slim:
-        proto = slim(proto)
     if calibration is not None:
         proto = quantize_int8(proto, calibration)
         details.update(int8=True, calibration_images=len(calibration))
@@ -195,7 +195,7 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
     graph.initializer.extend([
         helper.make_tensor("nms_max_det", TensorProto.INT64, [], [max_det]),
         helper.make_tensor("nms_iou", TensorProto.FLOAT, [], [iou]),
-        helper.make_tensor("nms_conf", TensorProto.FLOAT, [], [conf]),
+        helper.make_tensor(CONF_INPUT, TensorProto.FLOAT, [], [conf]),
         helper.make_tensor("nms_top", TensorProto.INT64, [1], [max_det]),
         helper.make_tensor("nms_axis0", TensorProto.INT64, [1], [0]),
         helper.make_tensor("nms_axis1", TensorProto.INT64, [1], [1]),
@@ -211,7 +211,7 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
     node = helper.make_node
     graph.node.extend([
         # selected (K, 3): image, class, anchor of every detection of every image, K unknown until run
-        node("NonMaxSuppression", [boxes, scores, "nms_max_det", "nms_iou", "nms_conf"], ["nms_selected"]),
+        node("NonMaxSuppression", [boxes, scores, "nms_max_det", "nms_iou", CONF_INPUT], ["nms_selected"]),
         node("GatherND", [scores, "nms_selected"], ["nms_scores"]),  # (K,)
         node("Gather", ["nms_selected", "nms_batch_and_box"], ["nms_image_anchor"], axis=1),  # (K, 2)
         node("GatherND", [boxes, "nms_image_anchor"], ["nms_boxes"]),  # (K, 4)
@@ -249,6 +249,9 @@ def append_nms(proto, conf: float, iou: float, max_det: int) -> None:
         node("Unsqueeze", ["nms_found", "nms_axis2"], ["nms_found_column"]),
         node("Where", ["nms_found_column", "nms_best_detections", "nms_zero"], ["detections"]),
     ])
+    # the threshold is also an input, its initializer the default: a run at a higher conf (predict's 0.25)
+    # feeds it, so that NMS selects among its candidates only, not among val's 0.001 ones
+    graph.input.append(helper.make_tensor_value_info(CONF_INPUT, TensorProto.FLOAT, []))
     del graph.output[:]
     output = helper.make_tensor_value_info("detections", TensorProto.FLOAT, [None, max_det, columns])
     output.type.tensor_type.shape.dim[0].CopyFrom(batch_dim)

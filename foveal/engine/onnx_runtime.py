@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import FovealError
 
 META_KEY = "foveal"  # metadata_props key holding the weights metadata as JSON
+CONF_INPUT = "nms_conf"  # the NMS graphs' score threshold: an input with a default (an initializer of its name)
 
 
 def missing_runtime(what: str) -> FovealError:
@@ -51,6 +52,7 @@ def session_runner(path, device: torch.device):
     # idle threads would spin after each run and take the cores from the torch pre-processing that follows
     # (measured: 4-8 ms of preprocess instead of 0.3 ms at batch 1)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: its warning that an NMS graph's nms_conf input is not folded
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
@@ -58,13 +60,18 @@ def session_runner(path, device: torch.device):
     name, fixed_batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
     input_type = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32  # half=true graphs
 
-    def run(images: torch.Tensor) -> list[torch.Tensor]:
+    # an input with a default (an initializer) is listed apart from the inputs that must be fed
+    takes = {graph_input.name for graph_input in [*session.get_inputs()[1:], *session.get_overridable_initializers()]}
+
+    def run(images: torch.Tensor, **scalars) -> list[torch.Tensor]:
+        """scalars: values of the graph's other inputs (an NMS graph's nms_conf), where it has them."""
         array = images.detach().cpu().contiguous().numpy().astype(input_type, copy=False)
+        extra = {key: np.asarray(value, np.float32) for key, value in scalars.items() if key in takes}
         if isinstance(fixed_batch, int) and len(array) != fixed_batch:  # a fixed-batch graph: one image at a time
-            parts = [session.run(None, {name: array[k:k + 1]}) for k in range(len(array))]
+            parts = [session.run(None, {name: array[k:k + 1], **extra}) for k in range(len(array))]
             outputs = [np.concatenate(column) for column in zip(*parts)]
         else:
-            outputs = session.run(None, {name: array})
+            outputs = session.run(None, {name: array, **extra})
         # an fp16 graph's outputs are read in float32, as the post-processing after it expects
         outputs = [output.astype(np.float32) if output.dtype == np.float16 else output for output in outputs]
         return [torch.from_numpy(output).to(images.device) for output in outputs]
@@ -91,6 +98,7 @@ def load_onnx(path, meta: dict, device: torch.device) -> nn.Module:
     if meta.get("onnx", {}).get("wrapped"):
         model = create_model(meta["model"], meta["task"], **meta["model_kwargs"])
         if meta["onnx"].get("nms"):  # the graph gives the detections: the model only unpacks them
-            return model.run_exported(run, nms=True).eval()
+            # at the model's conf of the moment (predict's, val's), not the one exported with
+            return model.run_exported(lambda images: run(images, **{CONF_INPUT: model.conf}), nms=True).eval()
         return model.run_exported(run).eval()
     return OnnxModel(run).eval()

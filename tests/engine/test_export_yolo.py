@@ -147,6 +147,29 @@ def test_predict_conf_filters_the_rows_of_a_graph_written_at_vals(trained, nms_g
         assert torch.equal(got["labels"], wanted["labels"])
 
 
+def test_the_graphs_conf_is_an_input_that_predict_raises(trained, nms_graph):
+    """NMS selects among the candidates at the run's conf (fed by foveal at predict's 0.25), with val's 0.001
+    as the default: the same rows above 0.25 either way (a lower score never suppresses a higher one)."""
+    images = trained[3][:2].numpy()
+    session = ort.InferenceSession(str(nms_graph))
+    assert [graph_input.name for graph_input in session.get_inputs()] == ["images"]  # nms_conf has a default
+    assert [graph_input.name for graph_input in session.get_overridable_initializers()] == ["nms_conf"]
+    (every,) = session.run(None, {"images": images})
+    (high,) = session.run(None, {"images": images, "nms_conf": np.array(0.25, np.float32)})
+    for rows, all_rows in zip(high, every):
+        kept = all_rows[all_rows[:, 4] >= 0.25]
+        assert len(kept) and (all_rows[:, 4] > 0.001).sum() > len(kept)  # the low conf found more
+        np.testing.assert_array_equal(rows[:len(kept)], kept)
+        assert not rows[len(kept):].any()
+    fed = []
+    model = load_trained(nms_graph, "detect", torch.device("cpu"))[0]
+    session_run = model.exported
+    model.exported = lambda x: fed.append(model.conf) or session_run(x)
+    model.conf = 0.25
+    model(trained[3][:1])
+    assert fed == [0.25]
+
+
 def test_val_through_the_onnx_file_scores_as_pytorch(trained, nms_graph, raw_graph, tmp_path):
     weights, annotations, images, _ = trained
     data = f"coco:{annotations},{images}"
