@@ -5,12 +5,12 @@
                 yolo_n-pose and yolo_n (detection, one class) on the same batch, their steps interleaved;
                 the ratio (goal: at least 0.8x)
   latency       median ms of one `--imgsz` stickmen frame, batch 1, everything predict runs: BoxTask.prepare,
-                the eval model with its BatchNorms fused as
-                BoxTask.inference_model fuses them, NMS and, for pose, each detection's joints;
-                yolo_n and yolo_n-pose interleaved, the ratio (goal: within 1.2x). With --weights (trained
-                yolo_n-pose weights, e.g. the README recipe's runs/pose/stickmen/best.safetensors) both models
-                take them, the detector all but the keypoint branches, so both keep the same detections at
-                --conf; without, untrained models at conf=0 and max_det=10: 10 detections each.
+                the eval model with its BatchNorms fused (as BoxTask.inference_model), NMS and, for pose, each
+                detection's joints; yolo_n and yolo_n-pose interleaved, the ratio (goal: within 1.2x). With
+                --weights (trained yolo_n-pose weights, e.g. the README recipe's runs/pose/stickmen/best.safetensors)
+                both models take them, the detector all but the keypoint branches, so both keep the same
+                detections at --conf; without, untrained models (the same detector: the same scores) at the conf
+                that lets 30 candidates reach NMS, as a trained model's few dozen, and max_det 10: 10 detections.
   others        keypointrcnn_resnet18_fpn at --imgsz and hourglass_s at 256 px (a landmark crop), untrained,
                 ms per image, batch 1 (--others 0 leaves them out)
 
