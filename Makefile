@@ -81,6 +81,7 @@ bench: install
 	$(BIN)/python benchmarks/restore_frame_rate.py
 	$(BIN)/python benchmarks/track_speed.py
 	$(BIN)/python benchmarks/instance_speed.py
+	$(BIN)/python benchmarks/pose_speed.py
 	$(BIN)/python benchmarks/busy_machine.py --repeats 1
 
 clean:

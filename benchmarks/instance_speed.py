@@ -14,8 +14,6 @@ Run by hand, never in CI:
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -27,15 +25,7 @@ from foveal.data.segment_dataset import InstanceDataset
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.tasks.boxes import BoxTask
 
-
-def median_seconds(step, repeats: int, warmup: int = 2) -> float:
-    times = []
-    for i in range(repeats + warmup):
-        started = time.perf_counter()
-        step()
-        if i >= warmup:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from common import median_seconds
 
 
 def training_rate(name: str, batch, steps: int) -> float:

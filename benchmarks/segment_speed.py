@@ -17,8 +17,6 @@ Run by hand, never in CI (the README quotes its output):
 
 import argparse
 import platform
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -29,15 +27,7 @@ from foveal.losses.segmentation import segmentation_loss
 from foveal.inspect.info import model_info
 from foveal.tasks.segment.semantic import SegmentTask
 
-
-def median_seconds(step, repeats: int, warmup: int = 3) -> float:
-    times = []
-    for i in range(repeats + warmup):
-        started = time.perf_counter()
-        step()
-        if i >= warmup:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from common import median_seconds
 
 
 def main():
@@ -74,7 +64,7 @@ def main():
             loss.backward()
             optimizer.step()
 
-        seconds = median_seconds(infer, args.repeats)
+        seconds = median_seconds(infer, args.repeats, warmup=3)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         rate = args.batch / median_seconds(train_step, args.train_steps, warmup=1)
