@@ -3,7 +3,7 @@
   train img/s   images per second of forward + loss + backward + AdamW step, batch `--batch`, at `--train-imgsz`
                 (128: the README's shapes recipe for both), fp32, on the synthetic scenes with their masks;
                 yolo_n-seg and maskrcnn_resnet18_fpn, and the ratio (issue 26's goal: at least 5x)
-  latency       median ms of one 320 x 320 frame through the eval model, batch 1, `--threads` threads, BatchNorms
+  latency       median ms of one 320 x 320 frame through the eval model (the two models in turn), batch 1, `--threads` threads, BatchNorms
                 folded, post-processing included: yolo_n (boxes) and yolo_n-seg (boxes and the masks assembled
                 at the input size), and the ratio (goal: within 1.3x). Untrained models at conf=0 and
                 max_det=10: both keep 10 detections, so the seg model assembles 10 masks each frame.
@@ -25,7 +25,7 @@ from foveal.data.segment_dataset import InstanceDataset
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.tasks.boxes import BoxTask
 
-from common import median_seconds
+from common import interleaved_median_seconds, median_seconds
 
 
 def training_rate(name: str, batch, steps: int) -> float:
@@ -44,11 +44,9 @@ def training_rate(name: str, batch, steps: int) -> float:
     return len(images) / median_seconds(step, steps)
 
 
-def latency_ms(name: str, task: str, image: torch.Tensor, repeats: int) -> float:
-    model = foveal.create_model(name, task, num_classes=len(SHAPE_CLASSES), imgsz=image.shape[-1], conf=0.0,
-                                max_det=10).eval().fuse()
-    with torch.inference_mode():
-        return 1000 * median_seconds(lambda: model(image), repeats)
+def eval_model(name: str, task: str, imgsz: int):
+    return foveal.create_model(name, task, num_classes=len(SHAPE_CLASSES), imgsz=imgsz, conf=0.0,
+                               max_det=10).eval().fuse()
 
 
 def main():
@@ -72,8 +70,10 @@ def main():
     print(f"  yolo_n-seg / maskrcnn_resnet18_fpn training: {rates['yolo_n-seg'] / rates['maskrcnn_resnet18_fpn']:.1f}x")
     frame = make_scene_set(1, 320, seed=1, min_objects=3)[0].image
     image = BoxTask.prepare(torch.from_numpy(frame).permute(2, 0, 1)[None])
-    detect = latency_ms("yolo_n", "detect", image, args.repeats)
-    segment = latency_ms("yolo_n-seg", "segment", image, args.repeats)
+    models = {"detect": eval_model("yolo_n", "detect", 320), "segment": eval_model("yolo_n-seg", "segment", 320)}
+    with torch.inference_mode():  # interleaved: a burst of load from elsewhere falls on both alike
+        medians = interleaved_median_seconds({task: lambda m=m: m(image) for task, m in models.items()}, args.repeats)
+    detect, segment = 1000 * medians["detect"], 1000 * medians["segment"]
     print(f"  latency yolo_n {detect:.1f} ms, yolo_n-seg {segment:.1f} ms (masks included): {segment / detect:.2f}x")
 
 
