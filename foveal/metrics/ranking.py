@@ -41,7 +41,8 @@ def ranked_pr(scores, correct, positives: int | None = None) -> RankedPR:
     scores = np.asarray(scores, np.float64).reshape(-1)
     hits = np.asarray(correct, np.float64).reshape(-1)
     if len(hits) != len(scores):
-        raise FovealError(f"correct: {len(hits)} value{'s' * (len(hits) != 1)} for {len(scores)} scores; give one 0 or 1 per detection")
+        raise FovealError(f"correct: {len(hits)} value{'s' * (len(hits) != 1)} for {len(scores)} scores; "
+                          "give one 0 or 1 per detection")
     if not np.isin(hits, (0, 1)).all():
         raise FovealError(f"correct: expected 0 or 1 per detection, got {hits[~np.isin(hits, (0, 1))][0]:g}")
     found = int(hits.sum())

@@ -116,7 +116,8 @@ def test_backprop_of_any_network_matches_numpy(capsys, activation):
         np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-12)
 
     code, out, err = cli(capsys, "backprop", "layers=3,4,3,2", "x=0.5,-1,2", "target=0.2,-0.3",
-                         f"w={','.join(map(str, w))}", f"b={','.join(map(str, b))}", "lr=0.1", f"activation={activation}")
+                         f"w={','.join(map(str, w))}", f"b={','.join(map(str, b))}", "lr=0.1",
+                         f"activation={activation}")
     assert code == 0, err
     assert "net_h2.1 = w13*out_h1.1" in out and "dE/db_o2 = dE/dnet_o2 =" in out
     for i, value in enumerate(np.concatenate([m.ravel() for m in new_w]), 1):

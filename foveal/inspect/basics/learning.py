@@ -148,7 +148,8 @@ def backprop(sizes: list[int], x, target, w, b, lr: float = 0.5, activation: str
         bias_grads.insert(0, delta if len(biases[layer]) == len(delta) else delta.sum(0, keepdim=True))
         upstream = weights[layer].T @ delta
     result = Backprop(sizes, activation, x, target, weights, biases, float(lr), nets, outs, errors.detach(),
-                      dE_dout, dout_dnet, weight_grads, bias_grads, grads[:len(weights)], grads[len(weights):], 0.0, 0.0)
+                      dE_dout, dout_dnet, weight_grads, bias_grads, grads[:len(weights)], grads[len(weights):],
+                      0.0, 0.0)
     new_weights, new_biases = result.updated()
     result.error_after = squared_error(new_weights, new_biases, x, target, activation)
     result.error_kept_biases = squared_error(new_weights, biases, x, target, activation)

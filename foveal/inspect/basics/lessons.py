@@ -126,7 +126,8 @@ def backprop_command(layers=TEXTBOOK["layers"], x=TEXTBOOK["x"], target=TEXTBOOK
                 name = w_index[layer][j][i]
                 print(f"    dE/d{name} = dE/dout_{unit} * dout_{unit}/dnet_{unit} * {source} = "
                       f"{factor(upstream, d)} * {factor(local, d)} * {factor(inputs[i], d)} = "
-                      f"{num(step.weight_grads[layer][j, i], d)}; autograd {num(step.autograd_weights[layer][j, i], d)}")
+                      f"{num(step.weight_grads[layer][j, i], d)}; "
+                      f"autograd {num(step.autograd_weights[layer][j, i], d)}")
         for k, bias_name in enumerate(b_names[layer]):
             summed = units if shared[layer] else [units[k]]
             print(f"    dE/d{bias_name} = {' + '.join(f'dE/dnet_{unit}' for unit in summed)} = "
