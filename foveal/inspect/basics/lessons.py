@@ -1,13 +1,14 @@
 """The ops of `foveal basics` past the first lectures (a neuron, backpropagation, mini-batches, IoU, NMS, AP,
 YOLO's output), each printing its arithmetic with the numbers filled in; commands.py lists them."""
 
+from dataclasses import dataclass
 from itertools import product
 
 from ...errors import FovealError
 from ...metrics.ranking import COCO_RECALLS, pr_average_precision, ranked_pr
 from ...ops.boxes import box_area, box_iou
 from .detection import FORMAT_FIELDS, nms_steps, parse_box, parse_scored_boxes, yolo_layouts
-from .learning import SLOPES, TEXTBOOK, backprop, neuron, parse_numbers, updates_per_epoch
+from .learning import SLOPES, TEXTBOOK, Backprop, backprop, neuron, parse_numbers, updates_per_epoch
 from .ops import parse_matrix
 from .printing import factor, num
 
@@ -62,6 +63,33 @@ def unit_names(sizes: list[int]) -> list[list[str]]:
     return names + [[f"o{j}" for j in range(1, sizes[-1] + 1)]]
 
 
+D = 9  # backprop's significant digits: Mazur's
+
+
+@dataclass
+class Labels:
+    """Mazur's names for a network's numbers: units i1, h1, o1; weights w1.. layer by layer, each unit's incoming
+    weights in turn; biases b1, b2 when one per layer, else b_h1, b_o1 ..."""
+    units: list[list[str]]  # per layer, the input layer first
+    weights: list[list[list[str]]]  # per layer after the input, (out, in)
+    biases: list[list[str]]
+    shared: list[bool]  # per layer after the input: one bias for all its units
+
+    @classmethod
+    def of(cls, step: Backprop) -> "Labels":
+        units = unit_names(step.sizes)
+        numbers = iter(range(1, sum(weight.numel() for weight in step.weights) + 1))
+        weights = [[[f"w{next(numbers)}" for _ in row] for row in weight] for weight in step.weights]
+        shared = [len(bias) == 1 and size > 1 for bias, size in zip(step.biases, step.sizes[1:])]
+        biases = [[f"b{layer + 1}"] if shared[layer] else [f"b_{unit}" for unit in units[layer + 1]]
+                  for layer in range(len(step.weights))]
+        return cls(units, weights, biases, shared)
+
+    def inputs(self, layer: int) -> list[str]:
+        """What layer `layer` (0-based, after the input) reads: i1.. or out_h1.."""
+        return [f"out_{name}" if layer else name for name in self.units[layer]]
+
+
 def backprop_command(layers=TEXTBOOK["layers"], x=TEXTBOOK["x"], target=TEXTBOOK["target"], w=TEXTBOOK["w"],
                      b=TEXTBOOK["b"], lr=TEXTBOOK["lr"], activation="sigmoid"):
     """one gradient step through a fully connected network (default: Mazur's 2-2-2 example); w layer by layer,
@@ -69,82 +97,84 @@ def backprop_command(layers=TEXTBOOK["layers"], x=TEXTBOOK["x"], target=TEXTBOOK
     sizes = parse_numbers(layers, "layers")
     if not all(size.is_integer() for size in sizes.tolist()):
         raise FovealError(f"layers: expected whole numbers of units, got {layers}")
-    sizes = [int(size) for size in sizes.tolist()]
-    step = backprop(sizes, parse_numbers(x, "x"), parse_numbers(target, "target"), parse_numbers(w, "w"),
-                    parse_numbers(b, "b"), lr, activation)
-    names = unit_names(sizes)
-    d = 9  # Mazur's digits
-    weight_names = iter(range(1, sum(weight.numel() for weight in step.weights) + 1))
-    w_index = [[[f"w{next(weight_names)}" for _ in row] for row in weight] for weight in step.weights]
-    shared = [len(bias) == 1 and size > 1 for bias, size in zip(step.biases, sizes[1:])]
-    b_names = [[f"b{layer + 1}"] if shared[layer] else [f"b_{unit}" for unit in names[layer + 1]]
-               for layer in range(len(step.weights))]
-    print(f"a {'-'.join(map(str, sizes))} network of {activation} units, squared error "
+    step = backprop([int(size) for size in sizes.tolist()], parse_numbers(x, "x"), parse_numbers(target, "target"),
+                    parse_numbers(w, "w"), parse_numbers(b, "b"), lr, activation)
+    labels = Labels.of(step)
+    print(f"a {'-'.join(map(str, step.sizes))} network of {activation} units, squared error "
           f"E = sum 1/2 (target - out)^2, learning rate {num(lr)}")
+    print_forward(step, labels)
+    print_backward(step, labels)
+    print_update(step, labels)
+    return step
+
+
+def print_forward(step: Backprop, labels: Labels):
     print("forward pass:")
     for layer, (weight, bias) in enumerate(zip(step.weights, step.biases)):
-        inputs, units = step.inputs(layer), names[layer + 1]
-        ins = [f"out_{name}" if layer else name for name in names[layer]]
-        for j, unit in enumerate(units):
-            bias_name, bias_value = b_names[layer][0 if shared[layer] else j], bias[0 if shared[layer] else j]
-            symbols = " + ".join(f"{w_index[layer][j][i]}*{ins[i]}" for i in range(len(inputs)))
-            values = " + ".join(f"{factor(weight[j, i], d)}*{factor(inputs[i], d)}" for i in range(len(inputs)))
-            print(f"  net_{unit} = {symbols} + {bias_name} = {values} + {factor(bias_value, d)} = "
-                  f"{num(step.nets[layer][j], d)}")
-            print(f"  out_{unit} = {activation}(net_{unit}) = {num(step.outs[layer][j], d)}")
-    for j, unit in enumerate(names[-1]):
-        print(f"  E_{unit} = 1/2 (target_{unit} - out_{unit})^2 = 1/2 ({num(step.target[j], d)} - "
-              f"{num(step.outs[-1][j], d)})^2 = {num(step.errors[j], d)}")
-    sums = f"{' + '.join(num(e, d) for e in step.errors)} = " if len(step.errors) > 1 else ""
-    print(f"  E_total = {sums}{num(step.errors.sum(), d)}")
+        inputs, ins = step.inputs(layer), labels.inputs(layer)
+        for j, unit in enumerate(labels.units[layer + 1]):
+            k = 0 if labels.shared[layer] else j
+            symbols = " + ".join(f"{labels.weights[layer][j][i]}*{ins[i]}" for i in range(len(inputs)))
+            values = " + ".join(f"{factor(weight[j, i], D)}*{factor(inputs[i], D)}" for i in range(len(inputs)))
+            print(f"  net_{unit} = {symbols} + {labels.biases[layer][k]} = {values} + {factor(bias[k], D)} = "
+                  f"{num(step.nets[layer][j], D)}")
+            print(f"  out_{unit} = {step.activation}(net_{unit}) = {num(step.outs[layer][j], D)}")
+    for j, unit in enumerate(labels.units[-1]):
+        print(f"  E_{unit} = 1/2 (target_{unit} - out_{unit})^2 = 1/2 ({num(step.target[j], D)} - "
+              f"{num(step.outs[-1][j], D)})^2 = {num(step.errors[j], D)}")
+    sums = f"{' + '.join(num(e, D) for e in step.errors)} = " if len(step.errors) > 1 else ""
+    print(f"  E_total = {sums}{num(step.errors.sum(), D)}")
 
-    rule = SLOPES[activation][0]
+
+def print_backward(step: Backprop, labels: Labels):
+    """Per unit from the output back: dE/dout, dout/dnet, dE/dnet, then each incoming weight's dE/dw."""
+    rule = SLOPES[step.activation][0]
     print(f"backward pass: the chain rule, each dE/dw next to torch autograd's (largest difference "
           f"{step.largest_difference():.1e})")
     for layer in reversed(range(len(step.weights))):
-        units, ins = names[layer + 1], [f"out_{name}" if layer else name for name in names[layer]]
-        inputs = step.inputs(layer)
+        units, ins, inputs = labels.units[layer + 1], labels.inputs(layer), step.inputs(layer)
         last = layer == len(step.weights) - 1
         print(f"  {'output layer' if last else f'hidden layer {layer + 1}'}:")
         for j, unit in enumerate(units):
             upstream, local = step.dE_dout[layer][j], step.dout_dnet[layer][j]
             if last:
-                print(f"    dE/dout_{unit} = out_{unit} - target_{unit} = {num(step.outs[layer][j], d)} - "
-                      f"{num(step.target[j], d)} = {num(upstream, d)}")
-            else:
-                nexts = names[layer + 2]
+                print(f"    dE/dout_{unit} = out_{unit} - target_{unit} = {num(step.outs[layer][j], D)} - "
+                      f"{num(step.target[j], D)} = {num(upstream, D)}")
+            else:  # the next layer's dE/dnet, each through the weight from this unit
+                nexts = labels.units[layer + 2]
                 delta = step.dE_dout[layer + 1] * step.dout_dnet[layer + 1]
-                symbols = " + ".join(f"dE/dnet_{n}*{w_index[layer + 1][k][j]}" for k, n in enumerate(nexts))
-                values = " + ".join(f"{factor(delta[k], d)}*{factor(step.weights[layer + 1][k, j], d)}"
+                symbols = " + ".join(f"dE/dnet_{n}*{labels.weights[layer + 1][k][j]}" for k, n in enumerate(nexts))
+                values = " + ".join(f"{factor(delta[k], D)}*{factor(step.weights[layer + 1][k, j], D)}"
                                     for k in range(len(nexts)))
-                print(f"    dE/dout_{unit} = {symbols} = {values} = {num(upstream, d)}")
+                print(f"    dE/dout_{unit} = {symbols} = {values} = {num(upstream, D)}")
             print(f"    dout_{unit}/dnet_{unit} = {rule.replace('out', f'out_{unit}').replace('net', f'net_{unit}')}"
-                  f" = {num(local, d)}")
-            print(f"    dE/dnet_{unit} = dE/dout_{unit} * dout_{unit}/dnet_{unit} = {factor(upstream, d)} * "
-                  f"{factor(local, d)} = {num(upstream * local, d)}")
+                  f" = {num(local, D)}")
+            print(f"    dE/dnet_{unit} = dE/dout_{unit} * dout_{unit}/dnet_{unit} = {factor(upstream, D)} * "
+                  f"{factor(local, D)} = {num(upstream * local, D)}")
             for i, source in enumerate(ins):
-                name = w_index[layer][j][i]
-                print(f"    dE/d{name} = dE/dout_{unit} * dout_{unit}/dnet_{unit} * {source} = "
-                      f"{factor(upstream, d)} * {factor(local, d)} * {factor(inputs[i], d)} = "
-                      f"{num(step.weight_grads[layer][j, i], d)}; "
-                      f"autograd {num(step.autograd_weights[layer][j, i], d)}")
-        for k, bias_name in enumerate(b_names[layer]):
-            summed = units if shared[layer] else [units[k]]
+                print(f"    dE/d{labels.weights[layer][j][i]} = dE/dout_{unit} * dout_{unit}/dnet_{unit} * {source} = "
+                      f"{factor(upstream, D)} * {factor(local, D)} * {factor(inputs[i], D)} = "
+                      f"{num(step.weight_grads[layer][j, i], D)}; "
+                      f"autograd {num(step.autograd_weights[layer][j, i], D)}")
+        for k, bias_name in enumerate(labels.biases[layer]):
+            summed = units if labels.shared[layer] else [units[k]]
             print(f"    dE/d{bias_name} = {' + '.join(f'dE/dnet_{unit}' for unit in summed)} = "
-                  f"{num(step.bias_grads[layer][k], d)}; autograd {num(step.autograd_biases[layer][k], d)}")
+                  f"{num(step.bias_grads[layer][k], D)}; autograd {num(step.autograd_biases[layer][k], D)}")
+
+
+def print_update(step: Backprop, labels: Labels):
     new_weights, new_biases = step.updated()
-    print(f"updated, w - {num(lr)} * dE/dw:")
+    lr = num(step.lr)
+    print(f"updated, w - {lr} * dE/dw:")
     for layer, weight in enumerate(step.weights):
         for j, i in product(*map(range, weight.shape)):
-            name = w_index[layer][j][i]
-            print(f"  {name} = {num(weight[j, i], d)} - {num(lr)}*{factor(step.autograd_weights[layer][j, i], d)} = "
-                  f"{num(new_weights[layer][j, i], d)}")
-        for k, bias_name in enumerate(b_names[layer]):
-            print(f"  {bias_name} = {num(step.biases[layer][k], d)} - {num(lr)}*"
-                  f"{factor(step.autograd_biases[layer][k], d)} = {num(new_biases[layer][k], d)}")
-    print(f"E_total after the step = {num(step.error_after, d)} (before: {num(step.errors.sum(), d)}; with the biases "
-          f"kept, as Mazur's example keeps them: {num(step.error_kept_biases, d)})")
-    return step
+            print(f"  {labels.weights[layer][j][i]} = {num(weight[j, i], D)} - {lr}*"
+                  f"{factor(step.autograd_weights[layer][j, i], D)} = {num(new_weights[layer][j, i], D)}")
+        for k, bias_name in enumerate(labels.biases[layer]):
+            print(f"  {bias_name} = {num(step.biases[layer][k], D)} - {lr}*"
+                  f"{factor(step.autograd_biases[layer][k], D)} = {num(new_biases[layer][k], D)}")
+    print(f"E_total after the step = {num(step.error_after, D)} (before: {num(step.errors.sum(), D)}; with the biases "
+          f"kept, as Mazur's example keeps them: {num(step.error_kept_biases, D)})")
 
 
 def minibatch_command(n=0, batch=0, epochs=1, drop_last=False):
