@@ -21,6 +21,7 @@ import numpy as np
 from foveal.errors import FovealError, did_you_mean
 
 AP_METHODS = ("voc11", "all", "coco101", "step")
+VOC_RECALLS = np.arange(11) / 10  # exact tenths: a recall of 3/10 reaches 0.3
 COCO_RECALLS = np.linspace(0.0, 1.0, 101)  # COCOeval's params.recThrs
 
 
@@ -74,10 +75,15 @@ def pr_average_precision(pr: RankedPR, method: str) -> float:
     steps = np.diff(pr.recall, prepend=0.0)  # recall gained at each rank: 1 / positives at a hit, else 0
     if method == "step":
         return float((steps * pr.precision).sum())
-    best = envelope(pr.precision)
     if method == "all":
-        return float((steps * best).sum())
-    thresholds = np.arange(11) / 10 if method == "voc11" else COCO_RECALLS
-    first = np.searchsorted(pr.recall, thresholds, side="left")  # recall is non-decreasing: the first rank >= r
-    reached = first < len(best)
-    return float(np.where(reached, best[np.minimum(first, len(best) - 1)], 0.0).mean()) if len(best) else 0.0
+        return float((steps * envelope(pr.precision)).sum())
+    return float(interpolated(pr, VOC_RECALLS if method == "voc11" else COCO_RECALLS).mean())
+
+
+def interpolated(pr: RankedPR, recalls: np.ndarray) -> np.ndarray:
+    """(R,) the best precision at recall >= each of `recalls`: the envelope at the first rank reaching it, 0 where
+    the list never does."""
+    if not len(pr.precision):
+        return np.zeros(len(recalls))
+    first = np.searchsorted(pr.recall, recalls, side="left")  # recall is non-decreasing
+    return np.where(first < len(pr.recall), envelope(pr.precision)[np.minimum(first, len(pr.recall) - 1)], 0.0)

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from itertools import product
 
 from ...errors import FovealError
-from ...metrics.ranking import COCO_RECALLS, pr_average_precision, ranked_pr
+from ...metrics.ranking import (AP_METHODS, COCO_RECALLS, VOC_RECALLS, envelope, interpolated, pr_average_precision,
+                                ranked_pr)
 from ...ops.boxes import box_area, box_iou
 from .detection import FORMAT_FIELDS, nms_steps, parse_box, parse_scored_boxes, yolo_layouts
 from .learning import SLOPES, TEXTBOOK, Backprop, backprop, neuron, parse_numbers, updates_per_epoch
@@ -281,14 +282,14 @@ def ap_command(scores="", correct="", positives=0):
     if pr.tp[-1] < pr.positives:
         print(f"recall stops at {num(pr.recall[-1], 4)}: {pr.positives - pr.tp[-1]} of {pr.positives} objects are "
               "never found, and precision counts as 0 beyond")
-    best = [max([p for p, r in zip(pr.precision, pr.recall) if r >= k / 10], default=0.0) for k in range(11)]
+    best = interpolated(pr, VOC_RECALLS)
     hits_at = [k for k in range(len(pr.correct)) if pr.correct[k]]
-    envelope = [max(pr.precision[k:]) for k in hits_at]
-    ap = {method: pr_average_precision(pr, method) for method in ("voc11", "all", "coco101", "step")}
+    at_hits = envelope(pr.precision)[hits_at]
+    ap = {method: pr_average_precision(pr, method) for method in AP_METHODS}
     print(f"AP, VOC 11-point (PASCAL VOC 2007): the mean of the best precision at recall >= 0, 0.1, ..., 1\n"
           f"  = ({' + '.join(f'{p:.4f}' for p in best)}) / 11 = {ap['voc11']:.4f}")
     print(f"AP, all-point (PASCAL VOC 2010 and later): each recall step 1/{pr.positives} times the best precision "
-          f"at that recall or beyond\n  = 1/{pr.positives} * ({' + '.join(f'{p:.4f}' for p in envelope) or '0'}) = "
+          f"at that recall or beyond\n  = 1/{pr.positives} * ({' + '.join(f'{p:.4f}' for p in at_hits) or '0'}) = "
           f"{ap['all']:.4f}")
     print(f"AP, COCO 101-point (COCO, for each IoU threshold .50:.05:.95): the mean of that best precision at recall "
           f"0, 0.01, ..., 1 ({len(COCO_RECALLS)} points) = {ap['coco101']:.4f}")
