@@ -1,5 +1,5 @@
-"""AP of one ranked list: against scikit-learn's average_precision_score and the VOC 11-point rule written
-out, and COCO's 101-point rule against COCOeval's arithmetic written out."""
+"""AP of one ranked list: against scikit-learn's average_precision_score, the VOC 11-point rule written out,
+and COCO's 101-point rule against its arithmetic written out and against COCOeval (faster-coco-eval) itself."""
 
 import numpy as np
 import pytest
@@ -72,3 +72,23 @@ def test_ties_keep_the_given_order_and_mistakes_are_named():
         ranked_pr([0.9, 0.8], [1, 1], 1)
     with pytest.raises(FovealError, match=r"^method: unknown AP method 'voc'"):
         average_precision([0.9], [1], method="voc")
+
+
+def test_coco101_equals_cocoeval_on_one_image():
+    """Correct detections lie exactly on their objects and wrong ones far from all, so that every IoU threshold
+    agrees: COCO's mAP is then the 101-point AP of the ranking."""
+    from foveal.data.detection import ImageAnnotations
+    from foveal.metrics.detection import coco_evaluate
+
+    rng = np.random.default_rng(3)
+    objects = np.array([[40.0 * i, 10, 40.0 * i + 30, 40] for i in range(20)], np.float32)  # 20 to find
+    correct = np.array([1] * 7 + [0] * 9)
+    rng.shuffle(correct)
+    scores = rng.permutation(16) / 16 + 0.03
+    boxes = np.where(correct[:, None] == 1, objects[np.cumsum(correct) - 1], [[10, 300, 40, 330]])
+    truth = ImageAnnotations(image="", width=800, height=400, boxes=objects, labels=np.zeros(20, np.int64))
+    detections = {"boxes": boxes.astype(np.float32), "scores": scores.astype(np.float32),
+                  "labels": np.zeros(16, np.int64)}
+    stats = coco_evaluate([truth], [detections], ["thing"]).stats
+    assert average_precision(scores.astype(np.float32), correct, 20, "coco101") == pytest.approx(stats["map"],
+                                                                                                 abs=1e-9)
