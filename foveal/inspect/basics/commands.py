@@ -14,6 +14,8 @@ from ...engine.runs import new_run_dir
 from ...errors import FovealError, did_you_mean
 from ...files import atomic_write
 from .images import MAPPINGS, read_source, save_pngs, to_pixels
+from .lessons import (ap_command, backprop_command, iou_command, minibatch_command, neuron_command, nms_command,
+                      yolo_output_command)
 from .ops import (FORMULA, KERNEL_ALIASES, KERNEL_NAMES, SIZED_KERNELS, conv, formula, grayscale, histogram,
                   kernel_weights, named_kernel, negative, output_size, parse_filters, parse_matrix, parse_volume,
                   pool, resolve_padding, shape_text, threshold)
@@ -164,12 +166,15 @@ def help_command():
     print("usage: foveal basics OP [key=value ...]")
     for op, command in COMMANDS.items():
         keys = " ".join(f"{key}={default}" for key, default in keys_of(command).items())
-        print(f"  {op:10s} {inspect.getdoc(command)}" + (f"\n  {'':10s} keys: {keys}" if keys else ""))
+        doc = " ".join(inspect.getdoc(command).split())  # one line, however the docstring wraps
+        print(f"  {op:11s} {doc}" + (f"\n  {'':11s} keys: {keys}" if keys else ""))
 
 
 COMMANDS = {"conv": conv_command, "pool": pool_command, "size": size_command, "kernels": kernels_command,
             "negative": negative_command, "grayscale": grayscale_command, "threshold": threshold_command,
-            "histogram": histogram_command, "help": help_command}
+            "histogram": histogram_command, "neuron": neuron_command, "backprop": backprop_command,
+            "minibatch": minibatch_command, "iou": iou_command, "nms": nms_command, "ap": ap_command,
+            "yolo-output": yolo_output_command, "help": help_command}
 
 
 def keys_of(command) -> dict:

@@ -93,7 +93,7 @@ def number(text: str, key: str, where: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise FovealError(f"{key}: {where}: '{text}' is not a number")
+        raise FovealError(f"{key}: {f'{where}: ' if where else ''}'{text}' is not a number")
     return value
 
 

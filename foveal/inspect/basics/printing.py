@@ -33,3 +33,14 @@ def print_sizes(input_hw, kernel_hw, stride, pads, dilation=1):
     rows = [formula(int(n), int(k), stride, p, dilation) for n, k, p in zip(input_hw, kernel_hw, pads)]
     for label, row in zip(["size"] if rows[0] == rows[1] else ["height", "width"], rows):
         print(f"output {label} = {FORMULA} = {row}")
+
+
+def num(value: float, digits: int = 6) -> str:
+    """A number to `digits` significant digits, no trailing zeros: 0.593269992, 4.71, 12."""
+    return f"{float(value) + 0.0:.{digits}g}"  # + 0.0: no '-0'
+
+
+def factor(value: float, digits: int = 6) -> str:
+    """num, in parentheses when negative, as a factor of a printed product: 0.2*37 + (-0.3)*12."""
+    text = num(value, digits)
+    return f"({text})" if text.startswith("-") else text
