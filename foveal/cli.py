@@ -26,7 +26,7 @@ USAGE = f"""usage: foveal TASK MODE [key=value ...]     tasks: {', '.join(TASKS)
        foveal TASK help                         the keys of TASK, with types, defaults and meanings
        foveal models [TASK]                     the available architectures
        foveal serve weights=W [port=8000]       trained weights behind an HTTP API and a web page
-       foveal basics OP [key=value ...]         convolution, pooling, output sizes, image ops (basics help)
+       foveal basics OP [key=value ...]         worked examples: convolution, backprop, IoU, NMS, AP... (basics help)
        foveal version                           the version
 
 examples:
