@@ -325,9 +325,9 @@ def denoising_queries(targets: list[dict], num_classes: int, count: int, label_n
     most = max(len(t["labels"]) for t in targets)
     if most == 0 or count <= 0:
         return None
-    groups = max(count // most, 1)
-    device = targets[0]["boxes"].device
     batch, slots = len(targets), 2 * most
+    groups = max(count // slots, 1)
+    device = targets[0]["boxes"].device
     labels = torch.full((batch, most), num_classes, dtype=torch.long, device=device)  # padding: no object
     boxes = torch.zeros(batch, most, 4, device=device)
     for i, target in enumerate(targets):
