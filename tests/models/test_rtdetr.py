@@ -41,7 +41,7 @@ def test_variants_are_registered_and_nms_free():
     assert {"rtdetr_r18", "rtdetr_r34", "rtdetr_r50"} <= set(foveal.list_models("detect"))
     model = foveal.create_model("rtdetr_r18", "detect", num_classes=6)
     assert not model.exports_nms and 10e6 < sum(p.numel() for p in model.parameters()) < 20e6
-    assert foveal.registry.get_model_entry("rtdetr_r18", "detect").defaults["lr"] < 1e-3
+    assert {"lr", "clip_grad"} <= set(foveal.registry.get_model_entry("rtdetr_r18", "detect").defaults)
 
 
 def test_every_stage_has_its_shape():
