@@ -321,9 +321,9 @@ def denoising_queries(targets: list[dict], num_classes: int, count: int, label_n
     first every object of an image with its label flipped at random (probability label_noise / 2) and its
     corners moved by up to box_noise half sides (positives, to be restored), then the same objects moved by
     1 to 2 times that (negatives, to be scored as no object). As many groups as fit in `count` queries.
-    targets: per image {labels (n,), boxes (n, 4) cx, cy, w, h fractions}. Returns {labels (B, P),
-    boxes (B, P, 4), blocked (P + K, P + K) given K matching queries later, groups, slots (2 * most objects)}
-    or None when no image has an object."""
+    targets: per image {labels (n,), boxes (n, 4) cx, cy, w, h fractions}. Returns {labels (B, P) (class
+    num_classes: padding, no object), boxes (B, P, 4), groups, slots (2 * most objects), total (P)}, or None
+    when no image has an object; attention_mask adds what the decoder may not look at."""
     most = max(len(t["labels"]) for t in targets)
     if most == 0 or count <= 0:
         return None
