@@ -80,7 +80,8 @@ class Attention(nn.Module):
     def forward(self, query, key, value, blocked: torch.Tensor | None = None):
         batch, dim = query.shape[0], query.shape[-1]
         split = (batch, -1, self.heads, dim // self.heads)
-        q, k, v = (proj(x).reshape(split).transpose(1, 2) for proj, x in ((self.q, query), (self.k, key), (self.v, value)))
+        q, k, v = (proj(x).reshape(split).transpose(1, 2)  # (B, heads, N or M, D / heads)
+                   for proj, x in ((self.q, query), (self.k, key), (self.v, value)))
         scores = q @ k.transpose(-2, -1) / math.sqrt(dim // self.heads)  # (B, heads, N, M)
         if blocked is not None:
             scores = scores.masked_fill(blocked, float("-inf"))
