@@ -209,3 +209,20 @@ def test_onnx_graph_ends_with_topk_rows_and_runs_in_the_models_place(trained, tm
             assert 0 < len(got["scores"]) == len(wanted["scores"]) <= 5
             torch.testing.assert_close(got["boxes"], wanted["boxes"], rtol=1e-3, atol=1e-3)
             assert torch.equal(got["labels"], wanted["labels"])
+
+
+def test_trains_from_an_imagenet_file_and_validates_through_the_detect_task(tmp_path):
+    from foveal.data.detection import DetectionData, ImageAnnotations
+    from foveal.data.formats.yolo import write_yolo
+
+    items = [ImageAnnotations("", SIZE, SIZE, s.boxes, s.labels, np.zeros(len(s.labels), bool), s.image)
+             for s in make_scene_set(8, SIZE, seed=5, min_objects=1, max_objects=2, min_scale=0.25)]
+    data = write_yolo(DetectionData(list(SHAPE_CLASSES), {"train": items[:6], "val": items[6:]}), tmp_path / "yolo")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
+    run = foveal.train("detect", data=str(data), model="rtdetr_r18", imgsz=SIZE, epochs=1, batch=3, amp="off",
+                       pretrained=str(tmp_path / "resnet18.pth"), threads=1, workers=0, plots=False,
+                       project=tmp_path, name="run", verbose=False)
+    config = (run.run_dir / "config.yaml").read_text().splitlines()
+    assert "lr: 0.001" in config and "clip_grad: 1.0" in config  # the model's own defaults (the task's lr: 4e-3)
+    again = foveal.val("detect", weights=run.run_dir / "best.safetensors", project=tmp_path, verbose=False)
+    assert again.metrics["map"] == pytest.approx(run.metrics["map"], abs=1e-9)
