@@ -467,7 +467,7 @@ class DetectionRows(nn.Module):
 
 @register_model("detect", defaults=TRAINING)
 def rtdetr_r18(num_classes: int, imgsz: int = 320, **kwargs) -> RTDETR:
-    """ResNet-18 backbone, hidden 128, 3 decoder layers, 100 queries: ~15M parameters."""
+    """ResNet-18 backbone, hidden 128, 3 decoder layers, 100 queries: ~13M parameters (11M of them the ResNet)."""
     return RTDETR(num_classes, depth=18, **kwargs)
 
 
