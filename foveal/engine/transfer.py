@@ -67,12 +67,20 @@ def load_pretrained(model: nn.Module, path, model_name: str, skip_prefixes=()) -
     return note
 
 
-def under_wrapper(state: dict, own: dict, prefix: str = "model.") -> dict:
+WRAPPER_PREFIXES = ("model.", "backbone.")  # torchvision's detectors hold the network as `model`, RT-DETR
+# its ImageNet ResNet as `backbone`
+
+
+def under_wrapper(state: dict, own: dict, prefixes=WRAPPER_PREFIXES) -> dict:
     """A torchvision .pth saved from the bare network, its keys moved under the foveal wrapper that holds
-    that network as `model` (torchvision's detectors, segmenters and keypoint detectors); others as they are."""
-    if any(key in own for key in state) or not any(prefix + key in own for key in state):
+    that network as `model` (torchvision's detectors, segmenters and keypoint detectors) or as `backbone`
+    (rtdetr_*'s ResNet: an ImageNet classifier's file); others as they are."""
+    if any(key in own for key in state):
         return state
-    return {prefix + key: value for key, value in state.items()}
+    for prefix in prefixes:
+        if any(prefix + key in own for key in state):
+            return {prefix + key: value for key, value in state.items()}
+    return state
 
 
 def freeze(model: nn.Module, spec: str, head: list[str]) -> int:
