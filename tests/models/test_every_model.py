@@ -59,7 +59,8 @@ def build(task: str, name: str, device: str = "cpu"):
         return foveal.create_model(name, task, channels=3, **RESTORE[name])
     if task == "forecast":
         return foveal.create_model(name, task, **FORECAST)
-    extra = {"max_det": 3} if get_model_entry(name, task).kind == "instance" else {}  # bounds the mask head's work
+    # bounds the mask and keypoint heads' work (Keypoint R-CNN's heatmaps per detection)
+    extra = {"max_det": 3} if get_model_entry(name, task).kind == "instance" or task == "pose" else {}
     if device == "meta":
         with parameters_on_meta():
             return foveal.create_model(name, task, num_classes=classes_of(task, name), imgsz=imgsz, **extra).to("meta")
