@@ -45,6 +45,7 @@ def training_rate(name: str, batch, steps: int) -> float:
 
 
 def eval_model(name: str, task: str, imgsz: int):
+    torch.manual_seed(0)  # the same seed: yolo_n-seg's detector starts as yolo_n does, the same 10 detections
     return foveal.create_model(name, task, num_classes=len(SHAPE_CLASSES), imgsz=imgsz, conf=0.0,
                                max_det=10).eval().fuse()
 

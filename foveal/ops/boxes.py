@@ -22,7 +22,7 @@ from foveal.errors import FovealError, did_you_mean
 
 __all__ = ["BOX_FORMATS", "convert_boxes", "normalize_boxes", "denormalize_boxes", "clip_boxes", "box_area",
            "box_iou", "box_iou_numpy", "generalized_box_iou", "distance_box_iou", "complete_box_iou", "aligned_iou",
-           "nms", "NMS_IOU", "unletterbox_boxes", "box_masks"]
+           "nms", "NMS_IOU", "unletterbox_boxes", "box_masks", "box_spans"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 NMS_IOU = 0.7  # foveal's one default NMS threshold for detection (Ultralytics validates yolo models at 0.7)
@@ -80,6 +80,14 @@ def box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
     columns = (xs >= x1) & (xs < x2)  # (N, width)
     rows = (ys >= y1) & (ys < y2)  # (N, height)
     return rows[:, :, None] & columns[:, None, :]
+
+
+def box_spans(boxes: Tensor, height: int, width: int) -> Tensor:
+    """(N, 4) int64 first row, end row, first column, end column (ends exclusive) of the pixels box_masks
+    gives each xyxy box: those whose centre lies in it, within the height x width image."""
+    first = torch.ceil(boxes[:, :2].float() - 0.5).clamp(min=0)
+    end = torch.ceil(boxes[:, 2:].float() - 0.5)
+    return torch.stack([first[:, 1], end[:, 1].clamp(max=height), first[:, 0], end[:, 0].clamp(max=width)], 1).long()
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

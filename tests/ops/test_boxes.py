@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from foveal.errors import FovealError
-from foveal.ops.boxes import (aligned_iou, box_area, box_iou, box_iou_numpy, box_masks, clip_boxes,
+from foveal.ops.boxes import (aligned_iou, box_area, box_iou, box_iou_numpy, box_masks, box_spans, clip_boxes,
                               complete_box_iou, convert_boxes, denormalize_boxes, distance_box_iou,
                               generalized_box_iou, nms, normalize_boxes)
 
@@ -145,3 +145,14 @@ def test_box_masks_fill_the_box_a_mask_gives_and_no_pixel_more():
     assert torch.equal(box_masks(boxes, 6, 7), masks)
     half = box_masks(torch.tensor([[0.4, 0.6, 2.6, 1.6]]), 3, 4)[0]  # pixel centres at 0.5, 1.5, ...
     assert half.tolist() == [[False] * 4, [True, True, True, False], [False] * 4]
+
+
+def test_box_spans_are_the_rows_and_columns_box_masks_fills():
+    torch.manual_seed(0)
+    boxes = torch.rand(200, 4) * 40 - 5  # some outside the 30 x 20 image, some empty, some inverted
+    boxes[:100, 2:] = boxes[:100, :2] + torch.rand(100, 2) * 20
+    boxes[:4] = torch.tensor([[0.5, 0.5, 1.5, 1.5], [2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 20.0, 30.0], [19.4, 29.6, 25, 40]])
+    for box, (top, bottom, left, right), mask in zip(boxes, box_spans(boxes, 30, 20).tolist(), box_masks(boxes, 30, 20)):
+        expected = torch.zeros_like(mask)
+        expected[top:max(top, bottom), left:max(left, right)] = True
+        assert torch.equal(mask, expected), box

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...ops.boxes import box_masks
+from ...ops.boxes import box_masks, box_spans
 from ...registry import register_model
 from ..detect.yolo import YOLO, ConvBNAct, DecodedOutputs
 from ..detect.yolo_loss import Assignment, YOLOLoss
@@ -61,14 +61,35 @@ def mask_logits(coefficients: torch.Tensor, prototypes: torch.Tensor) -> torch.T
     return (coefficients @ prototypes.flatten(1)).view(-1, *prototypes.shape[-2:])
 
 
+def bilinear_taps(size_in: int, size_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lower index, upper index, upper weight) of each of size_out samples resampled bilinearly from size_in,
+    where F.interpolate(align_corners=False) takes them: source (out + 0.5) * in / out - 0.5, edges clamped."""
+    source = ((torch.arange(size_out, device=device, dtype=torch.float32) + 0.5) * (size_in / size_out) - 0.5)
+    source = source.clamp(min=0)
+    lower = source.floor().long().clamp(max=size_in - 1)
+    return lower, (lower + 1).clamp(max=size_in - 1), source - lower
+
+
 def assemble_masks(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: torch.Tensor, size) -> torch.Tensor:
     """(K, H, W) float mask probabilities at the input size `size` (H, W) of K detections: their logits
-    upsampled (bilinear, before the sigmoid: smooth edges), then zero outside each xyxy box (K, 4)."""
+    upsampled (bilinear, before the sigmoid: smooth edges), zero outside each xyxy box (K, 4) (box_masks').
+
+    Only each box's pixels are resampled, as F.interpolate would sample them (to 1e-6): the whole image's
+    for every detection cost 6 ms of a 36 ms yolo_n-seg frame at 320 px with 10 masks, the boxes' 1.5."""
+    height, width = size
     logits = mask_logits(coefficients, prototypes).float()
-    if not len(logits):
-        return logits.new_zeros((0, *size))
-    logits = F.interpolate(logits[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
-    return logits.sigmoid() * box_masks(boxes, *size)
+    masks = logits.new_zeros((len(logits), height, width))
+    row_low, row_high, row_weight = bilinear_taps(logits.shape[1], height, logits.device)
+    column_low, column_high, column_weight = bilinear_taps(logits.shape[2], width, logits.device)
+    for k, (top, bottom, left, right) in enumerate(box_spans(boxes, height, width).tolist()):
+        if bottom <= top or right <= left:
+            continue
+        weight = row_weight[top:bottom, None]
+        rows = logits[k, row_low[top:bottom]] * (1 - weight) + logits[k, row_high[top:bottom]] * weight
+        weight = column_weight[left:right]
+        masks[k, top:bottom, left:right] = (rows[:, column_low[left:right]] * (1 - weight)
+                                            + rows[:, column_high[left:right]] * weight).sigmoid()
+    return masks
 
 
 def mask_loss(coefficients: torch.Tensor, prototypes: torch.Tensor, assignment: Assignment,

@@ -162,3 +162,23 @@ def test_yolo_seg_reads_every_instance_source_and_trains_on_it(source, tmp_path)
     run = foveal.train("segment", data=data, model="yolo_n-seg", imgsz=64, epochs=1, batch=4, workers=0,
                        val_fraction=0.5, plots=False, verbose=False, project=tmp_path, name=source)
     assert np.isfinite(run.history[0]["train_mask"]) and 0 <= run.metrics["mask_map"] <= 1
+
+
+def test_assembled_masks_equal_the_whole_upsampled_map_cut_to_the_boxes():
+    """assemble_masks resamples each box's pixels only: the same as upsampling every mask to the whole input
+    (F.interpolate, bilinear, before the sigmoid) and keeping each box's pixels."""
+    import torch.nn.functional as F
+
+    from foveal.models.segment.yolo_seg import assemble_masks, mask_logits
+    from foveal.ops.boxes import box_masks
+
+    torch.manual_seed(0)
+    coefficients, prototypes = torch.randn(12, 32), torch.randn(32, 24, 40)
+    boxes = torch.rand(12, 4) * 140 - 10
+    boxes[:, 2:] = boxes[:, :2] + torch.rand(12, 2) * 80
+    boxes[0] = torch.tensor([0.0, 0.0, 160.0, 96.0])  # the whole image
+    found = assemble_masks(coefficients, prototypes, boxes, (96, 160))
+    logits = F.interpolate(mask_logits(coefficients, prototypes)[None], size=(96, 160), mode="bilinear",
+                           align_corners=False)[0]
+    torch.testing.assert_close(found, logits.sigmoid() * box_masks(boxes, 96, 160), rtol=0, atol=1e-5)
+    assert assemble_masks(coefficients[:0], prototypes, boxes[:0], (96, 160)).shape == (0, 96, 160)
