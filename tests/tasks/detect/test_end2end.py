@@ -19,7 +19,8 @@ from foveal.models.detect.yolo_loss import YOLOLoss, assign_targets
 from foveal.tasks.detect.task import DetectConfig, DetectTask
 
 IMGSZ = 128
-STEPS = 60  # about 7 s on one core: every object found at mAP50 1.0, one box each (measured: 0 duplicates)
+STEPS = 80  # about 10 s on one quiet core: mAP50 1.0, mAP 0.99, one box per object, the next best score 0.03
+# (measured; at 60 steps the runner-up boxes scored up to 0.1-0.2, closer to the duplicate check's 0.25)
 SCENES = 8
 DUPLICATE_IOU, CONFIDENT = 0.5, 0.25  # the test: no two boxes of one object above 0.5 IoU scoring > 0.25
 
@@ -126,9 +127,9 @@ def test_learns_and_gives_one_box_per_object_without_nms(trained):
     trivial = [{"boxes": mean_box.repeat(len(SHAPE_CLASSES), 1), "scores": torch.full((len(SHAPE_CLASSES),), 0.5),
                 "labels": torch.arange(len(SHAPE_CLASSES))} for _ in items]
     baseline = coco_evaluate(items, trivial, list(SHAPE_CLASSES)).stats
-    assert found["map50"] > 0.9 and found["map"] > baseline["map"] + 0.5, (found, baseline)  # measured 1.0 / 0.94
+    assert found["map50"] > 0.9 and found["map"] > baseline["map"] + 0.5, (found, baseline)  # measured 0.99, trivial 0.01
     assert duplicated_objects(outputs, items) == 0
-    assert duplicated_objects(many, items) >= len(items)  # measured: nearly every object twice or more
+    assert duplicated_objects(many, items) >= len(items)  # measured: 13 of the 17 objects
     assert all(len(out["scores"]) <= model.max_det and (out["scores"] > model.conf).all() for out in outputs)
 
 
