@@ -78,7 +78,8 @@ class BoxPredictor(Predictor):
         self.class_ids = class_ids(self.cfg.classes, self.classes)
         self.stride = task.rect_stride(self.meta["model"], self.meta)
         # foveal's YOLO runs its network and its NMS apart, so that they are timed apart (not a model whose
-        # objects carry more than boxes: its own forward gathers them by NMS's indices)
+        # objects carry more than boxes: its own forward gathers them by NMS's indices); an end2end YOLO's
+        # forward_raw is its one-to-one head and its postprocess the top max_det pairs, without NMS
         self.split = (hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
                       and type(self).objects is BoxPredictor.objects)
         self.nothing_found = NothingFound()

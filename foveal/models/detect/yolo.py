@@ -20,12 +20,27 @@ Inference: every (anchor, class) pair scoring above `conf` (an anchor may give t
 best MAX_CANDIDATES of them, class-aware NMS at `iou`, then the top `max_det`. Inputs are (B, 3, H,
 W) in [0, 1] with H, W multiples of 32, not normalised: the stem's BatchNorm absorbs scale and offset.
 
+End to end (end2end=True, YOLOv10's consistent dual assignment): a second head of the same structure, the
+one-to-one head, reads the same neck maps. Training adds its loss to the usual one: the same task-aligned
+metric, but each object gets its single best anchor (topk=1), so the head learns to score one box per object
+and leave its neighbours low. The usual one-to-many head (ten anchors per object) stays, for the richer
+signal it gives the shared network; the one-to-one head reads the neck's maps detached, as Ultralytics'
+YOLOv10 does, so that its single-positive signal does not pull the shared features around (the shared
+network then trains as without end2end; letting its gradient through cost 0.10 of the one-to-one head's
+mAP50-95 on shapes, 160 px, 8 epochs: 0.23 against 0.32). Eval runs the one-to-one head only, and no NMS:
+the best max_det (anchor, class) pairs (top_rows) above `conf`. On short schedules that head lags the NMS
+one (shapes, yolo_n, 160 px, the Makefile's DETECT_TRAIN keys: mAP50-95 0.32 against 0.40 at 8 epochs,
+0.60 against 0.67 at 16) and still leaves some duplicates (a quarter of the val objects had two boxes
+above 0.25 at 0.5 IoU after 16 epochs, against four in five for the one-to-many head without NMS).
+
 Export (foveal/engine/onnx_export.py): export_module(nms=True) traces the same candidate selection (boxes
 clipped, pairs below conf or outside the best MAX_CANDIDATES at score -1) in the layout of ONNX
 NonMaxSuppression, which the exporter then appends with the top-max_det selection: the graph gives
 (B, max_det, 6) rows x1, y1, x2, y2, score, class. Such a graph's conf, iou and max_det are fixed when
 it is written; a model running it (run_exported(fn, nms=True)) keeps the rows above its own conf, the
-first max_det of them, so a graph written at val's conf=0.001 serves predict's 0.25 as well.
+first max_det of them, so a graph written at val's conf=0.001 serves predict's 0.25 as well. An end2end
+model has no NMS to append (exports_nms False): its export_module() ends with top_rows' TopK, the same
+(B, max_det, 6) rows, read back the same way (run_exported), with no conf inside the graph at all.
 """
 
 import functools
@@ -235,13 +250,17 @@ class YOLO(nn.Module):
 
     def __init__(self, num_classes: int, width: float = 0.25, depth: float = 0.34, max_channels: int = 1024,
                  reg_max: int = 16, loss: YOLOLoss | None = None, conf: float = 0.001, iou: float = NMS_IOU,
-                 max_det: int = 300):
+                 max_det: int = 300, end2end: bool = False):
         super().__init__()
         widths = [_divisible(min(c, max_channels) * width) for c in (64, 128, 256, 512, 1024)]
         depths = [max(round(d * depth), 1) for d in (3, 6, 6, 3)]
         self.backbone = Backbone(widths, depths)
         self.neck = PANNeck(self.backbone.out_channels, max(round(3 * depth), 1))
         self.head = DecoupledHead(num_classes, self.backbone.out_channels, reg_max)
+        # end2end: the one-to-one head, the only one eval runs (see the module docstring)
+        self.one2one = DecoupledHead(num_classes, self.backbone.out_channels, reg_max) if end2end else None
+        self.end2end = end2end
+        self.exports_nms = not end2end  # its graph ends with TopK: no NonMaxSuppression to append
         self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
         self.num_classes, self.reg_max, self.strides = num_classes, reg_max, STRIDES
         self.loss = loss or YOLOLoss()
@@ -254,8 +273,13 @@ class YOLO(nn.Module):
         return self.neck(self.backbone(images))
 
     def forward_raw(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> per stride (8, 16, 32) raw (B, 4 * reg_max + num_classes, H/s, W/s) logits."""
-        return self.head(self.features(images))
+        """(B, 3, H, W) -> per stride (8, 16, 32) raw (B, 4 * reg_max + num_classes, H/s, W/s) logits of the
+        head eval runs: the one-to-one head of an end2end model."""
+        return self.eval_head(self.features(images))
+
+    @property
+    def eval_head(self) -> DecoupledHead:
+        return self.one2one if self.end2end else self.head
 
     def decode(self, raw: list[torch.Tensor]):
         """Raw level outputs -> cls_logits (B, A, C), box_logits (B, A, 4, R), boxes (B, A, 4) xyxy
@@ -275,24 +299,36 @@ class YOLO(nn.Module):
         return cls_logits, box_logits, boxes, points, strides
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
-        """Training: {"box", "cls", "dfl"} losses (sum them). Eval: per image {boxes, scores, labels}."""
+        """Training: {"box", "cls", "dfl"} losses (and "*_o2o" for end2end; sum them). Eval: per image
+        {boxes, scores, labels}."""
         if self.exported is not None and not self.training:
             outputs = self.exported(images)
-            if self.exported_nms:
+            if self.exported_nms or self.end2end:  # the graph gives the final rows
                 return self.unpack_detections(outputs[0])
             boxes, scores = outputs
             return self.postprocess(scores, boxes, images.shape[-2:])
-        cls_logits, box_logits, boxes, points, strides = self.decode(self.forward_raw(images))
         if self.training:
             if targets is None:
                 raise ValueError("YOLO needs targets in training mode; call model.eval() to predict")
-            return self.loss(cls_logits, box_logits, boxes, points, strides, targets)
+            return self.training_losses(self.features(images), targets)
+        cls_logits, _, boxes, _, _ = self.decode(self.forward_raw(images))
         return self.postprocess(cls_logits.sigmoid(), boxes, images.shape[-2:])
+
+    def training_losses(self, features: list[torch.Tensor], targets: list[dict]) -> dict:
+        """The one-to-many head's {"box", "cls", "dfl"}; an end2end model adds its one-to-one head's
+        {"box_o2o", "cls_o2o", "dfl_o2o"}: the same loss with one anchor per object, on detached features."""
+        losses = self.loss(*self.decode(self.head(features)), targets)
+        if self.end2end:
+            one2one = self.one2one([level.detach() for level in features])
+            single = self.loss.one_to_one()(*self.decode(one2one), targets)
+            losses.update({f"{name}_o2o": value for name, value in single.items()})
+        return losses
 
     def export_module(self, nms: bool = False) -> nn.Module:
         """What ONNX export traces: images -> (boxes (B, A, 4) pixels, class scores (B, A, C)), the
         post-processing (threshold, NMS) left to foveal; with `nms`, the inputs of ONNX NonMaxSuppression
-        instead (see nms_inputs), which the exporter appends."""
+        instead (see nms_inputs), which the exporter appends. An end2end model's: images -> its final
+        (B, max_det, 6) rows (top_rows), with no conf applied."""
         return DecodedOutputs(self, nms)
 
     def run_exported(self, run, nms: bool = False) -> "YOLO":
@@ -327,7 +363,10 @@ class YOLO(nn.Module):
         return self
 
     def postprocess(self, scores: torch.Tensor, boxes: torch.Tensor, image_size) -> list[dict]:
-        """scores (B, A, C), boxes (B, A, 4) -> per image {boxes (K, 4), scores (K,), labels (K,)}."""
+        """scores (B, A, C), boxes (B, A, 4) -> per image {boxes (K, 4), scores (K,), labels (K,)}: NMS's
+        survivors, or an end2end model's best max_det pairs (no NMS)."""
+        if self.end2end:
+            return self.unpack_detections(top_rows(scores, boxes, image_size, self.max_det))
         return [self.select(image_scores, image_boxes, image_size)[0]
                 for image_scores, image_boxes in zip(scores, boxes)]
 
@@ -361,15 +400,40 @@ def nms_inputs(scores: torch.Tensor, boxes: torch.Tensor, image_size, conf: floa
     return boxes.float(), scores.transpose(1, 2).contiguous()
 
 
+def top_rows(scores: torch.Tensor, boxes: torch.Tensor, image_size, max_det: int) -> torch.Tensor:
+    """An end2end model's whole post-processing, in tensor form (PyTorch's eval and the exported graph run
+    it alike): scores (B, A, C), boxes (B, A, 4) -> (B, max_det, 6) rows x1, y1, x2, y2 (clipped), score,
+    class of the best max_det (anchor, class) pairs, best first; no threshold (the caller's conf filters).
+    Two TopKs, the first over each anchor's best class: the best max_det anchors hold the best max_det pairs
+    (a pair's anchor scores at least the pair), and the second ranks their A' * C pairs, not all A * C."""
+    height, width = image_size
+    batch, _, classes = scores.shape
+    # max_det empty anchors (score -1, zero box) keep k fixed for any input size: rows with score -1
+    # where an image has fewer than max_det pairs
+    scores, boxes = scores.float(), clip_boxes(boxes, height, width).float()
+    scores = torch.cat([scores, scores.new_full((batch, max_det, classes), -1.0)], 1)
+    boxes = torch.cat([boxes, boxes.new_zeros(batch, max_det, 4)], 1)
+    anchors = scores.amax(-1).topk(max_det, 1).indices  # (B, K)
+    candidates = scores.gather(1, anchors[..., None].expand(-1, -1, classes))  # (B, K, C)
+    best, pairs = candidates.flatten(1).topk(max_det, 1)  # (B, K) each
+    anchors = anchors.gather(1, torch.div(pairs, classes, rounding_mode="floor"))
+    labels = (pairs % classes).float()
+    chosen = boxes.gather(1, anchors[..., None].expand(-1, -1, 4))  # (B, K, 4)
+    return torch.cat([chosen, best[..., None], labels[..., None]], -1)
+
+
 class DecodedOutputs(nn.Module):
     """A YOLO's boxes and class scores before post-processing (YOLO.export_module); with `nms`, as
-    nms_inputs prepares them."""
+    nms_inputs prepares them; an end2end model's final rows (top_rows)."""
 
     def __init__(self, yolo: YOLO, nms: bool = False):
         super().__init__()
         self.yolo, self.nms = yolo, nms
 
     def forward(self, images):
+        if self.yolo.end2end:
+            cls_logits, _, boxes, _, _ = self.yolo.decode(self.yolo.forward_raw(images))
+            return top_rows(cls_logits.sigmoid(), boxes, images.shape[-2:], self.yolo.max_det)
         return self.boxes_and_scores(self.yolo.forward_raw(images), images.shape[-2:])
 
     def boxes_and_scores(self, raw: list[torch.Tensor], image_size) -> tuple[torch.Tensor, torch.Tensor]:

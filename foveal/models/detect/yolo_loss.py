@@ -20,9 +20,13 @@ Loss = box_gain * CIoU + cls_gain * BCE + dfl_gain * DFL: BCE over every anchor 
 against the soft targets, CIoU and distribution focal loss over the positives weighted by their
 target score; all three are divided by the sum of target scores, so a batch with a few
 well-localised objects and one with many poorly localised ones weigh alike.
+
+An end2end model's one-to-one head trains with the same loss at topk=1 (one_to_one): each object's
+single best anchor by the same metric (YOLOv10's consistent matching), so the anchor the one-to-many head
+ranks first is the one the one-to-one head learns to keep, and its neighbours learn to score low.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -130,6 +134,10 @@ class YOLOLoss:
     box_gain: float = 7.5
     cls_gain: float = 0.5
     dfl_gain: float = 1.5
+
+    def one_to_one(self) -> "YOLOLoss":
+        """The same loss with one positive per object: an end2end model's one-to-one head's."""
+        return replace(self, topk=1)
 
     def __call__(self, cls_logits, box_logits, pred_boxes, anchor_points, strides, targets) -> dict:
         """cls_logits (B, A, C); box_logits (B, A, 4, R); pred_boxes (B, A, 4) xyxy pixels decoded

@@ -3,7 +3,7 @@
 Prediction on images, video and cameras is in predict.py; the report in report.py.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...config import TrainConfig, opt
 from ...data.detect_dataset import DetectionDataset, shapes_detection_data
@@ -18,6 +18,7 @@ from ...track.config import TrackConfig
 from ..boxes import AugmentConfig, BoxEvaluator, BoxTask
 
 EMBEDDED = ("shapes", "polyps", "shapes_video")
+END2END_MODELS = ("yolo_n", "yolo_s", "yolo_m")  # the models with a one-to-one head (end2end=true)
 MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "convert", "features", "explain")
 
 
@@ -32,6 +33,8 @@ class DetectConfig(AugmentConfig, TrackConfig, TrainConfig):
     conf: float = opt(-1.0, "confidence threshold (-1: 0.001 for val, 0.25 for predict)", range="[0, 1] or -1")
     iou: float = opt(NMS_IOU, "IoU threshold of non-maximum suppression", range="[0, 1]")
     max_det: int = opt(300, "most detections kept per image", range="[1, inf)")
+    end2end: bool = opt(False, "yolo_n/s/m: train a one-to-one head beside the usual one (YOLOv10) and detect "
+                               "with it alone: no NMS, in PyTorch or in the exported graph (iou unused)")
     save: bool = opt(True, "predict: write annotated images or video")
     save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised); track: "
                                 "MOTChallenge lines, mot/<video>.txt")
@@ -47,6 +50,11 @@ class DetectConfig(AugmentConfig, TrackConfig, TrainConfig):
     src: str = opt("", "convert: source, e.g. voc:Annotations/,JPEGImages/ or data.yaml")
     dst: str = opt("", "convert: destination, e.g. yolo:out/, coco:out/ or voc:out/")
     segments: bool = opt(False, "convert: keep object outlines (COCO polygons/RLE, YOLO polygons) in a coco: dst")
+
+
+def check_end2end(cfg: DetectConfig):
+    if cfg.end2end and cfg.model not in END2END_MODELS:
+        raise FovealError(f"end2end: only {', '.join(END2END_MODELS)} have a one-to-one head, not model={cfg.model}")
 
 
 def load_detect_data(data: str, strict: bool, val_fraction: float) -> DetectionData:
@@ -75,6 +83,7 @@ class DetectTask(BoxTask):
     def setup(self):
         cfg = self.cfg
         get_model_entry(cfg.model, "detect")
+        check_end2end(cfg)
         self.imgsz = cfg.imgsz or 320
         self.check_imgsz(self.imgsz)  # before the data is indexed: a mistake in the command is said first
         self.use_data(load_detect_data(cfg.data, cfg.strict, cfg.val_fraction))
@@ -89,6 +98,14 @@ class DetectTask(BoxTask):
         if imgsz % 32:
             raise FovealError(f"imgsz: must be a multiple of 32 for detection, got {imgsz}")
 
+    @classmethod
+    def trained_config(cls, cfg, meta):
+        """As trained: an end2end model's weights rebuild it with its one-to-one head (their model_kwargs)."""
+        return replace(super().trained_config(cfg, meta), end2end=bool(meta.get("model_kwargs", {}).get("end2end")))
+
+    def model_kwargs(self) -> dict:
+        return {**super().model_kwargs(), **({"end2end": True} if self.cfg.end2end else {})}
+
     def predictor(self, model, device):
         from ..box_predict import BoxPredictor
 
@@ -97,7 +114,9 @@ class DetectTask(BoxTask):
     @classmethod
     def model_for_info(cls, cfg):
         imgsz = cfg.imgsz or 320
-        return cfg.model, {"num_classes": cfg.num_classes or 80, "imgsz": imgsz}, imgsz
+        check_end2end(cfg)
+        kwargs = {"num_classes": cfg.num_classes or 80, "imgsz": imgsz, **({"end2end": True} if cfg.end2end else {})}
+        return cfg.model, kwargs, imgsz
 
     def new_evaluator(self):
         return BoxEvaluator(self.data.splits[self.eval_split], self.classes)
