@@ -176,6 +176,40 @@ def no_network(monkeypatch):
     assert not attempts, f"a model tried to reach the network: {attempts[0]}"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (its module fixtures too): tiny convolutions gain nothing from a
+    second thread, and on cores other processes keep busy two OpenMP threads waiting on each other make a step
+    up to 100x slower (a learning run took 15 s with two threads, 2 s with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def box_targets(*boxes_and_labels) -> list[dict]:
+    """Detection targets of ([xyxy boxes], [labels]) pairs, one per image."""
+    return [{"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+             "labels": torch.tensor(labels, dtype=torch.int64)} for boxes, labels in boxes_and_labels]
+
+
+def overfit(model, images, targets, steps: int, lr: float = 0.004):
+    """`model` after `steps` AdamW steps on one batch (images in [0, 1], the model's targets), on one thread:
+    tiny convolutions gain nothing from a second, busy core. The tests' small trained models."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    try:
+        for _ in range(steps):
+            loss = sum(model(images, targets).values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
 @pytest.fixture(scope="session")
 def trained_yolo_seg(tmp_path_factory):
     """(weights file, COCO data= string, image folder, the scenes as an (8, 3, 96, 96) batch) of a yolo_n-seg
@@ -187,21 +221,13 @@ def trained_yolo_seg(tmp_path_factory):
 
     size = 96
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
     scenes = make_scene_set(8, size, seed=3, min_objects=1, max_objects=3, min_scale=0.3)
     images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
     targets = [{"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels),
                 "masks": torch.from_numpy(s.masks)} for s in scenes]
     kwargs = {"num_classes": len(SHAPE_CLASSES), "imgsz": size}
     model = foveal.create_model("yolo_n-seg", "segment", **kwargs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
-    for _ in range(60):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    torch.set_num_threads(threads)
+    overfit(model, images, targets, 60)
     root = tmp_path_factory.mktemp("yolo_seg")
     weights = root / "best.safetensors"
     save_weights(weights, model.state_dict(), {"task": "segment", "model": "yolo_n-seg", "model_kwargs": kwargs,
@@ -224,20 +250,12 @@ def trained_yolo_pose(tmp_path_factory):
     size = 96
     items = stickmen_pose_data(imgsz=size, n_train=8, n_val=1, n_test=1).splits["train"]
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
     images = torch.from_numpy(np.stack([item.pixels for item in items])).permute(0, 3, 1, 2).float() / 255
     targets = [{"boxes": torch.from_numpy(item.boxes), "labels": torch.from_numpy(item.labels),
                 "keypoints": torch.from_numpy(item.keypoints)} for item in items]
     kwargs = {"num_classes": 1, "num_keypoints": STICKMEN_LAYOUT.count, "imgsz": size}
     model = foveal.create_model("yolo_n-pose", "pose", **kwargs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
-    for _ in range(80):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    torch.set_num_threads(threads)
+    overfit(model, images, targets, 80)
     root = tmp_path_factory.mktemp("yolo_pose")
     weights = root / "best.safetensors"
     save_weights(weights, model.state_dict(), {"task": "pose", "model": "yolo_n-pose", "model_kwargs": kwargs,

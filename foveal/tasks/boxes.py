@@ -40,6 +40,25 @@ class AugmentConfig:
                        self.hsv_v)
 
 
+@dataclass
+class BoxOutputConfig:
+    """What detect's and pose's predict and val write and draw."""
+
+    save: bool = opt(True, "predict: write annotated images or video")
+    save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised; pose: then x y v "
+                                "per joint); track: MOTChallenge lines, mot/<video>.txt")
+    save_conf: bool = opt(False, "predict: add each object's confidence to its save_txt line (the last field)")
+    classes: str = opt("", "predict: keep only these classes, a comma list of indices or names (e.g. 0,2)")
+    agnostic_nms: bool = opt(False, "predict: non-maximum suppression across classes (one box per object)")
+    hide_conf: bool = opt(False, "predict: leave the confidence out of the drawn captions")
+    hide_labels: bool = opt(False, "predict: draw the boxes without captions (no class, no confidence)")
+    line_width: int = opt(2, "predict: box (and limb) line width in pixels", range="[1, inf)")
+    save_crop: bool = opt(False, "predict: also write each detected object as an image, crops/<class>/<name>.jpg")
+    save_json: bool = opt(False, "val (and the end of train): also write predictions.json, COCO results (pose: "
+                                 "keypoint results) with the data's own image and category ids, which pycocotools "
+                                 "reads")
+
+
 LOOK_AGAIN_FRAMES = 8  # predict found nothing: the first frames are run again at a low conf for a hint
 LOW_CONF = 0.001  # val's
 

@@ -20,7 +20,7 @@ from foveal.engine.onnx_runtime import read_onnx_meta
 from foveal.errors import FovealError
 from foveal.models.detect import yolo
 
-from tests.conftest import run_cli
+from tests.conftest import overfit, run_cli
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -39,19 +39,11 @@ def trained(tmp_path_factory):
     """(weights file, COCO file, image folder, the scenes as a (8, 3, 128, 128) batch) of a yolo_n trained
     STEPS steps on 8 scenes, scored on the same scenes."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
     scenes = make_scene_set(8, IMGSZ, seed=3, min_objects=1, max_objects=3, min_scale=0.2)
     images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255
     targets = [{"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)} for s in scenes]
     model = yolo.yolo_n(num_classes=len(SHAPE_CLASSES))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
-    for _ in range(STEPS):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    torch.set_num_threads(threads)
+    overfit(model, images, targets, STEPS)
     root = tmp_path_factory.mktemp("export_yolo")
     kwargs = {"num_classes": len(SHAPE_CLASSES), "imgsz": IMGSZ}
     weights = root / "best.safetensors"

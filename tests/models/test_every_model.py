@@ -31,13 +31,7 @@ FORECAST = dict(window=8, horizon=3, features=2, layers=2, hidden=8)
 HEAVY = 12e6  # resnet18 and below run for real
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread on a busy, shared CPU only adds synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only waits
 
 
 def test_the_cases_are_every_registered_model():

@@ -26,14 +26,7 @@ CASES = [(name, channels, scale) for name in sorted(TINY) for channels in (1, 3)
          for scale in ([1] if name in DENOISERS else [2, 3, 4])]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: a second thread only adds synchronisation, which on a busy, shared CPU
-    costs ten times the work (a learning run took 15 s with two threads, 2 s with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only waits
 
 
 def test_every_restore_model_is_tested():

@@ -16,6 +16,7 @@ from foveal.engine.onnx_runtime import load_onnx, read_onnx_meta
 from foveal.engine.transfer import load_pretrained, prefixes_outside_backbone
 from foveal.models.detect import rtdetr
 from foveal.models.detect.rtdetr_loss import hungarian_match
+from tests.conftest import box_targets
 
 TINY = dict(hidden=32, heads=4, ffn=64, num_queries=20, decoder_layers=2, denoising=12)
 LEARNER = dict(hidden=64, heads=4, ffn=128, num_queries=30, decoder_layers=2, denoising=20)
@@ -23,18 +24,7 @@ SIZE = 64  # the learning test's scenes
 STEPS = 100  # loss and boxes settle from about 80 on
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread on a busy, shared CPU only adds synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _targets(*boxes_and_labels):
-    return [{"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-             "labels": torch.tensor(labels, dtype=torch.int64)} for boxes, labels in boxes_and_labels]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only waits
 
 
 def test_variants_are_registered_and_nms_free():
@@ -81,13 +71,13 @@ def test_training_gives_finite_losses_and_gradients_for_every_parameter():
     torch.manual_seed(0)
     model = rtdetr.RTDETR(num_classes=3, **TINY).train()
     images = torch.rand(2, 3, 64, 96)
-    losses = model(images, _targets(([[10, 20, 60, 50], [50, 5, 90, 60]], [2, 0]), ([], [])))  # second empty
+    losses = model(images, box_targets(([[10, 20, 60, 50], [50, 5, 90, 60]], [2, 0]), ([], [])))  # second empty
     assert set(losses) == {"cls", "l1", "giou"}
     assert all(loss.ndim == 0 and torch.isfinite(loss) and loss > 0 for loss in losses.values())
     sum(losses.values()).backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
-    empty = model(images, _targets(([], []), ([], [])))  # no objects: only the class loss, pushing scores down
+    empty = model(images, box_targets(([], []), ([], [])))  # no objects: only the class loss, pushing scores down
     assert empty["l1"] == 0 and empty["giou"] == 0 and empty["cls"] > 0
     with pytest.raises(ValueError, match="targets"):
         model(images)

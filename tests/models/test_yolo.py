@@ -9,21 +9,10 @@ import foveal
 from foveal.data.synthetic import SHAPE_CLASSES, make_scene_set
 from foveal.models.detect import yolo
 from foveal.models.detect.yolo_loss import YOLOLoss, assign_targets
+from tests.conftest import box_targets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions gain nothing from a second thread, and on cores that other processes keep
-    busy, two OpenMP threads waiting on each other make a step up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _targets(*boxes_and_labels):
-    return [{"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-             "labels": torch.tensor(labels, dtype=torch.int64)} for boxes, labels in boxes_and_labels]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only waits
 
 
 def test_variants_are_registered_and_grow():
@@ -43,7 +32,7 @@ def test_training_gives_finite_losses_and_gradients_for_every_parameter():
     torch.manual_seed(0)
     model = yolo.yolo_n(num_classes=3).train()
     images = torch.rand(2, 3, 64, 96)
-    targets = _targets(([[10, 20, 60, 50], [50, 5, 90, 60]], [2, 0]), ([], []))  # second image empty
+    targets = box_targets(([[10, 20, 60, 50], [50, 5, 90, 60]], [2, 0]), ([], []))  # second image empty
     losses = model(images, targets)
     assert set(losses) == {"box", "cls", "dfl"}
     assert all(loss.ndim == 0 and torch.isfinite(loss) and loss > 0 for loss in losses.values())
@@ -56,7 +45,7 @@ def test_training_gives_finite_losses_and_gradients_for_every_parameter():
 
 def test_images_without_objects_only_push_scores_down():
     model = yolo.yolo_n(num_classes=3).train()
-    losses = model(torch.rand(2, 3, 64, 64), _targets(([], []), ([], [])))
+    losses = model(torch.rand(2, 3, 64, 64), box_targets(([], []), ([], [])))
     assert losses["box"] == 0 and losses["dfl"] == 0
     assert torch.isfinite(losses["cls"]) and losses["cls"] > 0
     sum(losses.values()).backward()
@@ -201,5 +190,5 @@ def test_fused_model_gives_the_same_outputs_and_the_grid_is_built_once():
     assert yolo.cached_anchor_grid.cache_info().misses == 1 and yolo.cached_anchor_grid.cache_info().hits == 1
     # outside inference mode a grid of its own: autograd refuses tensors made in inference mode
     trained = yolo.yolo_n(num_classes=3)
-    sum(trained(images, _targets(([[4, 4, 30, 30]], [0]), ([], []))).values()).backward()
+    sum(trained(images, box_targets(([[4, 4, 30, 30]], [0]), ([], []))).values()).backward()
     assert yolo.cached_anchor_grid.cache_info().misses == 2

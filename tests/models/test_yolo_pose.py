@@ -16,6 +16,7 @@ from foveal.errors import FovealError
 from foveal.models.detect.yolo_loss import Assignment
 from foveal.models.pose.yolo_pose import YOLOPoseLoss, keypoint_loss, positive_keypoints
 from foveal.ops.keypoints import COCO_SIGMAS, default_sigmas
+from tests.conftest import overfit
 
 JOINTS = ("head", "left_hand", "right_hand", "left_foot", "right_foot")
 COLOURS = ((255, 60, 60), (60, 255, 60), (60, 60, 255), (255, 255, 60), (255, 60, 255))  # one per joint
@@ -23,13 +24,7 @@ IMGSZ = 64
 STEPS = 100  # joint error 0.19 of the box size at 50 steps, 0.03 at 100 (the centre guess: 0.44)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread on a busy, shared CPU only adds synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only waits
 
 
 def test_eval_keypoints_are_in_the_image_with_visibility_probabilities():
@@ -178,17 +173,9 @@ def overfit_model():
     """A yolo_n-pose trained STEPS steps on 4 stick-figure images (with its images and targets); shared with
     tests/engine/test_export_yolo_pose.py, which exports it."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     images, targets = stick_figures(4)
     model = foveal.create_model("yolo_n-pose", "pose", num_classes=1, num_keypoints=len(JOINTS), imgsz=IMGSZ)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.004, weight_decay=0.0)
-    for _ in range(STEPS):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    torch.set_num_threads(threads)
+    overfit(model, images, targets, STEPS)
     return model.eval(), images, targets
 
 

@@ -15,7 +15,7 @@ from ...files import write_json
 from ...ops.boxes import NMS_IOU
 from ...registry import get_model_entry
 from ...track.config import TrackConfig
-from ..boxes import AugmentConfig, BoxEvaluator, BoxTask
+from ..boxes import AugmentConfig, BoxEvaluator, BoxOutputConfig, BoxTask
 
 EMBEDDED = ("shapes", "polyps", "shapes_video")
 END2END_MODELS = ("yolo_n", "yolo_s", "yolo_m")  # the models with a one-to-one head (end2end=true)
@@ -23,7 +23,7 @@ MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "con
 
 
 @dataclass
-class DetectConfig(AugmentConfig, TrackConfig, TrainConfig):
+class DetectConfig(BoxOutputConfig, AugmentConfig, TrackConfig, TrainConfig):
     model: str = opt("yolo_n", "architecture name (`foveal models detect` lists them)")
     epochs: int = opt(30, "number of training epochs")
     batch: int = opt(16, "batch size (per process when run with torchrun)")
@@ -35,18 +35,6 @@ class DetectConfig(AugmentConfig, TrackConfig, TrainConfig):
     max_det: int = opt(300, "most detections kept per image", range="[1, inf)")
     end2end: bool = opt(False, "yolo_n/s/m: train a one-to-one head beside the usual one (YOLOv10) and detect "
                                "with it alone: no NMS, in PyTorch or in the exported graph (iou unused)")
-    save: bool = opt(True, "predict: write annotated images or video")
-    save_txt: bool = opt(False, "predict: also write YOLO txt labels (class cx cy w h, normalised); track: "
-                                "MOTChallenge lines, mot/<video>.txt")
-    save_conf: bool = opt(False, "predict: add each box's confidence to its save_txt line (a 6th field)")
-    classes: str = opt("", "predict: keep only these classes, a comma list of indices or names (e.g. 0,2)")
-    agnostic_nms: bool = opt(False, "predict: non-maximum suppression across classes (one box per object)")
-    hide_conf: bool = opt(False, "predict: leave the confidence out of the drawn captions")
-    hide_labels: bool = opt(False, "predict: draw the boxes without captions (no class, no confidence)")
-    line_width: int = opt(2, "predict: box line width in pixels", range="[1, inf)")
-    save_crop: bool = opt(False, "predict: also write each detected object as an image, crops/<class>/<name>.jpg")
-    save_json: bool = opt(False, "val (and the end of train): also write predictions.json, COCO results with the "
-                                 "data's own image and category ids, which pycocotools reads")
     src: str = opt("", "convert: source, e.g. voc:Annotations/,JPEGImages/ or data.yaml")
     dst: str = opt("", "convert: destination, e.g. yolo:out/, coco:out/ or voc:out/")
     segments: bool = opt(False, "convert: keep object outlines (COCO polygons/RLE, YOLO polygons) in a coco: dst")

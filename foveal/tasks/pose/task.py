@@ -21,14 +21,14 @@ from ...ops.boxes import NMS_IOU
 from ...ops.keypoints import default_sigmas, unletterbox_keypoints
 from ...registry import get_model_entry
 from ...track.config import TrackConfig
-from ..boxes import AugmentConfig, BoxEvaluator, BoxTask
+from ..boxes import AugmentConfig, BoxEvaluator, BoxOutputConfig, BoxTask
 
 EMBEDDED = ("stickmen",)
 MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "features", "explain")
 
 
 @dataclass
-class PoseConfig(AugmentConfig, TrackConfig, TrainConfig):
+class PoseConfig(BoxOutputConfig, AugmentConfig, TrackConfig, TrainConfig):
     model: str = opt("yolo_n-pose", "architecture name (`foveal models pose` lists them)")
     imgsz: int = opt(0, "input size in pixels, a multiple of 32 (0: 256 for stickmen, 320 otherwise)")
     epochs: int = opt(30, "number of training epochs")
@@ -42,18 +42,6 @@ class PoseConfig(AugmentConfig, TrackConfig, TrainConfig):
                               "joints, else 1/K each)")
     kpt_conf: float = opt(0.5, "predict: a joint is drawn (and written by save_txt) when its score is at least this",
                           range="[0, 1]")
-    save: bool = opt(True, "predict: write annotated images or video")
-    save_txt: bool = opt(False, "predict: also write YOLO-pose txt labels (class cx cy w h, then x y v per joint, "
-                                "normalised); track: MOTChallenge lines, mot/<video>.txt")
-    save_conf: bool = opt(False, "predict: add each object's confidence to its save_txt line (the last field)")
-    classes: str = opt("", "predict: keep only these classes, a comma list of indices or names (e.g. 0,2)")
-    agnostic_nms: bool = opt(False, "predict: non-maximum suppression across classes (one box per object)")
-    hide_conf: bool = opt(False, "predict: leave the confidence out of the drawn captions")
-    hide_labels: bool = opt(False, "predict: draw the boxes without captions (no class, no confidence)")
-    line_width: int = opt(2, "predict: box and limb line width in pixels", range="[1, inf)")
-    save_crop: bool = opt(False, "predict: also write each detected object as an image, crops/<class>/<name>.jpg")
-    save_json: bool = opt(False, "val (and the end of train): also write predictions.json, COCO keypoint results "
-                                 "with the data's own image and category ids, which pycocotools reads")
 
 
 def load_pose(data: str, strict: bool, val_fraction: float) -> DetectionData:

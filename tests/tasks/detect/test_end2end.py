@@ -25,12 +25,7 @@ SCENES = 8
 DUPLICATE_IOU, CONFIDENT = 0.5, 0.25  # the test: no two boxes of one object above 0.5 IoU scoring > 0.25
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions gain nothing from a second, busy core
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only waits
 
 
 def test_one_to_one_assignment_gives_each_object_exactly_one_anchor():
