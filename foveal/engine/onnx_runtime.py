@@ -79,6 +79,18 @@ def session_runner(path, device: torch.device):
     return run
 
 
+class ConfFed:
+    """run(images) of an NMS graph at its model's conf of the moment (predict's, val's, the hint's look again), not
+    the one it was exported with. It holds the model, so a deep copy of the model (the fused eval model) feeds the
+    copy's conf, not the original's."""
+
+    def __init__(self, run, model: nn.Module):
+        self.run, self.model = run, model
+
+    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.run(images, **{CONF_INPUT: self.model.conf})
+
+
 class OnnxModel(nn.Module):
     """An exported graph with one output, in the place of the model it came from (eval contract only)."""
 
@@ -98,7 +110,6 @@ def load_onnx(path, meta: dict, device: torch.device) -> nn.Module:
     if meta.get("onnx", {}).get("wrapped"):
         model = create_model(meta["model"], meta["task"], **meta["model_kwargs"])
         if meta["onnx"].get("nms"):  # the graph gives the detections: the model only unpacks them
-            # at the model's conf of the moment (predict's, val's), not the one exported with
-            return model.run_exported(lambda images: run(images, **{CONF_INPUT: model.conf}), nms=True).eval()
+            return model.run_exported(ConfFed(run, model), nms=True).eval()
         return model.run_exported(run).eval()
     return OnnxModel(run).eval()

@@ -3,6 +3,7 @@ class, or without it (nms=false: decoded boxes and class scores, foveal's NMS af
 detections and the same val mAP as PyTorch. One tiny model trained in-process for a few seconds, so that
 scores are spread out as a trained model's are (an untrained one ties every score at the class prior)."""
 
+import copy
 import importlib.util
 import sys
 
@@ -155,11 +156,15 @@ def test_the_graphs_conf_is_an_input_that_predict_raises(trained, nms_graph):
         assert not rows[len(kept):].any()
     fed = []
     model = load_trained(nms_graph, "detect", torch.device("cpu"))[0]
-    session_run = model.exported
-    model.exported = lambda x: fed.append(model.conf) or session_run(x)
+    session_run = model.exported.run
+    model.exported.run = lambda x, **feeds: fed.append(feeds) or session_run(x, **feeds)
     model.conf = 0.25
     model(trained[3][:1])
-    assert fed == [0.25]
+    twin = copy.deepcopy(model)  # as predict's fused copy, at the hint's look-again conf: it feeds its own
+    twin.conf = 0.001
+    with torch.inference_mode():
+        low = twin(trained[3][:1])[0]["scores"]
+    assert fed == [{"nms_conf": 0.25}, {"nms_conf": 0.001}] and (low < 0.25).any()
 
 
 def test_val_through_the_onnx_file_scores_as_pytorch(trained, nms_graph, raw_graph, tmp_path):
