@@ -12,8 +12,10 @@ onnx.helper: NonMaxSuppression per class, then the best max_det detections of ea
 (B, max_det, 6) output, rows x1, y1, x2, y2, score, class in input pixels, best first, zero rows after
 the last (Ultralytics' end-to-end layout). Written by hand because the exporter cannot trace an output
 whose length depends on the data. conf, iou and max_det are the model's when exported (conf 0.001,
-val's, unless set) and are stored in the metadata; running the file, rows are kept above the run's own
-conf (predict's 0.25 filters the graph's rows), while a lower conf or another iou cannot be had from it.
+val's, unless set) and are stored in the metadata. The NMS's score threshold is also an input, nms_conf,
+with that conf as its default: foveal feeds the run's own conf (onnx_runtime.ConfFed), so predict's 0.25
+selects among its own candidates; a conf below the export's or another iou cannot be had from the file
+(the traced part already dropped the pairs under the export's conf).
 nms=false, or another model: the graph ends where PyTorch's post-processing starts (YOLO: decoded boxes
 and class scores), and foveal's own NMS runs after it, the same code as PyTorch's.
 

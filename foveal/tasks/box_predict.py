@@ -72,16 +72,17 @@ class BoxPredictor(Predictor):
     with save_txt=true as YOLO label files. A task whose objects carry more (pose's keypoints) adds them
     through objects(), entry(), label_lines() and draw()."""
 
+    # foveal's YOLO runs its network and its NMS apart, so that they are timed apart; a model whose objects
+    # carry more than boxes gathers them by NMS's indices in its own forward (a predictor for it says False)
+    times_nms_apart = True
+
     def __init__(self, task, model, device):
         super().__init__(task, model, device)
         self.frame_ids = {}
         self.class_ids = class_ids(self.cfg.classes, self.classes)
         self.stride = task.rect_stride(self.meta["model"], self.meta)
-        # foveal's YOLO runs its network and its NMS apart, so that they are timed apart (not a model whose
-        # objects carry more than boxes: its own forward gathers them by NMS's indices); an end2end YOLO's
-        # forward_raw is its one-to-one head and its postprocess the top max_det pairs, without NMS
-        self.split = (hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
-                      and type(self).objects is BoxPredictor.objects)
+        # an end2end YOLO's forward_raw is its one-to-one head and its postprocess the top max_det pairs, no NMS
+        self.split = self.times_nms_apart and hasattr(model, "forward_raw") and getattr(model, "exported", None) is None
         self.nothing_found = NothingFound()
 
     def prepare(self, pixels):

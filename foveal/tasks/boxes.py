@@ -144,6 +144,11 @@ class BoxTask(Task):
         return detection_target(model, image, target, classes)
 
 
+def no_detections(**empty) -> dict:
+    """The detections of an image the evaluator was given none for, with a task's `empty` per-object arrays."""
+    return {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long), **empty}
+
+
 class BoxEvaluator(Evaluator):
     """Collects detections mapped back to each original image, then runs COCO evaluation."""
 
@@ -161,8 +166,7 @@ class BoxEvaluator(Evaluator):
     def compute(self) -> EvalResult:
         from ..metrics.detection import coco_evaluate, detection_confusion_matrix
 
-        empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
-        detections = [d if d is not None else empty for d in self.detections]
+        detections = [d if d is not None else no_detections() for d in self.detections]
         result = coco_evaluate(self.items, detections, self.classes)
         confusion = detection_confusion_matrix(self.items, detections, len(self.classes))
         return EvalResult(dict(result.stats), {"coco": result, "detections": detections, "confusion": confusion})

@@ -433,21 +433,33 @@ def served_in_a_thread(app):
         thread.join(timeout=10)
 
 
-def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path):
+def open_and_upload(driver, url: str, model: str, image, lowest_conf: bool = False):
+    """The page opened in `driver` (its header naming `model`), the slider at its lowest if asked, `image` picked
+    and drawn; returns the WebDriverWait the test goes on with."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/")
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: model in d.find_element(By.ID, "model").text)
+    if lowest_conf:
+        driver.execute_script("const s = document.getElementById('conf'); s.value = s.min; "
+                              "s.dispatchEvent(new Event('input'));")
+    driver.find_element(By.ID, "file").send_keys(str(image))
+    wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
+    assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+    return wait
+
+
+def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path):
+    from selenium.webdriver.common.by import By
 
     url, best, images = page_server
     image = sorted(images.iterdir())[0]
     expected = httpx.post(f"{url}/predict", content=image.read_bytes()).json()["results"]
     driver = browser()
     try:
-        driver.get(url + "/")
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: "yolo_n" in d.find_element(By.ID, "model").text)
-        driver.find_element(By.ID, "file").send_keys(str(image))
-        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
-        assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+        wait = open_and_upload(driver, url, "yolo_n", image)
         listed = driver.find_elements(By.CSS_SELECTOR, "#results li")
         assert [li.get_attribute("data-category") for li in listed] == [r["category"] for r in expected] and listed
         # the boxes are drawn: the canvas holds the image at its size, with the class colours on it
@@ -489,8 +501,6 @@ def test_page_in_a_browser_draws_and_lists_the_detections(page_server, tmp_path)
 def test_page_in_a_browser_fills_the_outlines_of_a_yolo_seg_graph(trained_yolo_seg):
     """yolo_n-seg exported to ONNX and served: the API answers each object's outline, and the page fills it
     (a pixel inside an outline is tinted, one outside every box is the image's own)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     from foveal.serve.app import build
     from tests.engine.test_export_yolo import export
 
@@ -517,14 +527,7 @@ def test_page_in_a_browser_fills_the_outlines_of_a_yolo_seg_graph(trained_yolo_s
         outside_y, outside_x = np.argwhere(~boxes)[0]
         driver = browser()
         try:
-            driver.get(url + "/")
-            wait = WebDriverWait(driver, 30)
-            wait.until(lambda d: "yolo_n-seg" in d.find_element(By.ID, "model").text)
-            driver.execute_script("const s = document.getElementById('conf'); s.value = s.min; "
-                                  "s.dispatchEvent(new Event('input'));")
-            driver.find_element(By.ID, "file").send_keys(str(image))
-            wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
-            assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+            open_and_upload(driver, url, "yolo_n-seg", image, lowest_conf=True)
             pixel = "return Array.from(document.getElementById('canvas').getContext('2d').getImageData({}, {}, 1, 1).data);"
             inside = np.array(driver.execute_script(pixel.format(inside_x, inside_y))[:3])
             outside = np.array(driver.execute_script(pixel.format(outside_x, outside_y))[:3])
@@ -579,7 +582,6 @@ def test_page_in_a_browser_draws_the_skeletons_of_a_yolo_pose_graph(trained_yolo
     """yolo_n-pose exported to ONNX and served: the page draws each person's joints (a pixel on a joint scored
     at least 0.5 is coloured, one far from every box is the image's own)."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     from foveal.report.draw import SIDE_COLOURS
     from foveal.serve.app import build
     from tests.engine.test_export_yolo import export
@@ -613,12 +615,7 @@ def test_page_in_a_browser_draws_the_skeletons_of_a_yolo_pose_graph(trained_yolo
         assert depth[outside_y, outside_x] >= 3  # the image has a pixel far from anything drawn
         driver = browser()
         try:
-            driver.get(url + "/")
-            wait = WebDriverWait(driver, 30)
-            wait.until(lambda d: "yolo_n-pose" in d.find_element(By.ID, "model").text)
-            driver.find_element(By.ID, "file").send_keys(str(image))
-            wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") in ("done", "error"))
-            assert driver.find_element(By.ID, "status").get_attribute("data-state") == "done"
+            open_and_upload(driver, url, "yolo_n-pose", image)
             listed = [int(item.get_attribute("data-joints"))
                       for item in driver.find_elements(By.CSS_SELECTOR, "#results li")]
             pixel = "return Array.from(document.getElementById('canvas').getContext('2d').getImageData({}, {}, 1, 1).data);"

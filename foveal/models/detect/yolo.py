@@ -36,9 +36,10 @@ above 0.25 at 0.5 IoU after 16 epochs, against four in five for the one-to-many 
 Export (foveal/engine/onnx_export.py): export_module(nms=True) traces the same candidate selection (boxes
 clipped, pairs below conf or outside the best MAX_CANDIDATES at score -1) in the layout of ONNX
 NonMaxSuppression, which the exporter then appends with the top-max_det selection: the graph gives
-(B, max_det, 6) rows x1, y1, x2, y2, score, class. Such a graph's conf, iou and max_det are fixed when
-it is written; a model running it (run_exported(fn, nms=True)) keeps the rows above its own conf, the
-first max_det of them, so a graph written at val's conf=0.001 serves predict's 0.25 as well. An end2end
+(B, max_det, 6) rows x1, y1, x2, y2, score, class. Such a graph's iou and max_det are fixed when it is
+written, its conf is the floor of the threshold the run feeds (nms_conf); a model running it
+(run_exported(fn, nms=True)) keeps the rows above its own conf, the first max_det of them, so a graph
+written at val's conf=0.001 serves predict's 0.25 as well. An end2end
 model has no NMS to append (exports_nms False): its export_module() ends with top_rows' TopK, the same
 (B, max_det, 6) rows, read back the same way (run_exported), with no conf inside the graph at all.
 """

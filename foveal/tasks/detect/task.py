@@ -1,6 +1,6 @@
 """Object detection: config, data, loss, COCO evaluation, and the info/convert modes.
 
-Prediction on images, video and cameras is in predict.py; the report in report.py.
+Prediction on images, video and cameras is tasks/box_predict.py's (shared with pose); the report in report.py.
 """
 
 from dataclasses import dataclass, replace

@@ -12,6 +12,8 @@ from ..box_predict import BoxPredictor, yolo_lines
 
 
 class PosePredictor(BoxPredictor):
+    times_nms_apart = False  # yolo-pose's forward gathers each kept row's joints
+
     def __init__(self, task, model, device):
         super().__init__(task, model, device)
         self.layout = KeypointLayout.from_dict(self.meta["keypoints"])

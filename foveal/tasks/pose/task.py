@@ -4,12 +4,13 @@ Pose data is detection data whose objects carry keypoints (foveal/data/detection
 BoxTask: the same letterbox, augmentation (the joints move with the pixels, a flip swaps left and right by
 the data's flip_idx), post-processing and tracking. Its models return keypoints (M, K, 3) per image beside
 the boxes; the evaluator maps them back to each original image and runs COCOeval's keypoint evaluation.
-Prediction is in predict.py, the report in report.py.
+Prediction is in predict.py (BoxPredictor plus the joints), the report in report.py.
 """
 
 import warnings
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from ...config import TrainConfig, opt
@@ -21,7 +22,7 @@ from ...ops.boxes import NMS_IOU
 from ...ops.keypoints import default_sigmas, unletterbox_keypoints
 from ...registry import get_model_entry
 from ...track.config import TrackConfig
-from ..boxes import AugmentConfig, BoxEvaluator, BoxOutputConfig, BoxTask
+from ..boxes import AugmentConfig, BoxEvaluator, BoxOutputConfig, BoxTask, no_detections
 
 EMBEDDED = ("stickmen",)
 MODES = ("train", "val", "predict", "track", "info", "export", "benchmark", "features", "explain")
@@ -166,10 +167,8 @@ class PoseEvaluator(BoxEvaluator):
         from ...metrics.detection import coco_evaluate
 
         result = super().compute()
-        count = len(self.sigmas)
-        detections = [d if d is not None and "keypoints" in d else
-                      {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long),
-                       "keypoints": torch.zeros(0, count, 3)} for d in self.detections]
+        detections = [d if d is not None else no_detections(keypoints=torch.zeros(0, len(self.sigmas), 3))
+                      for d in self.detections]
         pose = coco_evaluate(self.items, detections, self.classes, iou_type="keypoints", kpt_sigmas=self.sigmas)
         metrics = {f"box_{k}": v for k, v in result.metrics.items()}
         metrics.update(pose.stats)
@@ -181,8 +180,6 @@ class PoseEvaluator(BoxEvaluator):
 
 def landmark_scores(items, detections) -> dict:
     """PCK@0.2 (of the box's longer side) and NME of the best-scored detection's joints, one object per image."""
-    import numpy as np
-
     from ...metrics.keypoints import landmark_metrics
 
     count = items[0].keypoints.shape[1]

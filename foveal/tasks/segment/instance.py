@@ -6,13 +6,13 @@ augmentation (masks move with the pixels and boxes are recomputed from them) and
 
 from dataclasses import replace
 
-import torch
+import numpy as np
 
 from ...data.detection import instance_masks
 from ...data.segment_dataset import InstanceDataset
 from ...files import write_json
 from ...ops.letterbox import unletterbox_masks
-from ..boxes import BoxEvaluator, BoxTask
+from ..boxes import BoxEvaluator, BoxTask, no_detections
 from .common import EMBEDDED, SegmentConfig, default_imgsz, load_segment_data, model_kwargs
 
 
@@ -83,13 +83,8 @@ class InstanceEvaluator(BoxEvaluator):
         from ...metrics.detection import coco_evaluate
 
         result = super().compute()
-        empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
-        detections = []
-        for item, det in zip(self.items, self.detections):
-            det = det if det is not None else empty
-            if "masks" not in det:
-                det = {**det, "masks": torch.zeros((0, item.height, item.width), dtype=torch.bool).numpy()}
-            detections.append(det)
+        detections = [det if det is not None else no_detections(masks=np.zeros((0, item.height, item.width), bool))
+                      for item, det in zip(self.items, self.detections)]
         with_masks = [item if item.masks is not None else replace(item, masks=instance_masks(item))
                       for item in self.items]
         segm = coco_evaluate(with_masks, detections, self.classes, iou_type="segm")
