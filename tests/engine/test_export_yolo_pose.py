@@ -16,7 +16,8 @@ from tests.models.test_yolo_pose import IMGSZ, JOINTS, overfit_model
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-SCORE_FLOOR = 0.01  # below it, near-ties that float rounding orders either way where max_det cuts them
+SCORE_FLOOR = 0.05  # below it, near-ties that float rounding orders either way where max_det cuts them, and
+# weak duplicates whose IoU with a kept box sits at NMS's threshold (one at 0.011 was kept by one run only)
 META = {"task": "pose", "model": "yolo_n-pose", "model_kwargs": {"num_classes": 1, "num_keypoints": len(JOINTS),
                                                                   "imgsz": IMGSZ}, "classes": ["person"]}
 
